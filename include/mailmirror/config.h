@@ -1,0 +1,57 @@
+// The user's configuration: a TOML file with one [accounts.NAME] table per
+// IMAP account. See mailmirror.conf(5).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mailmirror/status.h"
+
+namespace mailmirror {
+
+enum class TlsMode {
+  kImplicit,  // TLS from the first byte (port 993)
+  kStartTls,  // plaintext greeting, then STARTTLS; refuse servers without it
+  kNone,      // no encryption at all (testing, local tunnels)
+};
+
+struct AccountConfig {
+  std::string name;  // the NAME of [accounts.NAME]
+  std::string host;
+  uint16_t port = 993;
+  TlsMode tls = TlsMode::kImplicit;
+  std::string ca_file;  // extra trusted CA certificates (PEM), may be empty
+  std::string user;
+  std::string password;      // set when the config holds the password itself
+  std::string password_cmd;  // else: a shell command printing it
+  std::string maildir;       // local root, "~" expanded; may be empty for now
+  uint32_t connect_timeout_seconds = 30;
+  uint32_t timeout_seconds = 120;  // no data from the server for this long
+};
+
+struct Config {
+  std::string path;                     // the file it was read from
+  std::vector<AccountConfig> accounts;  // in file order
+};
+
+// The default config path: $XDG_CONFIG_HOME/mailmirror/config.toml, else
+// ~/.config/mailmirror/config.toml.
+std::string DefaultConfigPath();
+
+// Reads and validates the config file. Errors are kConfig and name the file,
+// the line and the key, e.g.
+//   "/home/me/.config/mailmirror/config.toml:7: accounts.work.port: expected
+//    an integer from 1 to 65535".
+Result<Config> LoadConfig(const std::string& path);
+
+// Parses config text; `path` is used in messages only.
+Result<Config> ParseConfig(const std::string& text, const std::string& path);
+
+// The account's password: `password`, or the first line printed by
+// `password_cmd` run through /bin/sh -c. A failing command is a kConfig
+// error naming the account and the command's exit status.
+Result<std::string> ResolvePassword(const AccountConfig& account);
+
+}  // namespace mailmirror

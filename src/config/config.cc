@@ -1,0 +1,255 @@
+#include "mailmirror/config.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace mailmirror {
+namespace {
+
+constexpr const char* kAccountKeys[] = {
+    "host", "port", "tls",     "ca_file",         "user",
+    "password", "password_cmd", "maildir", "connect_timeout", "timeout",
+};
+
+std::string KnownKeysList() {
+  std::string out;
+  for (const char* key : kAccountKeys) {
+    if (!out.empty()) out += ", ";
+    out += key;
+  }
+  return out;
+}
+
+// Collects the context every error message needs: file, line and key path.
+class Validator {
+ public:
+  explicit Validator(const std::string& path) : path_(path) {}
+
+  Error At(const toml::source_region& where, const std::string& key,
+           const std::string& what) const {
+    std::string message = path_;
+    if (where.begin.line > 0) message += ":" + std::to_string(where.begin.line);
+    message += ": ";
+    if (!key.empty()) message += key + ": ";
+    message += what;
+    return MakeError(ErrorKind::kConfig, message);
+  }
+
+ private:
+  const std::string& path_;
+};
+
+std::string ExpandHome(const std::string& path) {
+  if (path == "~" || path.rfind("~/", 0) == 0) {
+    const char* home = std::getenv("HOME");
+    if (home != nullptr && *home != '\0') return std::string(home) + path.substr(1);
+  }
+  return path;
+}
+
+bool IsValidAccountName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return name != "." && name != "..";
+}
+
+Result<std::string> GetString(const Validator& v, const toml::node& node,
+                              const std::string& key) {
+  if (const auto* value = node.as_string()) return value->get();
+  return v.At(node.source(), key, "expected a string in double quotes");
+}
+
+Result<int64_t> GetInteger(const Validator& v, const toml::node& node, const std::string& key,
+                           int64_t min, int64_t max) {
+  const auto* value = node.as_integer();
+  if (value == nullptr || value->get() < min || value->get() > max) {
+    return v.At(node.source(), key,
+                "expected an integer from " + std::to_string(min) + " to " +
+                    std::to_string(max));
+  }
+  return value->get();
+}
+
+// Applies one key of an [accounts.NAME] table to `account`.
+Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::string_view key,
+                       const toml::node& node, AccountConfig& account,
+                       std::optional<uint16_t>& explicit_port) {
+  if (key == "host" || key == "user" || key == "password" || key == "password_cmd" ||
+      key == "ca_file" || key == "maildir" || key == "tls") {
+    Result<std::string> value = GetString(v, node, key_path);
+    if (!value) return value.error();
+    if (value->empty() && key != "password") {
+      return v.At(node.source(), key_path, "must not be empty");
+    }
+    if (key == "host") account.host = *value;
+    if (key == "user") account.user = *value;
+    if (key == "password") account.password = *value;
+    if (key == "password_cmd") account.password_cmd = *value;
+    if (key == "ca_file") account.ca_file = ExpandHome(*value);
+    if (key == "maildir") account.maildir = ExpandHome(*value);
+    if (key == "tls") {
+      if (*value == "implicit") {
+        account.tls = TlsMode::kImplicit;
+      } else if (*value == "starttls") {
+        account.tls = TlsMode::kStartTls;
+      } else if (*value == "none") {
+        account.tls = TlsMode::kNone;
+      } else {
+        return v.At(node.source(), key_path,
+                    "expected \"implicit\", \"starttls\" or \"none\", got \"" + *value + "\"");
+      }
+    }
+    return Status::Ok();
+  }
+  if (key == "port") {
+    Result<int64_t> port = GetInteger(v, node, key_path, 1, 65535);
+    if (!port) return port.error();
+    explicit_port = static_cast<uint16_t>(*port);
+    return Status::Ok();
+  }
+  if (key == "connect_timeout" || key == "timeout") {
+    Result<int64_t> seconds = GetInteger(v, node, key_path, 1, 86400);
+    if (!seconds) return seconds.error();
+    (key == "timeout" ? account.timeout_seconds : account.connect_timeout_seconds) =
+        static_cast<uint32_t>(*seconds);
+    return Status::Ok();
+  }
+  return v.At(node.source(), key_path, "unknown key (known keys: " + KnownKeysList() + ")");
+}
+
+Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
+                                   const toml::node& node) {
+  const std::string prefix = "accounts." + std::string(name);
+  const toml::table* table = node.as_table();
+  if (table == nullptr) {
+    return v.At(node.source(), prefix, "expected a table: [" + prefix + "]");
+  }
+  if (!IsValidAccountName(name)) {
+    return v.At(node.source(), prefix,
+                "account names may use only letters, digits, '.', '-' and '_'");
+  }
+  AccountConfig account;
+  account.name = std::string(name);
+  std::optional<uint16_t> explicit_port;
+  for (const auto& [key, value] : *table) {
+    Status applied =
+        ApplyAccountKey(v, prefix + "." + std::string(key.str()), key.str(), value, account,
+                        explicit_port);
+    if (!applied) return applied.error();
+  }
+  if (account.host.empty()) return v.At(node.source(), prefix, "missing key \"host\"");
+  if (account.user.empty()) return v.At(node.source(), prefix, "missing key \"user\"");
+  if (table->contains("password") && table->contains("password_cmd")) {
+    return v.At(node.source(), prefix, "set either \"password\" or \"password_cmd\", not both");
+  }
+  if (!table->contains("password") && !table->contains("password_cmd")) {
+    return v.At(node.source(), prefix, "missing key \"password\" or \"password_cmd\"");
+  }
+  account.port = explicit_port.value_or(account.tls == TlsMode::kImplicit ? 993 : 143);
+  return account;
+}
+
+}  // namespace
+
+std::string DefaultConfigPath() {
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  if (xdg != nullptr && *xdg == '/') return std::string(xdg) + "/mailmirror/config.toml";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "") + "/.config/mailmirror/config.toml";
+}
+
+Result<Config> ParseConfig(const std::string& text, const std::string& path) {
+  Validator v(path);
+  toml::parse_result parsed = toml::parse(text, path);
+  if (!parsed) {
+    const toml::parse_error& error = parsed.error();
+    return v.At(error.source(), "", "invalid TOML: " + std::string(error.description()));
+  }
+  const toml::table& root = parsed.table();
+  Config config;
+  config.path = path;
+  for (const auto& [key, value] : root) {
+    if (key.str() != "accounts") {
+      return v.At(value.source(), std::string(key.str()),
+                  "unknown top-level key (accounts are configured as [accounts.NAME])");
+    }
+  }
+  const toml::node* accounts = root.get("accounts");
+  if (accounts == nullptr || accounts->as_table() == nullptr ||
+      accounts->as_table()->empty()) {
+    return v.At(accounts != nullptr ? accounts->source() : toml::source_region{}, "",
+                "no accounts defined; add an [accounts.NAME] table with host, user and "
+                "password (see mailmirror.conf(5))");
+  }
+  for (const auto& [name, node] : *accounts->as_table()) {
+    Result<AccountConfig> account = ParseAccount(v, name.str(), node);
+    if (!account) return account.error();
+    config.accounts.push_back(std::move(account).value());
+  }
+  // toml++ iterates tables in key order; keep the order of the file.
+  std::stable_sort(config.accounts.begin(), config.accounts.end(),
+                   [&](const AccountConfig& a, const AccountConfig& b) {
+                     return accounts->as_table()->get(a.name)->source().begin.line <
+                            accounts->as_table()->get(b.name)->source().begin.line;
+                   });
+  return config;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    return MakeError(ErrorKind::kConfig,
+                     "cannot read config file " + path + ": " + std::strerror(err) +
+                         " (create it, or pass another with -c FILE; see mailmirror.conf(5))");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+Result<std::string> ResolvePassword(const AccountConfig& account) {
+  if (account.password_cmd.empty()) return account.password;
+  std::FILE* pipe = ::popen(account.password_cmd.c_str(), "r");
+  if (pipe == nullptr) {
+    return MakeError(ErrorKind::kConfig, "account " + account.name +
+                                             ": cannot run password_cmd: " +
+                                             std::strerror(errno));
+  }
+  std::string output;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  int status = ::pclose(pipe);
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string how = status != -1 && WIFEXITED(status)
+                          ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                          : "failed";
+    return MakeError(ErrorKind::kConfig, "account " + account.name + ": password_cmd " + how +
+                                             ": " + account.password_cmd);
+  }
+  std::string line = output.substr(0, output.find('\n'));
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) {
+    return MakeError(ErrorKind::kConfig, "account " + account.name +
+                                             ": password_cmd printed nothing: " +
+                                             account.password_cmd);
+  }
+  return line;
+}
+
+}  // namespace mailmirror

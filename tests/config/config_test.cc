@@ -1,0 +1,179 @@
+#include "mailmirror/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+namespace mailmirror {
+namespace {
+
+Config ParseOk(const std::string& text) {
+  Result<Config> config = ParseConfig(text, "test.toml");
+  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message);
+  return config.ok() ? std::move(config).value() : Config{};
+}
+
+std::string ParseError(const std::string& text) {
+  Result<Config> config = ParseConfig(text, "test.toml");
+  EXPECT_FALSE(config.ok());
+  if (config.ok()) return "";
+  EXPECT_EQ(config.error().kind, ErrorKind::kConfig);
+  return config.error().message;
+}
+
+TEST(ConfigTest, ParsesAccountsInFileOrderWithDefaults) {
+  Config config = ParseOk(R"(
+[accounts.work]
+host = "imap.example.com"
+user = "me@example.com"
+password = "secret"
+maildir = "~/Mail/work"
+
+[accounts.alpha]
+host = "localhost"
+port = 10143
+tls = "starttls"
+ca_file = "/etc/ca.pem"
+user = "alice"
+password_cmd = "echo pw"
+timeout = 30
+connect_timeout = 5
+)");
+  ASSERT_EQ(config.accounts.size(), 2u);
+  const AccountConfig& work = config.accounts[0];
+  EXPECT_EQ(work.name, "work");
+  EXPECT_EQ(work.port, 993);
+  EXPECT_EQ(work.tls, TlsMode::kImplicit);
+  EXPECT_EQ(work.password, "secret");
+  ASSERT_NE(std::getenv("HOME"), nullptr);
+  EXPECT_EQ(work.maildir, std::string(std::getenv("HOME")) + "/Mail/work");
+  EXPECT_EQ(work.timeout_seconds, 120u);
+  const AccountConfig& alpha = config.accounts[1];
+  EXPECT_EQ(alpha.name, "alpha");
+  EXPECT_EQ(alpha.port, 10143);
+  EXPECT_EQ(alpha.tls, TlsMode::kStartTls);
+  EXPECT_EQ(alpha.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(alpha.password_cmd, "echo pw");
+  EXPECT_EQ(alpha.timeout_seconds, 30u);
+  EXPECT_EQ(alpha.connect_timeout_seconds, 5u);
+}
+
+TEST(ConfigTest, StartTlsAndNoneDefaultToPort143) {
+  Config config = ParseOk(R"(
+[accounts.a]
+host = "h"
+user = "u"
+password = ""
+tls = "none"
+)");
+  ASSERT_EQ(config.accounts.size(), 1u);
+  EXPECT_EQ(config.accounts[0].port, 143);
+}
+
+TEST(ConfigTest, SyntaxErrorNamesFileAndLine) {
+  std::string message = ParseError("[accounts.a]\nhost = \"h\"\nuser = \n");
+  EXPECT_EQ(message.rfind("test.toml:3:", 0), 0u) << message;
+  EXPECT_NE(message.find("invalid TOML"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, WrongTypeNamesLineAndKey) {
+  std::string message = ParseError(
+      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = \"993\"\n");
+  EXPECT_EQ(message.rfind("test.toml:5: accounts.a.port: expected an integer", 0), 0u)
+      << message;
+}
+
+TEST(ConfigTest, PortOutOfRange) {
+  std::string message = ParseError(
+      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = 70000\n");
+  EXPECT_NE(message.find("accounts.a.port"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, UnknownKeyIsAnError) {
+  std::string message = ParseError(
+      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nhots = \"x\"\n");
+  EXPECT_EQ(message.rfind("test.toml:5: accounts.a.hots: unknown key", 0), 0u) << message;
+}
+
+TEST(ConfigTest, BadTlsValue) {
+  std::string message = ParseError(
+      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\ntls = \"ssl\"\n");
+  EXPECT_NE(message.find("\"implicit\", \"starttls\" or \"none\""), std::string::npos)
+      << message;
+}
+
+TEST(ConfigTest, MissingRequiredKeys) {
+  EXPECT_NE(ParseError("[accounts.a]\nuser = \"u\"\npassword = \"p\"\n").find("missing key \"host\""),
+            std::string::npos);
+  EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\npassword = \"p\"\n").find("missing key \"user\""),
+            std::string::npos);
+  EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\n").find("password"),
+            std::string::npos);
+  EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n"
+                       "password_cmd = \"c\"\n")
+                .find("not both"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, NoAccounts) {
+  EXPECT_NE(ParseError("").find("no accounts defined"), std::string::npos);
+  EXPECT_NE(ParseError("[other]\nx = 1\n").find("unknown top-level key"), std::string::npos);
+}
+
+TEST(ConfigTest, BadAccountName) {
+  EXPECT_NE(ParseError("[accounts.\"a/b\"]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n")
+                .find("account names"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, MissingFile) {
+  Result<Config> config = LoadConfig("/nonexistent/mailmirror.toml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().kind, ErrorKind::kConfig);
+  EXPECT_NE(config.error().message.find("/nonexistent/mailmirror.toml"), std::string::npos);
+}
+
+TEST(ConfigTest, LoadsFromFile) {
+  std::string path = ::testing::TempDir() + "/config_test.toml";
+  {
+    std::ofstream out(path);
+    out << "[accounts.x]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  }
+  Result<Config> config = LoadConfig(path);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->path, path);
+  std::remove(path.c_str());
+}
+
+AccountConfig AccountWithCommand(const std::string& command) {
+  AccountConfig account;
+  account.name = "acct";
+  account.password_cmd = command;
+  return account;
+}
+
+TEST(ConfigTest, PasswordCommandFirstLine) {
+  Result<std::string> password = ResolvePassword(AccountWithCommand("printf 'pw one\\r\\nrest\\n'"));
+  ASSERT_TRUE(password.ok());
+  EXPECT_EQ(*password, "pw one");
+}
+
+TEST(ConfigTest, PasswordCommandFailure) {
+  Result<std::string> password = ResolvePassword(AccountWithCommand("exit 3"));
+  ASSERT_FALSE(password.ok());
+  EXPECT_EQ(password.error().kind, ErrorKind::kConfig);
+  EXPECT_NE(password.error().message.find("exited with status 3"), std::string::npos);
+  EXPECT_FALSE(ResolvePassword(AccountWithCommand("true")).ok());  // printed nothing
+}
+
+TEST(ConfigTest, PlainPassword) {
+  AccountConfig account;
+  account.password = "p\"w";
+  Result<std::string> password = ResolvePassword(account);
+  ASSERT_TRUE(password.ok());
+  EXPECT_EQ(*password, "p\"w");
+}
+
+}  // namespace
+}  // namespace mailmirror

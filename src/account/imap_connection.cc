@@ -1,0 +1,88 @@
+#include "account/imap_connection.h"
+
+#include <utility>
+
+namespace mailmirror::account {
+namespace {
+
+imap::SessionOptions MakeSessionOptions(const AccountConfig& account) {
+  imap::SessionOptions options;
+  options.server = account.host + ":" + std::to_string(account.port);
+  switch (account.tls) {
+    case TlsMode::kImplicit: options.security = imap::Security::kTls; break;
+    case TlsMode::kStartTls: options.security = imap::Security::kStartTls; break;
+    case TlsMode::kNone: options.security = imap::Security::kNone; break;
+  }
+  return options;
+}
+
+}  // namespace
+
+ImapConnection::ImapConnection(net::EventLoop* loop, const AccountConfig& account)
+    : loop_(loop),
+      account_(account),
+      connection_(loop, this),
+      session_(this, MakeSessionOptions(account)) {}
+
+ImapConnection::~ImapConnection() = default;
+
+std::string ImapConnection::server() const {
+  return account_.host + ":" + std::to_string(account_.port);
+}
+
+void ImapConnection::Open(std::string password, std::function<void(Status)> ready,
+                          std::function<void()> closed) {
+  ready_ = std::move(ready);
+  closed_ = std::move(closed);
+  // Login waits for the greeting, so it can be queued before connecting.
+  session_.Login(account_.user, std::move(password), [this](Status status) {
+    auto on_ready = std::move(ready_);
+    ready_ = nullptr;
+    if (on_ready) on_ready(std::move(status));
+  });
+  net::ConnectOptions options;
+  options.host = account_.host;
+  options.port = account_.port;
+  options.implicit_tls = account_.tls == TlsMode::kImplicit;
+  options.ca_file = account_.ca_file;
+  options.connect_timeout_ms = account_.connect_timeout_seconds * 1000;
+  options.read_timeout_ms = account_.timeout_seconds * 1000;
+  connection_.Connect(options);
+}
+
+void ImapConnection::Finish() {
+  if (closing_) return;
+  if (session_.authenticated()) {
+    session_.Logout([](Status) {});  // the session closes the transport
+  } else {
+    Close();
+  }
+}
+
+void ImapConnection::OnConnected() {}  // the greeting arrives as data
+
+void ImapConnection::OnData(std::string_view data) { session_.OnData(data); }
+
+void ImapConnection::OnTlsStarted() { session_.OnTlsStarted(); }
+
+void ImapConnection::OnClosed(Status status) {
+  closing_ = true;
+  session_.OnClosed(std::move(status));
+  // The connection may not be destroyed from its own callback: report the
+  // close on a later loop turn, where the owner may delete us.
+  if (closed_) {
+    loop_->Post([closed = std::move(closed_)] { closed(); });
+    closed_ = nullptr;
+  }
+}
+
+void ImapConnection::Send(std::string_view bytes) { connection_.Write(bytes); }
+
+void ImapConnection::StartTls() { connection_.StartTls(); }
+
+void ImapConnection::Close() {
+  closing_ = true;
+  connection_.Close();
+}
+
+}  // namespace mailmirror::account

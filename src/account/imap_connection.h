@@ -1,0 +1,61 @@
+// An IMAP session on a network connection, opened for one configured
+// account: the glue between net::Connection and imap::Session.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "imap/session.h"
+#include "mailmirror/config.h"
+#include "mailmirror/status.h"
+#include "net/connection.h"
+#include "net/event_loop.h"
+
+namespace mailmirror::account {
+
+// Lifetime: owned by the caller; destroy it only after the `closed`
+// callback given to Open has run (or before Open). Loop thread only.
+class ImapConnection : private net::ConnectionObserver, private imap::Transport {
+ public:
+  ImapConnection(net::EventLoop* loop, const AccountConfig& account);
+  ~ImapConnection() override;
+  ImapConnection(const ImapConnection&) = delete;
+  ImapConnection& operator=(const ImapConnection&) = delete;
+
+  // Connects, upgrades to TLS as configured and logs in. `ready` runs once
+  // when the session is authenticated or failed; `closed` runs once, last,
+  // when the connection is gone, from its own loop turn (so the owner may
+  // destroy this object there).
+  void Open(std::string password, std::function<void(Status)> ready,
+            std::function<void()> closed);
+
+  imap::Session& session() { return session_; }
+
+  // Logs out politely if the session is usable, then closes.
+  void Finish();
+
+  std::string server() const;
+
+ private:
+  // net::ConnectionObserver
+  void OnConnected() override;
+  void OnData(std::string_view data) override;
+  void OnTlsStarted() override;
+  void OnClosed(Status status) override;
+  // imap::Transport
+  void Send(std::string_view bytes) override;
+  void StartTls() override;
+  void Close() override;
+
+  net::EventLoop* loop_;
+  const AccountConfig& account_;
+  net::Connection connection_;
+  imap::Session session_;
+  std::string password_;
+  std::function<void(Status)> ready_;
+  std::function<void()> closed_;
+  bool closing_ = false;
+};
+
+}  // namespace mailmirror::account

@@ -1,0 +1,100 @@
+#include "cli/app.h"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/accounts.h"
+#include "cli/list_command.h"
+#include "mailmirror/config.h"
+#include "mailmirror/status.h"
+#include "util/log.h"
+#include "util/version.h"
+
+namespace mailmirror::cli {
+namespace {
+
+constexpr int kExitOk = 0;
+
+int Report(const Error& error) {
+  Log(LogLevel::kError, error.message);
+  return ExitCodeFor(error.kind);
+}
+
+struct GlobalOptions {
+  std::string config_path;
+  int verbosity = 0;
+  bool quiet = false;
+};
+
+int RunList(const GlobalOptions& global, const std::vector<std::string>& names) {
+  Result<Config> config = LoadConfig(global.config_path);
+  if (!config.ok()) return Report(config.error());
+  Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
+  if (!accounts.ok()) return Report(accounts.error());
+
+  std::vector<AccountListing> listings = ListAccounts(*accounts);
+  PrintListings(listings, std::cout);
+  std::cout.flush();
+  // Every failed account is reported; the exit code is the first failure's.
+  int exit_code = kExitOk;
+  for (const AccountListing& listing : listings) {
+    if (listing.mailboxes.ok()) continue;
+    int code = Report(listing.mailboxes.error().Wrap("account " + listing.account->name));
+    if (exit_code == kExitOk) exit_code = code;
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"mailmirror: mirror IMAP accounts into Maildir folders, both ways",
+               "mailmirror"};
+  app.set_version_flag("--version", std::string("mailmirror ") + kVersion);
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+
+  GlobalOptions global;
+  global.config_path = DefaultConfigPath();
+  app.add_option("-c,--config", global.config_path, "Configuration file")
+      ->capture_default_str()
+      ->option_text("FILE");
+  app.add_flag("-v,--verbose", global.verbosity,
+               "More diagnostics on stderr (-vv debug, -vvv protocol trace)");
+  app.add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
+
+  std::vector<std::string> list_accounts;
+  CLI::App* list = app.add_subcommand(
+      "list", "List each account's folders with message and unread counts");
+  list->add_option("ACCOUNT", list_accounts, "Accounts to list (default: all)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "mailmirror: " << e.what() << "\n"
+              << "Run 'mailmirror --help' for usage.\n";
+    return ExitCodeFor(ErrorKind::kUsage);
+  }
+
+  LogLevel level = LogLevel::kWarning;
+  if (global.quiet) {
+    level = LogLevel::kError;
+  } else if (global.verbosity > 0) {
+    level = static_cast<LogLevel>(std::min(static_cast<int>(LogLevel::kTrace),
+                                           static_cast<int>(LogLevel::kWarning) + global.verbosity));
+  }
+  SetLogLevel(level);
+
+  if (list->parsed()) return RunList(global, list_accounts);
+  return ExitCodeFor(ErrorKind::kUsage);
+}
+
+}  // namespace mailmirror::cli

@@ -1,0 +1,504 @@
+#include "imap/session.h"
+
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "imap/mailbox_name.h"
+#include "util/base64.h"
+#include "util/log.h"
+#include "util/strings.h"
+
+namespace mailmirror::imap {
+namespace {
+
+Error ConnectionLost(const std::string& server, const std::string& bye_text) {
+  std::string message = "connection to " + server + " closed unexpectedly";
+  if (!bye_text.empty()) message += " (server said: " + Printable(bye_text) + ")";
+  return MakeError(ErrorKind::kUnavailable, message);
+}
+
+std::string DescribeReply(const TaggedReply& reply) {
+  std::string out;
+  if (!reply.code.empty()) out += "[" + reply.code + "] ";
+  out += Printable(reply.text);
+  return out;
+}
+
+bool HasAttribute(const std::vector<std::string>& attributes, std::string_view name) {
+  for (const std::string& attribute : attributes) {
+    if (EqualsIgnoreCase(attribute, name)) return true;
+  }
+  return false;
+}
+
+void ApplyStatus(const StatusData& status, MailboxInfo& info) {
+  if (status.messages) info.messages = status.messages;
+  if (status.unseen) info.unseen = status.unseen;
+  if (status.uidnext) info.uidnext = status.uidnext;
+  if (status.uidvalidity) info.uidvalidity = status.uidvalidity;
+  if (status.highestmodseq) info.highestmodseq = status.highestmodseq;
+}
+
+// INBOX is case-insensitive (RFC 3501 §5.1); Office 365 says "Inbox".
+std::string CanonicalName(std::string_view raw) {
+  return EqualsIgnoreCase(raw, "INBOX") ? std::string("INBOX") : std::string(raw);
+}
+
+}  // namespace
+
+// --- Capabilities
+
+void Capabilities::Assign(const std::vector<std::string_view>& names) {
+  names_.clear();
+  for (std::string_view name : names) names_.insert(ToUpperAscii(name));
+}
+
+bool Capabilities::Has(std::string_view name) const {
+  return names_.count(ToUpperAscii(name)) > 0;
+}
+
+std::string Capabilities::ToString() const {
+  std::string out;
+  for (const std::string& name : names_) {
+    if (!out.empty()) out += ' ';
+    out += name;
+  }
+  return out;
+}
+
+// --- Session
+
+Session::Session(Transport* transport, SessionOptions options)
+    : transport_(transport),
+      options_(std::move(options)),
+      parser_(this, nullptr, options_.limits) {}
+
+Session::~Session() = default;
+
+void Session::OnData(std::string_view data) {
+  // After STARTTLS succeeded, plaintext bytes still buffered are never
+  // interpreted: they may have been injected before the handshake.
+  if (state_ == State::kClosed || state_ == State::kStartingTls) return;
+  if (LogEnabled(LogLevel::kTrace)) Log(LogLevel::kTrace, "S: " + Printable(data, 500));
+  Status status = parser_.Feed(data);
+  if (!status.ok()) Fail(status.error().Wrap("bad response from " + options_.server));
+}
+
+void Session::OnTlsStarted() {
+  if (state_ != State::kStartingTls) return;
+  parser_.Reset();
+  state_ = State::kNotAuthenticated;
+  tls_started_ = true;
+  // RFC 2595 §3.1: capabilities learned before TLS are void.
+  capabilities_.Clear();
+  EnsureCapabilities([this] { Authenticate(); });
+}
+
+void Session::OnClosed(Status status) {
+  if (failure_) return;
+  Error error = status.ok() ? ConnectionLost(options_.server, bye_text_) : status.error();
+  if (state_ == State::kClosed && in_flight_.empty() && queued_.empty() && !login_done_) {
+    return;  // closed after LOGOUT, as expected
+  }
+  failure_ = error;
+  state_ = State::kClosed;
+  FailAll(error);
+}
+
+void Session::Fail(Error error) {
+  if (failure_) return;
+  Log(LogLevel::kDebug, "session " + options_.server + " failed: " + error.message);
+  failure_ = error;
+  state_ = State::kClosed;
+  transport_->Close();
+  FailAll(error);
+}
+
+void Session::FailAll(const Error& error) {
+  std::deque<Pending> in_flight = std::move(in_flight_);
+  std::deque<Pending> queued = std::move(queued_);
+  in_flight_.clear();
+  queued_.clear();
+  awaiting_continuation_ = false;
+  for (Pending& pending : in_flight) pending.on_reply(error);
+  for (Pending& pending : queued) pending.on_reply(error);
+  if (login_done_) FinishLogin(error);
+}
+
+Status Session::OnResponse(const Response& response) {
+  if (failure_) return *failure_;
+  if (state_ == State::kStartingTls) return Status::Ok();  // see OnData
+
+  // Capabilities can change with any response that carries them.
+  if (response.type == ResponseType::kCapability) capabilities_.Assign(response.capabilities);
+  if ((response.type == ResponseType::kTagged || response.type == ResponseType::kCondition) &&
+      response.code && EqualsIgnoreCase(response.code->name, "CAPABILITY")) {
+    capabilities_.Assign(response.code->items);
+  }
+  if (state_ == State::kGreeting) return OnGreeting(response);
+
+  switch (response.type) {
+    case ResponseType::kTagged:
+      OnTagged(response);
+      break;
+    case ResponseType::kContinuation:
+      OnContinuation();
+      break;
+    case ResponseType::kCondition:
+      if (response.condition == Condition::kBye) bye_text_ = std::string(response.text);
+      if (response.code && EqualsIgnoreCase(response.code->name, "ALERT")) {
+        Log(LogLevel::kWarning,
+            "alert from " + options_.server + ": " + Printable(response.text));
+      }
+      [[fallthrough]];
+    default:
+      // Untagged data goes to the oldest command in flight that asked for it.
+      for (Pending& pending : in_flight_) {
+        if (pending.on_untagged) {
+          pending.on_untagged(response);
+          break;
+        }
+      }
+      break;
+  }
+  return failure_ ? Status(*failure_) : Status::Ok();
+}
+
+Status Session::OnGreeting(const Response& response) {
+  if (response.type != ResponseType::kCondition) {
+    Fail(MakeError(ErrorKind::kProtocol,
+                   "server " + options_.server + " sent no IMAP greeting (is this an IMAP "
+                                                 "port? check host, port and tls)"));
+    return *failure_;
+  }
+  switch (response.condition) {
+    case Condition::kOk:
+      state_ = State::kNotAuthenticated;
+      AfterGreeting();
+      break;
+    case Condition::kPreauth:
+      if (options_.security == Security::kStartTls) {
+        Fail(MakeError(ErrorKind::kUnavailable,
+                       "server " + options_.server +
+                           " sent PREAUTH before STARTTLS; refusing to continue unencrypted"));
+        break;
+      }
+      state_ = State::kAuthenticated;
+      AfterGreeting();
+      break;
+    case Condition::kBye:
+      Fail(MakeError(ErrorKind::kUnavailable, "server " + options_.server +
+                                                  " refused the connection: " +
+                                                  Printable(response.text)));
+      break;
+    default:
+      Fail(MakeError(ErrorKind::kProtocol, "server " + options_.server +
+                                               " sent an invalid greeting: " +
+                                               Printable(response.text)));
+      break;
+  }
+  return failure_ ? Status(*failure_) : Status::Ok();
+}
+
+void Session::OnTagged(const Response& response) {
+  for (auto it = in_flight_.begin(); it != in_flight_.end(); ++it) {
+    if (it->tag != response.tag) continue;
+    TaggedReply reply;
+    reply.condition = response.condition;
+    if (response.code) {
+      reply.code = ToUpperAscii(response.code->name);
+      reply.code_raw = std::string(response.code->raw);
+    }
+    reply.text = std::string(response.text);
+    Pending pending = std::move(*it);
+    in_flight_.erase(it);
+    // A NO/BAD instead of "+" means: do not send the literal.
+    if (pending.parts_sent < pending.command.parts.size()) awaiting_continuation_ = false;
+    Log(LogLevel::kTrace, "tagged " + pending.tag + " " + pending.command.verb + ": " +
+                              DescribeReply(reply));
+    pending.on_reply(std::move(reply));
+    SendQueued();
+    return;
+  }
+  Log(LogLevel::kDebug, "ignoring reply for unknown tag " + Printable(response.tag));
+}
+
+void Session::OnContinuation() {
+  if (!awaiting_continuation_ || in_flight_.empty()) {
+    Fail(MakeError(ErrorKind::kProtocol,
+                   "server " + options_.server + " sent an unexpected continuation request"));
+    return;
+  }
+  // Nothing is sent after a command that waits for "+", so it is the last.
+  SendNextPart(in_flight_.back());
+  SendQueued();
+}
+
+void Session::Execute(Command command, UntaggedHandler on_untagged, ReplyHandler on_reply) {
+  if (failure_) {
+    on_reply(*failure_);
+    return;
+  }
+  Pending pending;
+  pending.tag = "A" + std::to_string(next_tag_++);
+  pending.command = std::move(command);
+  pending.on_untagged = std::move(on_untagged);
+  pending.on_reply = std::move(on_reply);
+  queued_.push_back(std::move(pending));
+  SendQueued();
+}
+
+void Session::SendQueued() {
+  while (!failure_ && !awaiting_continuation_ && !queued_.empty() &&
+         in_flight_.size() < options_.max_in_flight) {
+    in_flight_.push_back(std::move(queued_.front()));
+    queued_.pop_front();
+    SendNextPart(in_flight_.back());
+  }
+}
+
+void Session::SendNextPart(Pending& pending) {
+  std::string bytes;
+  if (pending.parts_sent == 0) bytes = pending.tag + " ";
+  bytes += pending.command.parts[pending.parts_sent++];
+  awaiting_continuation_ = pending.parts_sent < pending.command.parts.size();
+  if (LogEnabled(LogLevel::kTrace)) {
+    Log(LogLevel::kTrace, "C: " + (pending.command.sensitive
+                                       ? pending.tag + " " + pending.command.verb + " <secret>"
+                                       : Printable(bytes, 500)));
+  }
+  transport_->Send(bytes);
+}
+
+LiteralPolicy Session::literal_policy() const {
+  if (capabilities_.Has("LITERAL+")) return LiteralPolicy::kPlusAny;
+  if (capabilities_.Has("LITERAL-") || capabilities_.Has("IMAP4rev2")) {
+    return LiteralPolicy::kPlusSmall;
+  }
+  return LiteralPolicy::kSynchronizing;
+}
+
+// --- Login
+
+void Session::Login(std::string user, std::string password, Done done) {
+  if (failure_) {
+    done(*failure_);
+    return;
+  }
+  user_ = std::move(user);
+  password_ = std::move(password);
+  login_done_ = std::move(done);
+  if (state_ != State::kGreeting) AfterGreeting();
+}
+
+void Session::AfterGreeting() {
+  if (!login_done_) return;  // Login() continues from here when called
+  if (state_ == State::kAuthenticated) {
+    EnsureCapabilities([this] { FinishLogin(Status::Ok()); });
+  } else if (options_.security == Security::kStartTls && !tls_started_) {
+    EnsureCapabilities([this] { StartTlsUpgrade(); });
+  } else {
+    EnsureCapabilities([this] { Authenticate(); });
+  }
+}
+
+void Session::EnsureCapabilities(std::function<void()> next) {
+  if (!capabilities_.empty()) {
+    next();
+    return;
+  }
+  Execute(Command{{"CAPABILITY\r\n"}, "CAPABILITY", false}, nullptr,
+          [this, next = std::move(next)](Result<TaggedReply> reply) {
+            if (!reply.ok()) return;  // FailAll reports to the login
+            if (reply->condition != Condition::kOk || capabilities_.empty()) {
+              Fail(MakeError(ErrorKind::kProtocol, "CAPABILITY failed on " + options_.server +
+                                                       ": " + DescribeReply(*reply)));
+              return;
+            }
+            next();
+          });
+}
+
+void Session::StartTlsUpgrade() {
+  if (!capabilities_.Has("STARTTLS")) {
+    Fail(MakeError(ErrorKind::kUnavailable,
+                   "server " + options_.server +
+                       " does not offer STARTTLS; refusing to send credentials unencrypted "
+                       "(use tls = \"implicit\" with its TLS port, usually 993)"));
+    return;
+  }
+  Execute(Command{{"STARTTLS\r\n"}, "STARTTLS", false}, nullptr,
+          [this](Result<TaggedReply> reply) {
+            if (!reply.ok()) return;
+            if (reply->condition != Condition::kOk) {
+              Fail(MakeError(ErrorKind::kUnavailable, "server " + options_.server +
+                                                          " refused STARTTLS: " +
+                                                          DescribeReply(*reply)));
+              return;
+            }
+            state_ = State::kStartingTls;
+            transport_->StartTls();
+          });
+}
+
+void Session::Authenticate() {
+  Command command;
+  if (capabilities_.Has("AUTH=PLAIN")) {
+    // RFC 4616: authzid NUL authcid NUL password, base64 encoded.
+    std::string message;
+    message += '\0';
+    message += user_;
+    message += '\0';
+    message += password_;
+    std::string initial = Base64Encode(message);
+    command.verb = "AUTHENTICATE";
+    command.sensitive = true;
+    if (capabilities_.Has("SASL-IR")) {
+      command.parts = {"AUTHENTICATE PLAIN " + (initial.empty() ? "=" : initial) + "\r\n"};
+    } else {
+      command.parts = {"AUTHENTICATE PLAIN\r\n", initial + "\r\n"};
+    }
+  } else if (capabilities_.Has("LOGINDISABLED")) {
+    Fail(MakeError(ErrorKind::kConfig,
+                   "server " + options_.server +
+                       " forbids LOGIN on this connection (LOGINDISABLED) and offers no "
+                       "mechanism mailmirror supports; use tls = \"implicit\" or \"starttls\""));
+    return;
+  } else {
+    Result<Command> login = CommandBuilder("LOGIN", literal_policy())
+                                .AString(user_)
+                                .AString(password_)
+                                .Sensitive()
+                                .Build();
+    if (!login.ok()) {
+      Fail(login.error());
+      return;
+    }
+    command = std::move(login).value();
+  }
+  Execute(std::move(command), nullptr, [this](Result<TaggedReply> reply) {
+    if (!reply.ok()) return;
+    password_.assign(password_.size(), '\0');
+    password_.clear();
+    if (reply->condition == Condition::kOk) {
+      state_ = State::kAuthenticated;
+      // Servers advertise more after login; the list in the OK is current.
+      if (reply->code != "CAPABILITY") capabilities_.Clear();
+      EnsureCapabilities([this] { FinishLogin(Status::Ok()); });
+      return;
+    }
+    ErrorKind kind = ErrorKind::kAuth;
+    if (reply->code == "UNAVAILABLE") kind = ErrorKind::kTemporary;
+    if (reply->condition == Condition::kBad) kind = ErrorKind::kProtocol;
+    std::string hint = kind == ErrorKind::kAuth ? " (check user and password)" : "";
+    FinishLogin(MakeError(kind, "server " + options_.server + " rejected login as \"" + user_ +
+                                    "\": " + DescribeReply(*reply) + hint));
+  });
+}
+
+void Session::FinishLogin(Status status) {
+  if (!login_done_) return;
+  Done done = std::move(login_done_);
+  login_done_ = nullptr;
+  done(std::move(status));
+}
+
+// --- Commands
+
+void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done) {
+  struct ListState {
+    std::vector<MailboxInfo> mailboxes;
+    std::map<std::string, size_t> by_name;  // raw name -> index
+    size_t status_pending = 0;
+    std::function<void(Result<std::vector<MailboxInfo>>)> done;
+  };
+  auto state = std::make_shared<ListState>();
+  state->done = std::move(done);
+
+  std::string items = "MESSAGES UNSEEN UIDNEXT UIDVALIDITY";
+  if (capabilities_.Has("CONDSTORE")) items += " HIGHESTMODSEQ";
+  const bool list_status = capabilities_.Has("LIST-STATUS");
+
+  auto collect = [state](const Response& response) {
+    if (response.type == ResponseType::kList && !response.list.lsub) {
+      MailboxInfo info;
+      info.raw_name = CanonicalName(response.list.mailbox);
+      info.name = DisplayMailboxName(info.raw_name);
+      info.delimiter = response.list.delimiter;
+      for (std::string_view attribute : response.list.attributes) {
+        info.attributes.emplace_back(attribute);
+      }
+      info.selectable = !HasAttribute(info.attributes, "\\Noselect") &&
+                        !HasAttribute(info.attributes, "\\NonExistent");
+      if (state->by_name.count(info.raw_name) == 0) {
+        state->by_name[info.raw_name] = state->mailboxes.size();
+        state->mailboxes.push_back(std::move(info));
+      }
+    } else if (response.type == ResponseType::kStatus) {
+      auto it = state->by_name.find(CanonicalName(response.status.mailbox));
+      if (it != state->by_name.end()) ApplyStatus(response.status, state->mailboxes[it->second]);
+    }
+  };
+
+  CommandBuilder list("LIST", literal_policy());
+  list.String("").String("*");
+  if (list_status) list.Raw("RETURN (STATUS (" + items + "))");
+  Result<Command> command = list.Build();
+  Execute(std::move(command).value(), collect,
+          [this, state, items, list_status, collect](Result<TaggedReply> reply) {
+            if (!reply.ok()) return state->done(reply.error());
+            if (reply->condition != Condition::kOk) {
+              return state->done(MakeError(ErrorKind::kProtocol,
+                                           "LIST failed on " + options_.server + ": " +
+                                               DescribeReply(*reply)));
+            }
+            if (list_status) return state->done(std::move(state->mailboxes));
+            // No LIST-STATUS: one STATUS per mailbox, all pipelined.
+            for (const MailboxInfo& info : state->mailboxes) {
+              if (!info.selectable) continue;
+              Result<Command> status = CommandBuilder("STATUS", literal_policy())
+                                           .AString(info.raw_name)
+                                           .Raw("(" + items + ")")
+                                           .Build();
+              if (!status.ok()) continue;  // a name with NUL cannot be asked about
+              ++state->status_pending;
+              Execute(std::move(status).value(), collect,
+                      [this, state, name = info.name](Result<TaggedReply> status_reply) {
+                        if (state->status_pending == 0) return;  // already failed
+                        if (!status_reply.ok()) {
+                          state->status_pending = 0;
+                          return state->done(status_reply.error());
+                        }
+                        if (status_reply->condition != Condition::kOk) {
+                          // The folder may have vanished since LIST: keep it without counts.
+                          Log(LogLevel::kWarning, "STATUS " + name + " failed on " +
+                                                      options_.server + ": " +
+                                                      DescribeReply(*status_reply));
+                        }
+                        if (--state->status_pending == 0) {
+                          state->done(std::move(state->mailboxes));
+                        }
+                      });
+            }
+            if (state->status_pending == 0) state->done(std::move(state->mailboxes));
+          });
+}
+
+void Session::Logout(Done done) {
+  if (failure_) {
+    done(*failure_);
+    return;
+  }
+  Execute(Command{{"LOGOUT\r\n"}, "LOGOUT", false}, nullptr,
+          [this, done = std::move(done)](Result<TaggedReply> reply) {
+            if (reply.ok()) {
+              state_ = State::kClosed;
+              transport_->Close();
+            }
+            // Some servers close right after their BYE, before the tagged OK.
+            done(reply.ok() || !bye_text_.empty() ? Status::Ok() : reply.status());
+          });
+}
+
+}  // namespace mailmirror::imap

@@ -1,0 +1,177 @@
+// One IMAP connection's client state machine: greeting, STARTTLS,
+// CAPABILITY, authentication, and the commands the engine runs, pipelined.
+//
+// The session knows no sockets: bytes go out through a Transport, and the
+// owner feeds what arrives into OnData (and forwards the transport's other
+// events). That keeps it testable by replaying recorded server transcripts.
+//
+// Threading and lifetime: one thread (the loop's). Completion callbacks run
+// from inside OnData/OnClosed; they may start further commands on this
+// session but must not destroy it — destroy it after the transport closed,
+// from a later loop turn. Every callback passed to a method is called exactly
+// once: on completion, or with an error when the connection fails.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imap/command.h"
+#include "imap/parser.h"
+#include "mailmirror/status.h"
+
+namespace mailmirror::imap {
+
+// What a Session needs from the byte stream below it.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void Send(std::string_view bytes) = 0;
+  // Starts TLS on the stream; the owner calls Session::OnTlsStarted when
+  // the handshake has verified the server, or OnClosed on failure.
+  virtual void StartTls() = 0;
+  virtual void Close() = 0;
+};
+
+// The server's capabilities, compared case-insensitively.
+class Capabilities {
+ public:
+  void Assign(const std::vector<std::string_view>& names);
+  void Clear() { names_.clear(); }
+  bool empty() const { return names_.empty(); }
+  bool Has(std::string_view name) const;
+  std::string ToString() const;
+
+ private:
+  std::set<std::string> names_;  // upper-case
+};
+
+enum class Security {
+  kTls,       // the transport is already encrypted (implicit TLS)
+  kStartTls,  // upgrade with STARTTLS before anything else; fail without it
+  kNone,      // plaintext, as the user asked
+};
+
+struct SessionOptions {
+  std::string server;  // "host:port", for messages
+  Security security = Security::kTls;
+  ParserLimits limits;
+  size_t max_in_flight = 64;  // pipelined commands awaiting their tagged reply
+};
+
+// A tagged reply, copied out of the parser's buffer.
+struct TaggedReply {
+  Condition condition = Condition::kOk;
+  std::string code;      // response code name, upper-case, may be empty
+  std::string code_raw;  // its payload
+  std::string text;
+};
+
+struct MailboxInfo {
+  std::string raw_name;  // the server's bytes: the key for later commands
+  std::string name;      // UTF-8 for display (decoded modified UTF-7)
+  char delimiter = 0;    // 0: flat name (NIL)
+  std::vector<std::string> attributes;
+  bool selectable = true;  // false for \Noselect and \NonExistent
+  std::optional<uint32_t> messages;
+  std::optional<uint32_t> unseen;
+  std::optional<uint32_t> uidnext;
+  std::optional<uint32_t> uidvalidity;
+  std::optional<uint64_t> highestmodseq;
+};
+
+class Session : private ResponseHandler {
+ public:
+  using Done = std::function<void(Status)>;
+  using UntaggedHandler = std::function<void(const Response&)>;
+  using ReplyHandler = std::function<void(Result<TaggedReply>)>;
+
+  Session(Transport* transport, SessionOptions options);
+  ~Session() override;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // --- Events from the transport.
+  void OnData(std::string_view data);
+  void OnTlsStarted();
+  void OnClosed(Status status);
+
+  // --- Operations.
+
+  // Waits for the greeting, upgrades with STARTTLS if asked, learns the
+  // capabilities and authenticates (AUTHENTICATE PLAIN when offered, with
+  // SASL-IR when possible, else LOGIN). Errors: kAuth when the server
+  // rejects the credentials, kUnavailable for BYE greetings and missing
+  // STARTTLS, kConfig when the server forbids every login we could do.
+  void Login(std::string user, std::string password, Done done);
+
+  // Lists every mailbox with its message, unseen and UID counts, using
+  // LIST-STATUS when offered, else LIST and pipelined STATUS commands.
+  void ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done);
+
+  // Sends LOGOUT and closes the transport once the server confirms.
+  void Logout(Done done);
+
+  // Sends one command, pipelined behind those in flight. Each untagged
+  // response goes to the oldest in-flight command that has an on_untagged
+  // handler (commands of one job share state, so the exact owner of a
+  // response never matters). If the session has already failed, on_reply
+  // is called at once with the error.
+  void Execute(Command command, UntaggedHandler on_untagged, ReplyHandler on_reply);
+
+  const Capabilities& capabilities() const { return capabilities_; }
+  bool authenticated() const { return state_ == State::kAuthenticated; }
+
+ private:
+  enum class State { kGreeting, kNotAuthenticated, kStartingTls, kAuthenticated, kClosed };
+
+  struct Pending {
+    std::string tag;
+    Command command;
+    size_t parts_sent = 0;
+    UntaggedHandler on_untagged;
+    ReplyHandler on_reply;
+  };
+
+  Status OnResponse(const Response& response) override;
+  Status OnGreeting(const Response& response);
+  void OnTagged(const Response& response);
+  void OnContinuation();
+
+  void AfterGreeting();
+  void StartTlsUpgrade();
+  void EnsureCapabilities(std::function<void()> next);
+  void Authenticate();
+  void FinishLogin(Status status);
+
+  LiteralPolicy literal_policy() const;
+  void SendQueued();
+  void SendNextPart(Pending& pending);
+  void Fail(Error error);
+  void FailAll(const Error& error);
+
+  Transport* transport_;
+  SessionOptions options_;
+  ResponseParser parser_;
+  State state_ = State::kGreeting;
+  bool tls_started_ = false;
+  Capabilities capabilities_;
+  uint32_t next_tag_ = 1;
+  std::deque<Pending> queued_;     // built, not sent yet
+  std::deque<Pending> in_flight_;  // sent (at least partly), awaiting a tagged reply
+  bool awaiting_continuation_ = false;
+  std::optional<Error> failure_;  // the first fatal error
+  std::string bye_text_;          // text of an untagged BYE, for messages
+
+  // Login in progress.
+  std::string user_;
+  std::string password_;
+  Done login_done_;
+};
+
+}  // namespace mailmirror::imap

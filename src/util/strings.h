@@ -1,0 +1,18 @@
+// Small ASCII string helpers. IMAP keywords, flags and capability names are
+// case-insensitive ASCII; these never look at locale.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace mailmirror {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+std::string ToUpperAscii(std::string_view text);
+
+// `text` made safe to print in one line of a log or error message: bytes
+// outside printable ASCII become \xNN, CR and LF become \r and \n, and the
+// result is cut after `max_length` input bytes with "...".
+std::string Printable(std::string_view text, size_t max_length = 200);
+
+}  // namespace mailmirror

@@ -1,0 +1,383 @@
+// Session tests replay server transcripts through a scripted transport and
+// check what the client sends back and what the callbacks report.
+#include "imap/session.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/base64.h"
+
+namespace mailmirror::imap {
+namespace {
+
+class ScriptedTransport : public Transport {
+ public:
+  void Send(std::string_view bytes) override { sent += bytes; }
+  void StartTls() override { tls_started = true; }
+  void Close() override { closed = true; }
+
+  // Returns and forgets what the client sent so far.
+  std::string TakeSent() {
+    std::string out = std::move(sent);
+    sent.clear();
+    return out;
+  }
+
+  std::string sent;
+  bool tls_started = false;
+  bool closed = false;
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void MakeSession(Security security, ParserLimits limits = {}) {
+    SessionOptions options;
+    options.server = "imap.test:993";
+    options.security = security;
+    options.limits = limits;
+    session_ = std::make_unique<Session>(&transport_, options);
+  }
+
+  void StartLogin(const std::string& user = "alice", const std::string& password = "secret") {
+    session_->Login(user, password, [this](Status status) {
+      ASSERT_FALSE(login_status_.has_value()) << "login reported twice";
+      login_status_ = status;
+    });
+  }
+
+  void Server(std::string_view bytes) { session_->OnData(bytes); }
+
+  ScriptedTransport transport_;
+  std::unique_ptr<Session> session_;
+  std::optional<Status> login_status_;
+};
+
+std::string PlainInitialResponse(const std::string& user, const std::string& password) {
+  return Base64Encode(std::string("\0", 1) + user + std::string("\0", 1) + password);
+}
+
+TEST_F(SessionTest, SaslIrLoginUsesCapabilitiesFromGreetingAndOk) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  EXPECT_EQ(transport_.TakeSent(), "");  // nothing before the greeting
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN LITERAL+] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(),
+            "A1 AUTHENTICATE PLAIN " + PlainInitialResponse("alice", "secret") + "\r\n");
+  Server("A1 OK [CAPABILITY IMAP4rev1 CONDSTORE LIST-STATUS] Logged in\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+  EXPECT_TRUE(session_->authenticated());
+  EXPECT_TRUE(session_->capabilities().Has("condstore"));
+  EXPECT_FALSE(session_->capabilities().Has("SASL-IR"));  // replaced by the new list
+  EXPECT_EQ(transport_.TakeSent(), "");                  // no extra CAPABILITY
+}
+
+TEST_F(SessionTest, LoginCommandWhenNoPlainMechanism) {
+  MakeSession(Security::kTls);
+  StartLogin("alice", "p\"w\\ d");
+  Server("* OK hello\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 CAPABILITY\r\n");
+  Server("* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\nA1 OK done\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A2 LOGIN alice \"p\\\"w\\\\ d\"\r\n");
+  Server("A2 OK Logged in\r\n");
+  // No capabilities in the OK: ask again, since they change after login.
+  EXPECT_EQ(transport_.TakeSent(), "A3 CAPABILITY\r\n");
+  EXPECT_FALSE(login_status_.has_value());
+  Server("* CAPABILITY IMAP4rev1 MOVE\r\nA3 OK done\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+  EXPECT_TRUE(session_->capabilities().Has("MOVE"));
+}
+
+TEST_F(SessionTest, PlainWithoutSaslIrWaitsForContinuation) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 AUTHENTICATE PLAIN\r\n");
+  Server("+\r\n");  // some servers send a bare "+"
+  EXPECT_EQ(transport_.TakeSent(), PlainInitialResponse("alice", "secret") + "\r\n");
+  Server("A1 OK [CAPABILITY IMAP4rev1] ok\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+}
+
+TEST_F(SessionTest, EightBitPasswordGoesAsSynchronizingLiteral) {
+  MakeSession(Security::kTls);
+  StartLogin("alice", "s\xC3\xA9same");
+  Server("* OK [CAPABILITY IMAP4rev1] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 LOGIN alice {7}\r\n");
+  Server("+ go ahead\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "s\xC3\xA9same\r\n");
+  Server("A1 OK [CAPABILITY IMAP4rev1] ok\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+}
+
+TEST_F(SessionTest, WrongPasswordIsAnAuthError) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n");
+  transport_.TakeSent();
+  Server("A1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  ASSERT_FALSE(login_status_->ok());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kAuth);
+  EXPECT_NE(login_status_->error().message.find("[AUTHENTICATIONFAILED] Authentication failed"),
+            std::string::npos)
+      << login_status_->error().message;
+  EXPECT_NE(login_status_->error().message.find("alice"), std::string::npos);
+  EXPECT_FALSE(session_->authenticated());
+}
+
+TEST_F(SessionTest, UnavailableDuringLoginIsTemporary) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n");
+  Server("A1 NO [UNAVAILABLE] Try later\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kTemporary);
+}
+
+TEST_F(SessionTest, ByeGreetingIsUnavailable) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* BYE Too many connections\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  ASSERT_FALSE(login_status_->ok());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kUnavailable);
+  EXPECT_NE(login_status_->error().message.find("Too many connections"), std::string::npos);
+  EXPECT_TRUE(transport_.closed);
+  EXPECT_EQ(transport_.TakeSent(), "");
+}
+
+TEST_F(SessionTest, NonImapGreetingIsAProtocolError) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("A1 OK what\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kProtocol);
+  EXPECT_TRUE(transport_.closed);
+}
+
+TEST_F(SessionTest, StartTlsDiscardsInjectedPlaintextAndForgetsCapabilities) {
+  MakeSession(Security::kStartTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 STARTTLS\r\n");
+  // A man in the middle appends a response after the OK: it must be ignored.
+  Server("A1 OK Begin TLS\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR\r\nA2 OK fake\r\n");
+  EXPECT_TRUE(transport_.tls_started);
+  EXPECT_EQ(transport_.TakeSent(), "");
+  EXPECT_FALSE(login_status_.has_value());
+  session_->OnTlsStarted();
+  EXPECT_EQ(transport_.TakeSent(), "A2 CAPABILITY\r\n");
+  Server("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nA2 OK done\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A3 AUTHENTICATE PLAIN\r\n");
+}
+
+TEST_F(SessionTest, MissingStartTlsSendsNoCredentials) {
+  MakeSession(Security::kStartTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kUnavailable);
+  EXPECT_NE(login_status_->error().message.find("STARTTLS"), std::string::npos);
+  EXPECT_EQ(transport_.TakeSent(), "");
+  EXPECT_TRUE(transport_.closed);
+}
+
+TEST_F(SessionTest, PreauthWithStartTlsIsRefused) {
+  MakeSession(Security::kStartTls);
+  StartLogin();
+  Server("* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kUnavailable);
+}
+
+TEST_F(SessionTest, PreauthSkipsLogin) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+  EXPECT_EQ(transport_.TakeSent(), "");
+}
+
+TEST_F(SessionTest, LoginDisabledWithoutPlainIsAConfigError) {
+  MakeSession(Security::kNone);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] ready\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kConfig);
+  EXPECT_EQ(transport_.TakeSent(), "");
+}
+
+TEST_F(SessionTest, ConnectionLostDuringLogin) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] ready\r\n");
+  session_->OnClosed(Status::Ok());
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kUnavailable);
+  EXPECT_NE(login_status_->error().message.find("closed unexpectedly"), std::string::npos);
+}
+
+TEST_F(SessionTest, TransportErrorIsPassedThrough) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  session_->OnClosed(MakeError(ErrorKind::kUnavailable, "certificate verify failed"));
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().message, "certificate verify failed");
+}
+
+TEST_F(SessionTest, OverlongLineIsAProtocolError) {
+  ParserLimits limits;
+  limits.max_line = 1024;
+  MakeSession(Security::kTls, limits);
+  StartLogin();
+  Server("* OK " + std::string(2000, 'x'));
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kProtocol);
+  EXPECT_TRUE(transport_.closed);
+}
+
+TEST_F(SessionTest, UnexpectedContinuationIsAProtocolError) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] ready\r\n");
+  Server("+ what?\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kProtocol);
+}
+
+class LoggedInSessionTest : public SessionTest {
+ protected:
+  void LogIn(const std::string& capabilities) {
+    MakeSession(Security::kTls);
+    StartLogin();
+    Server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] ready\r\n");
+    Server("A1 OK [CAPABILITY " + capabilities + "] Logged in\r\n");
+    ASSERT_TRUE(login_status_.has_value() && login_status_->ok());
+    transport_.TakeSent();
+  }
+
+  void List() {
+    session_->ListMailboxes([this](Result<std::vector<MailboxInfo>> result) {
+      ASSERT_FALSE(listed_.has_value()) << "list reported twice";
+      listed_ = std::move(result);
+    });
+  }
+
+  std::optional<Result<std::vector<MailboxInfo>>> listed_;
+};
+
+TEST_F(LoggedInSessionTest, ListStatusInOneCommand) {
+  LogIn("IMAP4rev1 LIST-STATUS CONDSTORE LITERAL+");
+  List();
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 LIST \"\" \"*\" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY "
+            "HIGHESTMODSEQ))\r\n");
+  Server(
+      "* LIST (\\HasNoChildren) \"/\" Inbox\r\n"
+      "* STATUS INBOX (MESSAGES 5 UNSEEN 3 UIDNEXT 6 UIDVALIDITY 1700000000 HIGHESTMODSEQ 9)\r\n"
+      "* LIST (\\Noselect \\HasChildren) \"/\" Archive\r\n"
+      "* LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe\"\r\n"
+      "* STATUS \"Entw&APw-rfe\" (MESSAGES 2 UNSEEN 1 UIDNEXT 3 UIDVALIDITY 1700000001)\r\n"
+      "* LIST (\\HasNoChildren) \"/\" {10}\r\nSent Items\r\n"
+      "* STATUS {10}\r\nSent Items (MESSAGES 4 UNSEEN 0)\r\n"
+      "A2 OK List completed\r\n");
+  ASSERT_TRUE(listed_.has_value());
+  ASSERT_TRUE(listed_->ok()) << listed_->error().message;
+  const std::vector<MailboxInfo>& boxes = listed_->value();
+  ASSERT_EQ(boxes.size(), 4u);
+  EXPECT_EQ(boxes[0].raw_name, "INBOX");  // "Inbox" normalized
+  EXPECT_EQ(boxes[0].messages, 5u);
+  EXPECT_EQ(boxes[0].unseen, 3u);
+  EXPECT_EQ(boxes[0].uidvalidity, 1700000000u);
+  EXPECT_EQ(boxes[0].highestmodseq, 9u);
+  EXPECT_EQ(boxes[0].delimiter, '/');
+  EXPECT_FALSE(boxes[1].selectable);
+  EXPECT_FALSE(boxes[1].messages.has_value());
+  EXPECT_EQ(boxes[2].raw_name, "Entw&APw-rfe");
+  EXPECT_EQ(boxes[2].name, "Entwürfe");
+  EXPECT_EQ(boxes[2].messages, 2u);
+  EXPECT_EQ(boxes[3].name, "Sent Items");
+  EXPECT_EQ(boxes[3].messages, 4u);
+  EXPECT_EQ(boxes[3].unseen, 0u);
+  EXPECT_EQ(transport_.TakeSent(), "");
+}
+
+TEST_F(LoggedInSessionTest, PipelinedStatusWithoutListStatus) {
+  LogIn("IMAP4rev1");
+  List();
+  EXPECT_EQ(transport_.TakeSent(), "A2 LIST \"\" \"*\"\r\n");
+  Server(
+      "* LIST (\\HasNoChildren) \".\" INBOX\r\n"
+      "* LIST (\\Noselect) \".\" Shared\r\n"
+      "* LIST (\\HasNoChildren) \".\" \"Sent Items\"\r\n"
+      "* LIST (\\HasNoChildren) \".\" Gone\r\n"
+      "A2 OK done\r\n");
+  // Every STATUS is sent before any reply comes back.
+  EXPECT_EQ(transport_.TakeSent(),
+            "A3 STATUS INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)\r\n"
+            "A4 STATUS \"Sent Items\" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)\r\n"
+            "A5 STATUS Gone (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)\r\n");
+  Server("* STATUS INBOX (MESSAGES 7 UNSEEN 1 UIDNEXT 8 UIDVALIDITY 42) \r\n");  // trailing space
+  Server("A3 OK done\r\n");
+  Server("* STATUS \"Sent Items\" (MESSAGES 2 UNSEEN 0 UIDNEXT 3 UIDVALIDITY 43)\r\n");
+  EXPECT_FALSE(listed_.has_value());
+  Server("A4 OK done\r\nA5 NO Mailbox doesn't exist: Gone\r\n");
+  ASSERT_TRUE(listed_.has_value());
+  ASSERT_TRUE(listed_->ok());
+  const std::vector<MailboxInfo>& boxes = listed_->value();
+  ASSERT_EQ(boxes.size(), 4u);
+  EXPECT_EQ(boxes[0].messages, 7u);
+  EXPECT_EQ(boxes[0].delimiter, '.');
+  EXPECT_EQ(boxes[2].messages, 2u);
+  EXPECT_FALSE(boxes[3].messages.has_value());  // vanished between LIST and STATUS
+}
+
+TEST_F(LoggedInSessionTest, ListFailureIsReported) {
+  LogIn("IMAP4rev1");
+  List();
+  Server("A2 BAD no\r\n");
+  ASSERT_TRUE(listed_.has_value());
+  ASSERT_FALSE(listed_->ok());
+  EXPECT_EQ(listed_->error().kind, ErrorKind::kProtocol);
+}
+
+TEST_F(LoggedInSessionTest, ConnectionLossFailsEveryPendingCommandOnce) {
+  LogIn("IMAP4rev1");
+  List();
+  Server("* LIST () \"/\" A\r\n* LIST () \"/\" B\r\nA2 OK done\r\n");
+  Server("* BYE shutting down\r\n");
+  session_->OnClosed(Status::Ok());
+  ASSERT_TRUE(listed_.has_value());
+  ASSERT_FALSE(listed_->ok());
+  EXPECT_EQ(listed_->error().kind, ErrorKind::kUnavailable);
+  EXPECT_NE(listed_->error().message.find("shutting down"), std::string::npos);
+}
+
+TEST_F(LoggedInSessionTest, LogoutClosesTheTransport) {
+  LogIn("IMAP4rev1");
+  std::optional<Status> logged_out;
+  session_->Logout([&](Status status) { logged_out = status; });
+  EXPECT_EQ(transport_.TakeSent(), "A2 LOGOUT\r\n");
+  Server("* BYE Logging out\r\nA2 OK Logout completed.\r\n");
+  ASSERT_TRUE(logged_out.has_value());
+  EXPECT_TRUE(logged_out->ok());
+  EXPECT_TRUE(transport_.closed);
+  session_->OnClosed(Status::Ok());  // the expected close reports nothing
+}
+
+TEST_F(LoggedInSessionTest, UnknownTagIsIgnored) {
+  LogIn("IMAP4rev1");
+  Server("Z9 OK stray\r\n");
+  EXPECT_FALSE(transport_.closed);
+}
+
+}  // namespace
+}  // namespace mailmirror::imap

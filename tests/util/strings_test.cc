@@ -1,0 +1,23 @@
+#include "util/strings.h"
+
+#include <gtest/gtest.h>
+
+namespace mailmirror {
+namespace {
+
+TEST(StringsTest, EqualsIgnoreCase) {
+  EXPECT_TRUE(EqualsIgnoreCase("Inbox", "INBOX"));
+  EXPECT_TRUE(EqualsIgnoreCase("", ""));
+  EXPECT_FALSE(EqualsIgnoreCase("INBOX", "INBOX2"));
+  EXPECT_FALSE(EqualsIgnoreCase("\xC3\xA4", "\xC3\x84"));  // ASCII only: ä != Ä
+}
+
+TEST(StringsTest, ToUpperAscii) { EXPECT_EQ(ToUpperAscii("auth=plain \xC3\xA4"), "AUTH=PLAIN \xC3\xA4"); }
+
+TEST(StringsTest, PrintableEscapesAndTruncates) {
+  EXPECT_EQ(Printable("a\r\n\x01\xFF\\"), "a\\r\\n\\x01\\xff\\\\");
+  EXPECT_EQ(Printable("abcdef", 3), "abc...");
+}
+
+}  // namespace
+}  // namespace mailmirror

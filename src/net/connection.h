@@ -1,0 +1,81 @@
+// A client byte stream over TCP, optionally TLS, driven by a libuv loop.
+//
+// TLS runs through OpenSSL memory BIOs: the socket never sees OpenSSL, and
+// OpenSSL never sees the socket. Certificate verification is on by default:
+// the chain must verify against the system store (plus ConnectOptions::
+// ca_file), the certificate must match the configured host name (DNS SAN, or
+// IP SAN for an IP literal; no CN fallback), and SNI carries the host name.
+//
+// Threading and lifetime: a Connection lives on its loop's thread. Observer
+// callbacks are called from the loop, never from inside a Connection method
+// (a call that fails synchronously reports through OnClosed on a later loop
+// turn), and no callback may destroy the Connection: the owner destroys it
+// only after OnClosed, or without ever calling Connect.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mailmirror/status.h"
+
+namespace mailmirror::net {
+
+class EventLoop;
+
+struct ConnectOptions {
+  std::string host;  // DNS name or IP literal; also used for SNI and the name check
+  uint16_t port = 993;
+  bool implicit_tls = true;  // TLS handshake right after TCP connect
+  std::string ca_file;       // extra trusted CA certificates (PEM), optional
+  bool verify_certificate = true;
+  uint32_t connect_timeout_ms = 30000;  // resolve + TCP connect + TLS handshake
+  uint32_t read_timeout_ms = 120000;    // no bytes received for this long
+};
+
+class ConnectionObserver {
+ public:
+  virtual ~ConnectionObserver() = default;
+  // TCP is up and, with implicit TLS, the handshake has verified the server.
+  virtual void OnConnected() = 0;
+  // Plaintext bytes from the server (decrypted when TLS is on). The view is
+  // valid only during the call.
+  virtual void OnData(std::string_view data) = 0;
+  // StartTls finished its handshake; the stream is now encrypted.
+  virtual void OnTlsStarted() = 0;
+  // Called exactly once, last. ok() after Close(); otherwise the error:
+  // kUnavailable for resolve/connect/TLS/verification failures and lost
+  // connections, kTemporary for timeouts.
+  virtual void OnClosed(Status status) = 0;
+};
+
+class Connection {
+ public:
+  Connection(EventLoop* loop, ConnectionObserver* observer);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts resolving and connecting. Outcome: OnConnected or OnClosed.
+  void Connect(const ConnectOptions& options);
+
+  // Queues bytes for sending (encrypted when TLS is on). Ignored after Close.
+  void Write(std::string_view data);
+
+  // Starts a TLS handshake on the connected plaintext stream (STARTTLS).
+  // Bytes received but not yet delivered are discarded. Outcome:
+  // OnTlsStarted or OnClosed.
+  void StartTls();
+
+  // Closes the connection; OnClosed(ok) follows from the loop.
+  void Close();
+
+  bool tls_active() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mailmirror::net

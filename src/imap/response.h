@@ -47,10 +47,10 @@ struct ResponseCode {
 };
 
 struct ListData {
-  bool lsub = false;                   // LSUB rather than LIST
+  bool lsub = false;                         // LSUB rather than LIST
   std::vector<std::string_view> attributes;  // e.g. "\\HasNoChildren"
-  char delimiter = 0;                  // 0 when the server sent NIL
-  std::string_view mailbox;            // raw bytes (modified UTF-7 usually)
+  char delimiter = 0;                        // 0 when the server sent NIL
+  std::string_view mailbox;                  // raw bytes (modified UTF-7 usually)
 };
 
 struct StatusData {
@@ -66,9 +66,13 @@ struct StatusData {
 
 // A message body section delivered in a FETCH response.
 struct BodySection {
-  std::string_view section;     // text between the brackets, e.g. "" or "HEADER"
+  // Item name as sent: "BODY", "BINARY" or one of the rev1 items "RFC822",
+  // "RFC822.HEADER", "RFC822.TEXT" (whose `section` reads "", "HEADER",
+  // "TEXT": the BODY[] section with the same content).
+  std::string_view item;
+  std::string_view section;        // text between the brackets, e.g. "" or "HEADER"
   std::optional<uint32_t> origin;  // <n> partial-fetch origin, if echoed
-  bool nil = false;             // server sent NIL instead of a string
+  bool nil = false;                // server sent NIL instead of a string
   // When the literal was streamed to the LiteralSink, `streamed` is true,
   // `size` is its length and `data` is empty. Otherwise `data` holds the
   // bytes (small literals and quoted strings are delivered inline).
@@ -98,21 +102,23 @@ struct VanishedData {
 struct Response {
   ResponseType type = ResponseType::kOther;
 
-  std::string_view tag;                    // kTagged
-  Condition condition = Condition::kOk;    // kTagged, kCondition
-  std::optional<ResponseCode> code;        // kTagged, kCondition
-  std::string_view text;                   // kTagged, kCondition, kContinuation
+  std::string_view tag;                  // kTagged
+  Condition condition = Condition::kOk;  // kTagged, kCondition
+  std::optional<ResponseCode> code;      // kTagged, kCondition
+  std::string_view text;                 // kTagged, kCondition, kContinuation
 
   std::vector<std::string_view> capabilities;  // kCapability, kEnabled
   ListData list;                               // kList
   StatusData status;                           // kStatus
-  uint32_t number = 0;                         // kExists, kRecent, kExpunge
-  FetchData fetch;                             // kFetch
-  VanishedData vanished;                       // kVanished
-  std::vector<std::string_view> flags;         // kFlags
-  std::vector<uint32_t> numbers;               // kSearch
-  std::string_view keyword;                    // kOther: the response keyword
-  std::string_view raw;                        // kEsearch, kOther: rest of line
+  // kExists, kRecent, kExpunge; for kOther the n of "* n KEYWORD ..." (else 0).
+  uint32_t number = 0;
+  FetchData fetch;                        // kFetch
+  VanishedData vanished;                  // kVanished
+  std::vector<std::string_view> flags;    // kFlags
+  std::vector<uint32_t> numbers;          // kSearch
+  std::optional<uint64_t> search_modseq;  // kSearch: "(MODSEQ n)" (RFC 7162)
+  std::string_view keyword;               // kOther: the response keyword
+  std::string_view raw;                   // kEsearch, kOther: rest of line
 };
 
 }  // namespace mailmirror::imap

@@ -38,7 +38,10 @@ class Validator {
   Error At(const toml::source_region& where, const std::string& key,
            const std::string& what) const {
     std::string message = path_;
-    if (where.begin.line > 0) message += ":" + std::to_string(where.begin.line);
+    if (where.begin.line > 0) {
+      message += ':';
+      message += std::to_string(where.begin.line);
+    }
     message += ": ";
     if (!key.empty()) message += key + ": ";
     message += what;
@@ -195,17 +198,16 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
                 "no accounts defined; add an [accounts.NAME] table with host, user and "
                 "password (see mailmirror.conf(5))");
   }
+  // toml++ keeps tables sorted by key; list accounts in file order instead.
+  std::vector<std::pair<uint32_t, AccountConfig>> by_line;
   for (const auto& [name, node] : *accounts->as_table()) {
     Result<AccountConfig> account = ParseAccount(v, name.str(), node);
     if (!account) return account.error();
-    config.accounts.push_back(std::move(account).value());
+    by_line.emplace_back(node.source().begin.line, std::move(account).value());
   }
-  // toml++ iterates tables in key order; keep the order of the file.
-  std::stable_sort(config.accounts.begin(), config.accounts.end(),
-                   [&](const AccountConfig& a, const AccountConfig& b) {
-                     return accounts->as_table()->get(a.name)->source().begin.line <
-                            accounts->as_table()->get(b.name)->source().begin.line;
-                   });
+  std::stable_sort(by_line.begin(), by_line.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [line, account] : by_line) config.accounts.push_back(std::move(account));
   return config;
 }
 

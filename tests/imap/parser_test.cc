@@ -154,7 +154,10 @@ std::string Show(std::string_view bytes) {
 
 std::string Show(const std::vector<std::string>& items) {
   std::string out = "(";
-  for (const auto& item : items) out += (out.size() > 1 ? " " : "") + Show(item);
+  for (const auto& item : items) {
+    if (out.size() > 1) out += ' ';
+    out += Show(item);
+  }
   return out + ")";
 }
 
@@ -1528,7 +1531,7 @@ TEST(ParserFuzzTest, MutatedTranscriptsDoNotCrashOrDependOnChunking) {
           input.insert(pos, 1, "(){}[]\" \r\n\\~<>0"[rng() % 16]);
           break;
       }
-      if (input.empty()) input = "x";
+      if (input.empty()) input.assign(1, 'x');
     }
     FeedSetup setup = FuzzSetup();
     setup.with_sink = i % 3 != 0;

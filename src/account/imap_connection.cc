@@ -9,9 +9,15 @@ imap::SessionOptions MakeSessionOptions(const AccountConfig& account) {
   imap::SessionOptions options;
   options.server = account.host + ":" + std::to_string(account.port);
   switch (account.tls) {
-    case TlsMode::kImplicit: options.security = imap::Security::kTls; break;
-    case TlsMode::kStartTls: options.security = imap::Security::kStartTls; break;
-    case TlsMode::kNone: options.security = imap::Security::kNone; break;
+    case TlsMode::kImplicit:
+      options.security = imap::Security::kTls;
+      break;
+    case TlsMode::kStartTls:
+      options.security = imap::Security::kStartTls;
+      break;
+    case TlsMode::kNone:
+      options.security = imap::Security::kNone;
+      break;
   }
   return options;
 }
@@ -53,7 +59,7 @@ void ImapConnection::Open(std::string password, std::function<void(Status)> read
 void ImapConnection::Finish() {
   if (closing_) return;
   if (session_.authenticated()) {
-    session_.Logout([](Status) {});  // the session closes the transport
+    session_.Logout([](const Status&) {});  // the session closes the transport
   } else {
     Close();
   }
@@ -67,7 +73,7 @@ void ImapConnection::OnTlsStarted() { session_.OnTlsStarted(); }
 
 void ImapConnection::OnClosed(Status status) {
   closing_ = true;
-  session_.OnClosed(std::move(status));
+  session_.OnClosed(status);
   // The connection may not be destroyed from its own callback: report the
   // close on a later loop turn, where the owner may delete us.
   if (closed_) {

@@ -27,8 +27,7 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   // when the session is authenticated or failed; `closed` runs once, last,
   // when the connection is gone, from its own loop turn (so the owner may
   // destroy this object there).
-  void Open(std::string password, std::function<void(Status)> ready,
-            std::function<void()> closed);
+  void Open(std::string password, std::function<void(Status)> ready, std::function<void()> closed);
 
   imap::Session& session() { return session_; }
 

@@ -16,8 +16,12 @@ Result<std::vector<const AccountConfig*>> SelectAccounts(const Config& config,
         known += known.empty() ? "" : ", ";
         known += account.name;
       }
-      return MakeError(ErrorKind::kUsage, "unknown account \"" + name + "\" (" + config.path +
-                                              " defines: " + known + ")");
+      std::string message = "unknown account \"" + name + "\" (";
+      message += config.path;
+      message += " defines: ";
+      message += known;
+      message += ')';
+      return MakeError(ErrorKind::kUsage, std::move(message));
     }
   }
   for (const AccountConfig& account : config.accounts) {

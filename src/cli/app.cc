@@ -50,8 +50,7 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
 }  // namespace
 
 int Main(int argc, char** argv) {
-  CLI::App app{"mailmirror: mirror IMAP accounts into Maildir folders, both ways",
-               "mailmirror"};
+  CLI::App app{"mailmirror: mirror IMAP accounts into Maildir folders, both ways", "mailmirror"};
   app.set_version_flag("--version", std::string("mailmirror ") + kVersion);
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
@@ -66,8 +65,8 @@ int Main(int argc, char** argv) {
   app.add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
 
   std::vector<std::string> list_accounts;
-  CLI::App* list = app.add_subcommand(
-      "list", "List each account's folders with message and unread counts");
+  CLI::App* list =
+      app.add_subcommand("list", "List each account's folders with message and unread counts");
   list->add_option("ACCOUNT", list_accounts, "Accounts to list (default: all)");
 
   try {
@@ -88,8 +87,9 @@ int Main(int argc, char** argv) {
   if (global.quiet) {
     level = LogLevel::kError;
   } else if (global.verbosity > 0) {
-    level = static_cast<LogLevel>(std::min(static_cast<int>(LogLevel::kTrace),
-                                           static_cast<int>(LogLevel::kWarning) + global.verbosity));
+    level =
+        static_cast<LogLevel>(std::min(static_cast<int>(LogLevel::kTrace),
+                                       static_cast<int>(LogLevel::kWarning) + global.verbosity));
   }
   SetLogLevel(level);
 

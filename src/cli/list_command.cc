@@ -51,7 +51,7 @@ std::vector<AccountListing> ListAccounts(const std::vector<const AccountConfig*>
     connections.push_back(std::move(connection));
     raw->Open(
         std::move(password).value(),
-        [raw, &listing](Status status) {
+        [raw, &listing](const Status& status) {
           if (!status.ok()) {
             listing.mailboxes = status.error();
             raw->Finish();
@@ -93,8 +93,9 @@ void PrintListings(const std::vector<AccountListing>& listings, std::ostream& ou
         << account.port << ")\n";
     out << "  " << PadRight(kFolder, width) << "  MESSAGES  UNREAD\n";
     for (const imap::MailboxInfo& mailbox : mailboxes) {
-      out << "  " << PadRight(mailbox.name, width) << "  " << PadLeft(CountOrDash(mailbox.messages), 8)
-          << "  " << PadLeft(CountOrDash(mailbox.unseen), 6) << '\n';
+      out << "  " << PadRight(mailbox.name, width) << "  "
+          << PadLeft(CountOrDash(mailbox.messages), 8) << "  "
+          << PadLeft(CountOrDash(mailbox.unseen), 6) << '\n';
     }
   }
 }

@@ -14,8 +14,7 @@ namespace mailmirror::cli {
 
 struct AccountListing {
   const AccountConfig* account = nullptr;
-  Result<std::vector<imap::MailboxInfo>> mailboxes =
-      MakeError(ErrorKind::kInternal, "not listed");
+  Result<std::vector<imap::MailboxInfo>> mailboxes = MakeError(ErrorKind::kInternal, "not listed");
 };
 
 // Connects to every account at once on one event loop and lists its

@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -11,13 +12,12 @@
 #include <optional>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
-    "host", "port", "tls",     "ca_file",         "user",
+    "host",     "port",         "tls",     "ca_file",         "user",
     "password", "password_cmd", "maildir", "connect_timeout", "timeout",
 };
 
@@ -70,8 +70,7 @@ bool IsValidAccountName(std::string_view name) {
   return name != "." && name != "..";
 }
 
-Result<std::string> GetString(const Validator& v, const toml::node& node,
-                              const std::string& key) {
+Result<std::string> GetString(const Validator& v, const toml::node& node, const std::string& key) {
   if (const auto* value = node.as_string()) return value->get();
   return v.At(node.source(), key, "expected a string in double quotes");
 }
@@ -81,8 +80,7 @@ Result<int64_t> GetInteger(const Validator& v, const toml::node& node, const std
   const auto* value = node.as_integer();
   if (value == nullptr || value->get() < min || value->get() > max) {
     return v.At(node.source(), key,
-                "expected an integer from " + std::to_string(min) + " to " +
-                    std::to_string(max));
+                "expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
   }
   return value->get();
 }
@@ -149,9 +147,8 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
   account.name = std::string(name);
   std::optional<uint16_t> explicit_port;
   for (const auto& [key, value] : *table) {
-    Status applied =
-        ApplyAccountKey(v, prefix + "." + std::string(key.str()), key.str(), value, account,
-                        explicit_port);
+    Status applied = ApplyAccountKey(v, prefix + "." + std::string(key.str()), key.str(), value,
+                                     account, explicit_port);
     if (!applied) return applied.error();
   }
   if (account.host.empty()) return v.At(node.source(), prefix, "missing key \"host\"");
@@ -192,8 +189,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     }
   }
   const toml::node* accounts = root.get("accounts");
-  if (accounts == nullptr || accounts->as_table() == nullptr ||
-      accounts->as_table()->empty()) {
+  if (accounts == nullptr || accounts->as_table() == nullptr || accounts->as_table()->empty()) {
     return v.At(accounts != nullptr ? accounts->source() : toml::source_region{}, "",
                 "no accounts defined; add an [accounts.NAME] table with host, user and "
                 "password (see mailmirror.conf(5))");
@@ -229,8 +225,7 @@ Result<std::string> ResolvePassword(const AccountConfig& account) {
   std::FILE* pipe = ::popen(account.password_cmd.c_str(), "r");
   if (pipe == nullptr) {
     return MakeError(ErrorKind::kConfig, "account " + account.name +
-                                             ": cannot run password_cmd: " +
-                                             std::strerror(errno));
+                                             ": cannot run password_cmd: " + std::strerror(errno));
   }
   std::string output;
   char buffer[4096];
@@ -247,9 +242,9 @@ Result<std::string> ResolvePassword(const AccountConfig& account) {
   std::string line = output.substr(0, output.find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty()) {
-    return MakeError(ErrorKind::kConfig, "account " + account.name +
-                                             ": password_cmd printed nothing: " +
-                                             account.password_cmd);
+    return MakeError(
+        ErrorKind::kConfig,
+        "account " + account.name + ": password_cmd printed nothing: " + account.password_cmd);
   }
   return line;
 }

@@ -6,8 +6,7 @@
 namespace mailmirror::imap {
 namespace {
 
-constexpr char kBase64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 int Base64Value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';

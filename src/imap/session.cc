@@ -54,9 +54,7 @@ void Capabilities::Assign(const std::vector<std::string_view>& names) {
   for (std::string_view name : names) names_.insert(ToUpperAscii(name));
 }
 
-bool Capabilities::Has(std::string_view name) const {
-  return names_.count(ToUpperAscii(name)) > 0;
-}
+bool Capabilities::Has(std::string_view name) const { return names_.count(ToUpperAscii(name)) > 0; }
 
 std::string Capabilities::ToString() const {
   std::string out;
@@ -95,7 +93,7 @@ void Session::OnTlsStarted() {
   EnsureCapabilities([this] { Authenticate(); });
 }
 
-void Session::OnClosed(Status status) {
+void Session::OnClosed(const Status& status) {
   if (failure_) return;
   Error error = status.ok() ? ConnectionLost(options_.server, bye_text_) : status.error();
   if (state_ == State::kClosed && in_flight_.empty() && queued_.empty() && !login_done_) {
@@ -106,7 +104,7 @@ void Session::OnClosed(Status status) {
   FailAll(error);
 }
 
-void Session::Fail(Error error) {
+void Session::Fail(const Error& error) {
   if (failure_) return;
   Log(LogLevel::kDebug, "session " + options_.server + " failed: " + error.message);
   failure_ = error;
@@ -148,8 +146,7 @@ Status Session::OnResponse(const Response& response) {
     case ResponseType::kCondition:
       if (response.condition == Condition::kBye) bye_text_ = std::string(response.text);
       if (response.code && EqualsIgnoreCase(response.code->name, "ALERT")) {
-        Log(LogLevel::kWarning,
-            "alert from " + options_.server + ": " + Printable(response.text));
+        Log(LogLevel::kWarning, "alert from " + options_.server + ": " + Printable(response.text));
       }
       [[fallthrough]];
     default:
@@ -167,9 +164,9 @@ Status Session::OnResponse(const Response& response) {
 
 Status Session::OnGreeting(const Response& response) {
   if (response.type != ResponseType::kCondition) {
-    Fail(MakeError(ErrorKind::kProtocol,
-                   "server " + options_.server + " sent no IMAP greeting (is this an IMAP "
-                                                 "port? check host, port and tls)"));
+    Fail(MakeError(ErrorKind::kProtocol, "server " + options_.server +
+                                             " sent no IMAP greeting (is this an IMAP "
+                                             "port? check host, port and tls)"));
     return *failure_;
   }
   switch (response.condition) {
@@ -188,14 +185,14 @@ Status Session::OnGreeting(const Response& response) {
       AfterGreeting();
       break;
     case Condition::kBye:
-      Fail(MakeError(ErrorKind::kUnavailable, "server " + options_.server +
-                                                  " refused the connection: " +
-                                                  Printable(response.text)));
+      Fail(MakeError(
+          ErrorKind::kUnavailable,
+          "server " + options_.server + " refused the connection: " + Printable(response.text)));
       break;
     default:
-      Fail(MakeError(ErrorKind::kProtocol, "server " + options_.server +
-                                               " sent an invalid greeting: " +
-                                               Printable(response.text)));
+      Fail(MakeError(
+          ErrorKind::kProtocol,
+          "server " + options_.server + " sent an invalid greeting: " + Printable(response.text)));
       break;
   }
   return failure_ ? Status(*failure_) : Status::Ok();
@@ -215,8 +212,8 @@ void Session::OnTagged(const Response& response) {
     in_flight_.erase(it);
     // A NO/BAD instead of "+" means: do not send the literal.
     if (pending.parts_sent < pending.command.parts.size()) awaiting_continuation_ = false;
-    Log(LogLevel::kTrace, "tagged " + pending.tag + " " + pending.command.verb + ": " +
-                              DescribeReply(reply));
+    Log(LogLevel::kTrace,
+        "tagged " + pending.tag + " " + pending.command.verb + ": " + DescribeReply(reply));
     pending.on_reply(std::move(reply));
     SendQueued();
     return;
@@ -264,9 +261,9 @@ void Session::SendNextPart(Pending& pending) {
   bytes += pending.command.parts[pending.parts_sent++];
   awaiting_continuation_ = pending.parts_sent < pending.command.parts.size();
   if (LogEnabled(LogLevel::kTrace)) {
-    Log(LogLevel::kTrace, "C: " + (pending.command.sensitive
-                                       ? pending.tag + " " + pending.command.verb + " <secret>"
-                                       : Printable(bytes, 500)));
+    Log(LogLevel::kTrace,
+        "C: " + (pending.command.sensitive ? pending.tag + " " + pending.command.verb + " <secret>"
+                                           : Printable(bytes, 500)));
   }
   transport_->Send(bytes);
 }
@@ -328,18 +325,16 @@ void Session::StartTlsUpgrade() {
                        "(use tls = \"implicit\" with its TLS port, usually 993)"));
     return;
   }
-  Execute(Command{{"STARTTLS\r\n"}, "STARTTLS", false}, nullptr,
-          [this](Result<TaggedReply> reply) {
-            if (!reply.ok()) return;
-            if (reply->condition != Condition::kOk) {
-              Fail(MakeError(ErrorKind::kUnavailable, "server " + options_.server +
-                                                          " refused STARTTLS: " +
-                                                          DescribeReply(*reply)));
-              return;
-            }
-            state_ = State::kStartingTls;
-            transport_->StartTls();
-          });
+  Execute(Command{{"STARTTLS\r\n"}, "STARTTLS", false}, nullptr, [this](Result<TaggedReply> reply) {
+    if (!reply.ok()) return;
+    if (reply->condition != Condition::kOk) {
+      Fail(MakeError(ErrorKind::kUnavailable,
+                     "server " + options_.server + " refused STARTTLS: " + DescribeReply(*reply)));
+      return;
+    }
+    state_ = State::kStartingTls;
+    transport_->StartTls();
+  });
 }
 
 void Session::Authenticate() {
@@ -445,44 +440,71 @@ void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)
   list.String("").String("*");
   if (list_status) list.Raw("RETURN (STATUS (" + items + "))");
   Result<Command> command = list.Build();
-  Execute(std::move(command).value(), collect,
-          [this, state, items, list_status, collect](Result<TaggedReply> reply) {
-            if (!reply.ok()) return state->done(reply.error());
-            if (reply->condition != Condition::kOk) {
-              return state->done(MakeError(ErrorKind::kProtocol,
-                                           "LIST failed on " + options_.server + ": " +
-                                               DescribeReply(*reply)));
-            }
-            if (list_status) return state->done(std::move(state->mailboxes));
-            // No LIST-STATUS: one STATUS per mailbox, all pipelined.
-            for (const MailboxInfo& info : state->mailboxes) {
-              if (!info.selectable) continue;
-              Result<Command> status = CommandBuilder("STATUS", literal_policy())
-                                           .AString(info.raw_name)
-                                           .Raw("(" + items + ")")
-                                           .Build();
-              if (!status.ok()) continue;  // a name with NUL cannot be asked about
-              ++state->status_pending;
-              Execute(std::move(status).value(), collect,
-                      [this, state, name = info.name](Result<TaggedReply> status_reply) {
-                        if (state->status_pending == 0) return;  // already failed
-                        if (!status_reply.ok()) {
-                          state->status_pending = 0;
-                          return state->done(status_reply.error());
-                        }
-                        if (status_reply->condition != Condition::kOk) {
-                          // The folder may have vanished since LIST: keep it without counts.
-                          Log(LogLevel::kWarning, "STATUS " + name + " failed on " +
-                                                      options_.server + ": " +
-                                                      DescribeReply(*status_reply));
-                        }
-                        if (--state->status_pending == 0) {
-                          state->done(std::move(state->mailboxes));
-                        }
-                      });
-            }
-            if (state->status_pending == 0) state->done(std::move(state->mailboxes));
-          });
+  Execute(
+      std::move(command).value(), collect,
+      [this, state, items, list_status, collect](Result<TaggedReply> reply) {
+        if (!reply.ok()) return state->done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return state->done(MakeError(ErrorKind::kProtocol, "LIST failed on " + options_.server +
+                                                                 ": " + DescribeReply(*reply)));
+        }
+        if (list_status) return state->done(std::move(state->mailboxes));
+        // No LIST-STATUS: one STATUS per mailbox, all pipelined.
+        for (const MailboxInfo& info : state->mailboxes) {
+          if (!info.selectable) continue;
+          Result<Command> status = CommandBuilder("STATUS", literal_policy())
+                                       .AString(info.raw_name)
+                                       .Raw("(" + items + ")")
+                                       .Build();
+          if (!status.ok()) continue;  // a name with NUL cannot be asked about
+          ++state->status_pending;
+          Execute(std::move(status).value(), collect,
+                  [this, state, name = info.name](Result<TaggedReply> status_reply) {
+                    if (state->status_pending == 0) return;  // already failed
+                    if (!status_reply.ok()) {
+                      state->status_pending = 0;
+                      return state->done(status_reply.error());
+                    }
+                    if (status_reply->condition != Condition::kOk) {
+                      // The folder may have vanished since LIST: keep it without counts.
+                      Log(LogLevel::kWarning, "STATUS " + name + " failed on " + options_.server +
+                                                  ": " + DescribeReply(*status_reply));
+                    }
+                    if (--state->status_pending == 0) {
+                      state->done(std::move(state->mailboxes));
+                    }
+                  });
+        }
+        if (state->status_pending == 0) state->done(std::move(state->mailboxes));
+      });
+}
+
+void Session::Enable(const std::vector<std::string>& extensions,
+                     std::function<void(Result<std::set<std::string>>)> done) {
+  std::string wanted;
+  for (const std::string& extension : extensions) {
+    if (!capabilities_.Has(extension)) continue;
+    wanted += ' ';
+    wanted += extension;
+  }
+  if (wanted.empty() || !capabilities_.Has("ENABLE")) {
+    done(enabled_);
+    return;
+  }
+  Execute(
+      Command{{"ENABLE" + wanted + "\r\n"}, "ENABLE", false},
+      [this](const Response& response) {
+        if (response.type != ResponseType::kEnabled) return;
+        for (std::string_view name : response.capabilities) enabled_.insert(ToUpperAscii(name));
+      },
+      [this, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol, "ENABLE failed on " + options_.server + ": " +
+                                                          DescribeReply(*reply)));
+        }
+        done(enabled_);
+      });
 }
 
 void Session::Logout(Done done) {
@@ -491,7 +513,7 @@ void Session::Logout(Done done) {
     return;
   }
   Execute(Command{{"LOGOUT\r\n"}, "LOGOUT", false}, nullptr,
-          [this, done = std::move(done)](Result<TaggedReply> reply) {
+          [this, done = std::move(done)](const Result<TaggedReply>& reply) {
             if (reply.ok()) {
               state_ = State::kClosed;
               transport_->Close();

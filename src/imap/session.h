@@ -99,7 +99,7 @@ class Session : private ResponseHandler {
   // --- Events from the transport.
   void OnData(std::string_view data);
   void OnTlsStarted();
-  void OnClosed(Status status);
+  void OnClosed(const Status& status);
 
   // --- Operations.
 
@@ -114,6 +114,12 @@ class Session : private ResponseHandler {
   // LIST-STATUS when offered, else LIST and pipelined STATUS commands.
   void ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done);
 
+  // Turns on extensions with ENABLE (RFC 5161), asking only for those the
+  // server advertises. `done` gets the names the server reports ENABLED
+  // (upper-case; empty when none were advertised or ENABLE is missing).
+  void Enable(const std::vector<std::string>& extensions,
+              std::function<void(Result<std::set<std::string>>)> done);
+
   // Sends LOGOUT and closes the transport once the server confirms.
   void Logout(Done done);
 
@@ -125,6 +131,7 @@ class Session : private ResponseHandler {
   void Execute(Command command, UntaggedHandler on_untagged, ReplyHandler on_reply);
 
   const Capabilities& capabilities() const { return capabilities_; }
+  const std::set<std::string>& enabled() const { return enabled_; }
   bool authenticated() const { return state_ == State::kAuthenticated; }
 
  private:
@@ -152,7 +159,7 @@ class Session : private ResponseHandler {
   LiteralPolicy literal_policy() const;
   void SendQueued();
   void SendNextPart(Pending& pending);
-  void Fail(Error error);
+  void Fail(const Error& error);
   void FailAll(const Error& error);
 
   Transport* transport_;
@@ -161,6 +168,7 @@ class Session : private ResponseHandler {
   State state_ = State::kGreeting;
   bool tls_started_ = false;
   Capabilities capabilities_;
+  std::set<std::string> enabled_;  // upper-case names the server ENABLED
   uint32_t next_tag_ = 1;
   std::deque<Pending> queued_;     // built, not sent yet
   std::deque<Pending> in_flight_;  // sent (at least partly), awaiting a tagged reply

@@ -16,7 +16,8 @@ void Log(LogLevel level, std::string_view message) {
   std::string line = "mailmirror: ";
   line += message;
   line += '\n';
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  // Nothing sensible is left to do when stderr itself fails.
+  (void)std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
 }  // namespace mailmirror

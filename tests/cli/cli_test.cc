@@ -201,13 +201,12 @@ TEST_F(CliTest, SilentServerTimesOutWith75) {
 
 TEST_F(CliTest, PasswordCommandFailureExits78BeforeConnecting) {
   HostileServer server("* OK ready\r\n", 500);
-  std::string path = WriteConfig("[accounts.test]\nhost = \"127.0.0.1\"\nport = " +
-                                 std::to_string(server.port()) +
-                                 "\ntls = \"none\"\nuser = \"alice\"\npassword_cmd = \"exit 2\"\n");
+  std::string path =
+      WriteConfig("[accounts.test]\nhost = \"127.0.0.1\"\nport = " + std::to_string(server.port()) +
+                  "\ntls = \"none\"\nuser = \"alice\"\npassword_cmd = \"exit 2\"\n");
   CommandResult result = RunCommand(Mailmirror("-c " + path + " list"));
   EXPECT_EQ(result.exit_code, 78) << result.err;
-  EXPECT_NE(result.err.find("password_cmd exited with status 2"), std::string::npos)
-      << result.err;
+  EXPECT_NE(result.err.find("password_cmd exited with status 2"), std::string::npos) << result.err;
 }
 
 }  // namespace

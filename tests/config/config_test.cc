@@ -78,36 +78,36 @@ TEST(ConfigTest, SyntaxErrorNamesFileAndLine) {
 }
 
 TEST(ConfigTest, WrongTypeNamesLineAndKey) {
-  std::string message = ParseError(
-      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = \"993\"\n");
-  EXPECT_EQ(message.rfind("test.toml:5: accounts.a.port: expected an integer", 0), 0u)
-      << message;
+  std::string message =
+      ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = \"993\"\n");
+  EXPECT_EQ(message.rfind("test.toml:5: accounts.a.port: expected an integer", 0), 0u) << message;
 }
 
 TEST(ConfigTest, PortOutOfRange) {
-  std::string message = ParseError(
-      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = 70000\n");
+  std::string message =
+      ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = 70000\n");
   EXPECT_NE(message.find("accounts.a.port"), std::string::npos) << message;
 }
 
 TEST(ConfigTest, UnknownKeyIsAnError) {
-  std::string message = ParseError(
-      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nhots = \"x\"\n");
+  std::string message =
+      ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nhots = \"x\"\n");
   EXPECT_EQ(message.rfind("test.toml:5: accounts.a.hots: unknown key", 0), 0u) << message;
 }
 
 TEST(ConfigTest, BadTlsValue) {
-  std::string message = ParseError(
-      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\ntls = \"ssl\"\n");
-  EXPECT_NE(message.find("\"implicit\", \"starttls\" or \"none\""), std::string::npos)
-      << message;
+  std::string message =
+      ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\ntls = \"ssl\"\n");
+  EXPECT_NE(message.find("\"implicit\", \"starttls\" or \"none\""), std::string::npos) << message;
 }
 
 TEST(ConfigTest, MissingRequiredKeys) {
-  EXPECT_NE(ParseError("[accounts.a]\nuser = \"u\"\npassword = \"p\"\n").find("missing key \"host\""),
-            std::string::npos);
-  EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\npassword = \"p\"\n").find("missing key \"user\""),
-            std::string::npos);
+  EXPECT_NE(
+      ParseError("[accounts.a]\nuser = \"u\"\npassword = \"p\"\n").find("missing key \"host\""),
+      std::string::npos);
+  EXPECT_NE(
+      ParseError("[accounts.a]\nhost = \"h\"\npassword = \"p\"\n").find("missing key \"user\""),
+      std::string::npos);
   EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\n").find("password"),
             std::string::npos);
   EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n"
@@ -154,7 +154,8 @@ AccountConfig AccountWithCommand(const std::string& command) {
 }
 
 TEST(ConfigTest, PasswordCommandFirstLine) {
-  Result<std::string> password = ResolvePassword(AccountWithCommand("printf 'pw one\\r\\nrest\\n'"));
+  Result<std::string> password =
+      ResolvePassword(AccountWithCommand("printf 'pw one\\r\\nrest\\n'"));
   ASSERT_TRUE(password.ok());
   EXPECT_EQ(*password, "pw one");
 }

@@ -26,8 +26,7 @@ INSTANTIATE_TEST_SUITE_P(
                       NamePair{"Messages envoyés", "Messages envoy&AOk-s"},
                       NamePair{"[Gmail]/Sent Mail", "[Gmail]/Sent Mail"},
                       // RFC 3501 §5.1.3's example.
-                      NamePair{"~peter/mail/台北/日本語",
-                               "~peter/mail/&U,BTFw-/&ZeVnLIqe-"},
+                      NamePair{"~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"},
                       // Non-BMP (surrogate pair): U+1F4E7 E-MAIL SYMBOL.
                       NamePair{"Mail \xF0\x9F\x93\xA7", "Mail &2D3c5w-"},
                       // A run that ends mid-way through a base64 group.
@@ -37,15 +36,15 @@ INSTANTIATE_TEST_SUITE_P(
                       NamePair{"a\tb", "a&AAk-b"}));
 
 TEST(MailboxNameTest, RejectsMalformedModifiedUtf7) {
-  EXPECT_FALSE(DecodeMailboxName("Entw&APw"));        // no closing '-'
-  EXPECT_FALSE(DecodeMailboxName("&A-"));              // too few bits for a unit
-  EXPECT_FALSE(DecodeMailboxName("&APw=-"));           // '=' is not in the alphabet
-  EXPECT_FALSE(DecodeMailboxName("&AGE-"));            // encodes printable 'a'
-  EXPECT_FALSE(DecodeMailboxName("&2D0-"));            // lone high surrogate
-  EXPECT_FALSE(DecodeMailboxName("&3,c-"));            // lone low surrogate
-  EXPECT_FALSE(DecodeMailboxName("&APw-&APw-"));       // adjacent runs
-  EXPECT_FALSE(DecodeMailboxName("caf\xC3\xA9"));      // raw 8-bit bytes
-  EXPECT_FALSE(DecodeMailboxName("&APx-"));            // non-zero padding bits
+  EXPECT_FALSE(DecodeMailboxName("Entw&APw"));     // no closing '-'
+  EXPECT_FALSE(DecodeMailboxName("&A-"));          // too few bits for a unit
+  EXPECT_FALSE(DecodeMailboxName("&APw=-"));       // '=' is not in the alphabet
+  EXPECT_FALSE(DecodeMailboxName("&AGE-"));        // encodes printable 'a'
+  EXPECT_FALSE(DecodeMailboxName("&2D0-"));        // lone high surrogate
+  EXPECT_FALSE(DecodeMailboxName("&3,c-"));        // lone low surrogate
+  EXPECT_FALSE(DecodeMailboxName("&APw-&APw-"));   // adjacent runs
+  EXPECT_FALSE(DecodeMailboxName("caf\xC3\xA9"));  // raw 8-bit bytes
+  EXPECT_FALSE(DecodeMailboxName("&APx-"));        // non-zero padding bits
 }
 
 TEST(MailboxNameTest, RejectsInvalidUtf8) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,7 +73,7 @@ TEST_F(SessionTest, SaslIrLoginUsesCapabilitiesFromGreetingAndOk) {
   EXPECT_TRUE(session_->authenticated());
   EXPECT_TRUE(session_->capabilities().Has("condstore"));
   EXPECT_FALSE(session_->capabilities().Has("SASL-IR"));  // replaced by the new list
-  EXPECT_EQ(transport_.TakeSent(), "");                  // no extra CAPABILITY
+  EXPECT_EQ(transport_.TakeSent(), "");                   // no extra CAPABILITY
 }
 
 TEST_F(SessionTest, LoginCommandWhenNoPlainMechanism) {
@@ -371,6 +372,28 @@ TEST_F(LoggedInSessionTest, LogoutClosesTheTransport) {
   EXPECT_TRUE(logged_out->ok());
   EXPECT_TRUE(transport_.closed);
   session_->OnClosed(Status::Ok());  // the expected close reports nothing
+}
+
+TEST_F(LoggedInSessionTest, EnableAsksOnlyForAdvertisedExtensions) {
+  LogIn("IMAP4rev1 ENABLE CONDSTORE");
+  std::optional<Result<std::set<std::string>>> enabled;
+  session_->Enable({"CONDSTORE", "QRESYNC"},
+                   [&](Result<std::set<std::string>> result) { enabled = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 ENABLE CONDSTORE\r\n");
+  Server("* ENABLED condstore\r\nA2 OK Enabled\r\n");
+  ASSERT_TRUE(enabled.has_value() && enabled->ok());
+  EXPECT_EQ(enabled->value(), std::set<std::string>{"CONDSTORE"});
+  EXPECT_EQ(session_->enabled().count("CONDSTORE"), 1u);
+}
+
+TEST_F(LoggedInSessionTest, EnableWithoutTheCapabilitySendsNothing) {
+  LogIn("IMAP4rev1 CONDSTORE");
+  std::optional<Result<std::set<std::string>>> enabled;
+  session_->Enable({"CONDSTORE"},
+                   [&](Result<std::set<std::string>> result) { enabled = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "");
+  ASSERT_TRUE(enabled.has_value() && enabled->ok());
+  EXPECT_TRUE(enabled->value().empty());
 }
 
 TEST_F(LoggedInSessionTest, UnknownTagIsIgnored) {

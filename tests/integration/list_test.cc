@@ -53,7 +53,7 @@ std::map<std::string, Counts> ParseListing(const std::string& output) {
 
 const std::map<std::string, Counts>& SeededFolders() {
   static const std::map<std::string, Counts> folders = {
-      {"INBOX", {"5", "3"}},        {"Archive", {"2", "0"}},   {"Archive/2023", {"3", "2"}},
+      {"INBOX", {"5", "3"}},           {"Archive", {"2", "0"}},  {"Archive/2023", {"3", "2"}},
       {"Archive/2023/Q1", {"1", "1"}}, {"Entwürfe", {"2", "1"}}, {"Sent Items", {"4", "0"}},
       {"Empty", {"0", "0"}},
   };
@@ -83,8 +83,7 @@ class ListTest : public ::testing::Test {
   }
 
   CommandResult List(const std::string& config_path, const std::string& extra = "") {
-    return RunCommand(std::string(MAILMIRROR_BINARY) + " -c '" + config_path + "' list " +
-                      extra);
+    return RunCommand(std::string(MAILMIRROR_BINARY) + " -c '" + config_path + "' list " + extra);
   }
 
   std::string DovecotLog() {
@@ -109,10 +108,10 @@ TEST_F(ListTest, ImplicitTlsListsEverySeededFolderWithCounts) {
 
 TEST_F(ListTest, StartTlsWithFixtureCertificate) {
   StartServer();
-  CommandResult result = List(WriteConfig(
-      "host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
-      "\ntls = \"starttls\"\nca_file = \"" + server_->ca_file() +
-      "\"\nuser = \"alice\"\npassword_cmd = \"echo alice-secret\"\n"));
+  CommandResult result =
+      List(WriteConfig("host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
+                       "\ntls = \"starttls\"\nca_file = \"" + server_->ca_file() +
+                       "\"\nuser = \"alice\"\npassword_cmd = \"echo alice-secret\"\n"));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(ParseListing(result.out), SeededFolders()) << result.out;
 }
@@ -120,17 +119,17 @@ TEST_F(ListTest, StartTlsWithFixtureCertificate) {
 TEST_F(ListTest, HostNameLocalhostVerifiesAndFallsBackToIpv4) {
   StartServer();
   CommandResult result = List(WriteConfig(
-      "host = \"localhost\"\nport = " + std::to_string(server_->imaps_port()) +
-      "\nca_file = \"" + server_->ca_file() + "\"\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
+      "host = \"localhost\"\nport = " + std::to_string(server_->imaps_port()) + "\nca_file = \"" +
+      server_->ca_file() + "\"\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(ParseListing(result.out), SeededFolders()) << result.out;
 }
 
 TEST_F(ListTest, PlaintextWhenAskedFor) {
   StartServer();
-  CommandResult result = List(WriteConfig(
-      "host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
-      "\ntls = \"none\"\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
+  CommandResult result =
+      List(WriteConfig("host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
+                       "\ntls = \"none\"\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(ParseListing(result.out), SeededFolders()) << result.out;
 }
@@ -168,9 +167,9 @@ TEST_F(ListTest, WrongPasswordExits77) {
 
 TEST_F(ListTest, UntrustedCertificateExits69WithoutSendingCredentials) {
   StartServer();
-  CommandResult result = List(WriteConfig(
-      "host = \"127.0.0.1\"\nport = " + std::to_string(server_->imaps_port()) +
-      "\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
+  CommandResult result =
+      List(WriteConfig("host = \"127.0.0.1\"\nport = " + std::to_string(server_->imaps_port()) +
+                       "\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
   EXPECT_EQ(result.exit_code, 69) << result.err;
   EXPECT_NE(result.err.find("certificate"), std::string::npos) << result.err;
   EXPECT_EQ(DovecotLog().find("user=<alice>"), std::string::npos) << DovecotLog();
@@ -178,9 +177,9 @@ TEST_F(ListTest, UntrustedCertificateExits69WithoutSendingCredentials) {
 
 TEST_F(ListTest, StartTlsWithUntrustedCertificateSendsNoCredentials) {
   StartServer();
-  CommandResult result = List(WriteConfig(
-      "host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
-      "\ntls = \"starttls\"\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
+  CommandResult result =
+      List(WriteConfig("host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
+                       "\ntls = \"starttls\"\nuser = \"alice\"\npassword = \"alice-secret\"\n"));
   EXPECT_EQ(result.exit_code, 69) << result.err;
   EXPECT_NE(result.err.find("certificate"), std::string::npos) << result.err;
   EXPECT_EQ(DovecotLog().find("user=<alice>"), std::string::npos) << DovecotLog();
@@ -188,10 +187,10 @@ TEST_F(ListTest, StartTlsWithUntrustedCertificateSendsNoCredentials) {
 
 TEST_F(ListTest, ImplicitTlsAgainstPlaintextPortFailsClearly) {
   StartServer();
-  CommandResult result = List(WriteConfig(
-      "host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
-      "\nca_file = \"" + server_->ca_file() +
-      "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nconnect_timeout = 5\n"));
+  CommandResult result =
+      List(WriteConfig("host = \"127.0.0.1\"\nport = " + std::to_string(server_->imap_port()) +
+                       "\nca_file = \"" + server_->ca_file() +
+                       "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nconnect_timeout = 5\n"));
   EXPECT_EQ(result.exit_code, 69) << result.err;
   EXPECT_NE(result.err.find("TLS"), std::string::npos) << result.err;
 }
@@ -201,8 +200,10 @@ TEST_F(ListTest, SeveralAccountsInParallelAndOneFailing) {
   std::string path = server_->dir() + "/multi.toml";
   {
     std::ofstream out(path);
-    out << "[accounts.first]\n" << TlsAccount() << "\n[accounts.broken]\n"
-        << TlsAccount("nope") << "\n[accounts.second]\n" << TlsAccount();
+    out << "[accounts.first]\n"
+        << TlsAccount() << "\n[accounts.broken]\n"
+        << TlsAccount("nope") << "\n[accounts.second]\n"
+        << TlsAccount();
   }
   CommandResult result = RunCommand(std::string(MAILMIRROR_BINARY) + " -c '" + path + "' list");
   EXPECT_EQ(result.exit_code, 77) << result.err;

@@ -12,7 +12,9 @@ TEST(StringsTest, EqualsIgnoreCase) {
   EXPECT_FALSE(EqualsIgnoreCase("\xC3\xA4", "\xC3\x84"));  // ASCII only: ä != Ä
 }
 
-TEST(StringsTest, ToUpperAscii) { EXPECT_EQ(ToUpperAscii("auth=plain \xC3\xA4"), "AUTH=PLAIN \xC3\xA4"); }
+TEST(StringsTest, ToUpperAscii) {
+  EXPECT_EQ(ToUpperAscii("auth=plain \xC3\xA4"), "AUTH=PLAIN \xC3\xA4");
+}
 
 TEST(StringsTest, PrintableEscapesAndTruncates) {
   EXPECT_EQ(Printable("a\r\n\x01\xFF\\"), "a\\r\\n\\x01\\xff\\\\");

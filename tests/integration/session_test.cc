@@ -1,0 +1,127 @@
+// The library's IMAP session against a real Dovecot: login over each
+// transport, ENABLE, LIST with counts, LOGOUT.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <set>
+
+#include "account/imap_connection.h"
+#include "net/event_loop.h"
+#include "support/dovecot_fixture.h"
+
+namespace mailmirror {
+namespace {
+
+using testing::DovecotOptions;
+using testing::DovecotServer;
+
+struct SessionRun {
+  Status login = Status::Ok();
+  std::optional<std::set<std::string>> enabled;
+  std::optional<std::vector<imap::MailboxInfo>> mailboxes;
+  bool closed = false;
+};
+
+// Logs in, enables CONDSTORE and QRESYNC, lists, logs out.
+SessionRun RunSession(const AccountConfig& account, const std::string& password) {
+  SessionRun run;
+  net::EventLoop loop;
+  account::ImapConnection connection(&loop, account);
+  connection.Open(
+      password,
+      [&](Status status) {
+        run.login = status;
+        if (!status.ok()) return connection.Finish();
+        connection.session().Enable({"CONDSTORE", "QRESYNC"},
+                                    [&](Result<std::set<std::string>> enabled) {
+                                      if (enabled.ok()) run.enabled = enabled.value();
+                                      connection.session().ListMailboxes(
+                                          [&](Result<std::vector<imap::MailboxInfo>> mailboxes) {
+                                            if (mailboxes.ok())
+                                              run.mailboxes = std::move(mailboxes).value();
+                                            connection.Finish();
+                                          });
+                                    });
+      },
+      [&] { run.closed = true; });
+  loop.Run();
+  return run;
+}
+
+AccountConfig Account(const DovecotServer& server, TlsMode tls) {
+  AccountConfig account;
+  account.name = "test";
+  account.host = "127.0.0.1";
+  account.tls = tls;
+  account.port = tls == TlsMode::kImplicit ? server.imaps_port() : server.imap_port();
+  account.ca_file = server.ca_file();
+  account.user = "alice";
+  return account;
+}
+
+const imap::MailboxInfo* Find(const std::vector<imap::MailboxInfo>& boxes,
+                              const std::string& name) {
+  for (const imap::MailboxInfo& box : boxes) {
+    if (box.name == name) return &box;
+  }
+  return nullptr;
+}
+
+TEST(SessionIntegrationTest, EveryTransportLogsInEnablesAndLists) {
+  std::unique_ptr<DovecotServer> server = DovecotServer::Start({});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Seed("alice"));
+  for (TlsMode tls : {TlsMode::kImplicit, TlsMode::kStartTls, TlsMode::kNone}) {
+    SCOPED_TRACE(static_cast<int>(tls));
+    SessionRun run = RunSession(Account(*server, tls), "alice-secret");
+    ASSERT_TRUE(run.login.ok()) << run.login.error().message;
+    EXPECT_TRUE(run.closed);
+    ASSERT_TRUE(run.enabled.has_value());
+    EXPECT_EQ(*run.enabled, (std::set<std::string>{"CONDSTORE", "QRESYNC"}));
+    ASSERT_TRUE(run.mailboxes.has_value());
+    const imap::MailboxInfo* inbox = Find(*run.mailboxes, "INBOX");
+    ASSERT_NE(inbox, nullptr);
+    EXPECT_EQ(inbox->messages, 5u);
+    EXPECT_EQ(inbox->unseen, 3u);
+    EXPECT_EQ(inbox->uidnext, 6u);
+    EXPECT_TRUE(inbox->uidvalidity.has_value());
+    EXPECT_TRUE(inbox->highestmodseq.has_value());
+    const imap::MailboxInfo* drafts = Find(*run.mailboxes, "Entwürfe");
+    ASSERT_NE(drafts, nullptr);
+    EXPECT_EQ(drafts->raw_name, "Entw&APw-rfe");
+    EXPECT_EQ(drafts->delimiter, '/');
+  }
+}
+
+TEST(SessionIntegrationTest, HiddenCondstoreIsNeitherEnabledNorAskedFor) {
+  DovecotOptions options;
+  options.hide_capabilities = {"CONDSTORE", "QRESYNC"};
+  std::unique_ptr<DovecotServer> server = DovecotServer::Start(options);
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Seed("alice"));
+  SessionRun run = RunSession(Account(*server, TlsMode::kImplicit), "alice-secret");
+  ASSERT_TRUE(run.login.ok()) << run.login.error().message;
+  ASSERT_TRUE(run.enabled.has_value());
+  EXPECT_TRUE(run.enabled->empty());
+  ASSERT_TRUE(run.mailboxes.has_value());
+  const imap::MailboxInfo* inbox = Find(*run.mailboxes, "INBOX");
+  ASSERT_NE(inbox, nullptr);
+  EXPECT_EQ(inbox->messages, 5u);
+  EXPECT_FALSE(inbox->highestmodseq.has_value());
+}
+
+TEST(SessionIntegrationTest, PasswordWithQuoteBackslashAndSpace) {
+  std::unique_ptr<DovecotServer> server = DovecotServer::Start({});
+  ASSERT_NE(server, nullptr);
+  AccountConfig account = Account(*server, TlsMode::kImplicit);
+  account.user = "pw-user";
+  SessionRun run = RunSession(account, "p\"w\\ d");
+  EXPECT_TRUE(run.login.ok()) << run.login.error().message;
+  SessionRun wrong = RunSession(account, "p\"w\\ e");
+  ASSERT_FALSE(wrong.login.ok());
+  EXPECT_EQ(wrong.login.error().kind, ErrorKind::kAuth);
+  EXPECT_TRUE(wrong.closed);
+}
+
+}  // namespace
+}  // namespace mailmirror

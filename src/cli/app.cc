@@ -7,6 +7,7 @@
 
 #include "cli/accounts.h"
 #include "cli/list_command.h"
+#include "cli/sync_command.h"
 #include "mailmirror/config.h"
 #include "mailmirror/status.h"
 #include "util/log.h"
@@ -47,6 +48,32 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
   return exit_code;
 }
 
+int RunSync(const GlobalOptions& global, const std::vector<std::string>& names) {
+  Result<Config> config = LoadConfig(global.config_path);
+  if (!config.ok()) return Report(config.error());
+  Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
+  if (!accounts.ok()) return Report(accounts.error());
+
+  SyncOutput output;
+  if (!global.quiet) output.out = &std::cout;
+  std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
+  // Every failure is reported; the exit code is the first one's.
+  int exit_code = kExitOk;
+  auto note = [&exit_code](const Error& error) {
+    int code = Report(error);
+    if (exit_code == kExitOk) exit_code = code;
+  };
+  for (size_t i = 0; i < reports.size(); ++i) {
+    const sync::AccountReport& report = reports[i];
+    const std::string context = "account " + (*accounts)[i]->name;
+    if (!report.status.ok()) note(report.status.error().Wrap(context));
+    for (const sync::FolderReport& folder : report.folders) {
+      if (!folder.status.ok()) note(folder.status.error().Wrap(context));
+    }
+  }
+  return exit_code;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -68,6 +95,11 @@ int Main(int argc, char** argv) {
   CLI::App* list =
       app.add_subcommand("list", "List each account's folders with message and unread counts");
   list->add_option("ACCOUNT", list_accounts, "Accounts to list (default: all)");
+
+  std::vector<std::string> sync_accounts;
+  CLI::App* sync = app.add_subcommand(
+      "sync", "Mirror every folder of each account into its Maildir (new mail only after the first run)");
+  sync->add_option("ACCOUNT", sync_accounts, "Accounts to sync (default: all)");
 
   try {
     app.parse(argc, argv);
@@ -94,6 +126,7 @@ int Main(int argc, char** argv) {
   SetLogLevel(level);
 
   if (list->parsed()) return RunList(global, list_accounts);
+  if (sync->parsed()) return RunSync(global, sync_accounts);
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

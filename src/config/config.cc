@@ -17,8 +17,8 @@ namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
-    "host",     "port",         "tls",     "ca_file",         "user",
-    "password", "password_cmd", "maildir", "connect_timeout", "timeout",
+    "host",    "port",   "tls",       "ca_file", "user",            "password", "password_cmd",
+    "maildir", "layout", "state_dir", "folders", "connect_timeout", "timeout",
 };
 
 std::string KnownKeysList() {
@@ -89,8 +89,24 @@ Result<int64_t> GetInteger(const Validator& v, const toml::node& node, const std
 Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::string_view key,
                        const toml::node& node, AccountConfig& account,
                        std::optional<uint16_t>& explicit_port) {
+  if (key == "folders") {
+    const toml::array* patterns = node.as_array();
+    if (patterns == nullptr) {
+      return v.At(node.source(), key_path, "expected a list of strings, e.g. [\"*\", \"!Trash\"]");
+    }
+    for (const toml::node& pattern : *patterns) {
+      Result<std::string> value = GetString(v, pattern, key_path);
+      if (!value) return value.error();
+      if (value->empty() || *value == "!") {
+        return v.At(pattern.source(), key_path, "empty folder pattern");
+      }
+      account.folders.push_back(*value);
+    }
+    return Status::Ok();
+  }
   if (key == "host" || key == "user" || key == "password" || key == "password_cmd" ||
-      key == "ca_file" || key == "maildir" || key == "tls") {
+      key == "ca_file" || key == "maildir" || key == "tls" || key == "layout" ||
+      key == "state_dir") {
     Result<std::string> value = GetString(v, node, key_path);
     if (!value) return value.error();
     if (value->empty() && key != "password") {
@@ -102,6 +118,14 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     if (key == "password_cmd") account.password_cmd = *value;
     if (key == "ca_file") account.ca_file = ExpandHome(*value);
     if (key == "maildir") account.maildir = ExpandHome(*value);
+    if (key == "state_dir") account.state_dir = ExpandHome(*value);
+    if (key == "layout") {
+      if (*value != "verbatim" && *value != "maildir++") {
+        return v.At(node.source(), key_path,
+                    "expected \"verbatim\" or \"maildir++\", got \"" + *value + "\"");
+      }
+      account.layout = *value;
+    }
     if (key == "tls") {
       if (*value == "implicit") {
         account.tls = TlsMode::kImplicit;
@@ -160,6 +184,9 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
     return v.At(node.source(), prefix, "missing key \"password\" or \"password_cmd\"");
   }
   account.port = explicit_port.value_or(account.tls == TlsMode::kImplicit ? 993 : 143);
+  if (account.state_dir.empty() && !account.maildir.empty()) {
+    account.state_dir = account.maildir + "/.mailmirror";
+  }
   return account;
 }
 

@@ -40,6 +40,38 @@ void ApplyStatus(const StatusData& status, MailboxInfo& info) {
   if (status.highestmodseq) info.highestmodseq = status.highestmodseq;
 }
 
+// Reads one quoted string (or NIL, giving nullopt) at `pos` of a NAMESPACE
+// response, advancing pos.
+std::optional<std::string> ReadNamespaceString(std::string_view text, size_t& pos) {
+  while (pos < text.size() && text[pos] == ' ') ++pos;
+  if (text.substr(pos, 3) == "NIL" || text.substr(pos, 3) == "nil") {
+    pos += 3;
+    return std::nullopt;
+  }
+  if (pos >= text.size() || text[pos] != '"') return std::nullopt;
+  std::string out;
+  for (++pos; pos < text.size() && text[pos] != '"'; ++pos) {
+    if (text[pos] == '\\' && pos + 1 < text.size()) ++pos;
+    out += text[pos];
+  }
+  ++pos;  // closing quote
+  return out;
+}
+
+// The first personal namespace of "* NAMESPACE ((prefix delim) ...) ...".
+std::optional<PersonalNamespace> ParsePersonalNamespace(std::string_view raw) {
+  size_t pos = raw.find_first_not_of(' ');
+  if (pos == std::string_view::npos || raw.substr(pos, 2) != "((") return std::nullopt;
+  pos += 2;
+  std::optional<std::string> prefix = ReadNamespaceString(raw, pos);
+  if (!prefix) return std::nullopt;
+  std::optional<std::string> delimiter = ReadNamespaceString(raw, pos);
+  PersonalNamespace result;
+  result.prefix = *prefix;
+  result.delimiter = delimiter && delimiter->size() == 1 ? (*delimiter)[0] : 0;
+  return result;
+}
+
 // INBOX is case-insensitive (RFC 3501 §5.1); Office 365 says "Inbox".
 std::string CanonicalName(std::string_view raw) {
   return EqualsIgnoreCase(raw, "INBOX") ? std::string("INBOX") : std::string(raw);
@@ -80,7 +112,12 @@ void Session::OnData(std::string_view data) {
   if (state_ == State::kClosed || state_ == State::kStartingTls) return;
   if (LogEnabled(LogLevel::kTrace)) Log(LogLevel::kTrace, "S: " + Printable(data, 500));
   Status status = parser_.Feed(data);
-  if (!status.ok()) Fail(status.error().Wrap("bad response from " + options_.server));
+  if (status.ok()) return;
+  // Protocol errors are the server's; others (a full disk under a fetch
+  // sink) keep their own kind and message.
+  Fail(status.error().kind == ErrorKind::kProtocol
+           ? status.error().Wrap("bad response from " + options_.server)
+           : status.error());
 }
 
 void Session::OnTlsStarted() {
@@ -159,6 +196,10 @@ Status Session::OnResponse(const Response& response) {
       }
       break;
   }
+  if (!sink_status_.ok()) {
+    Fail(sink_status_.error());
+    return sink_status_;
+  }
   return failure_ ? Status(*failure_) : Status::Ok();
 }
 
@@ -210,6 +251,9 @@ void Session::OnTagged(const Response& response) {
     reply.text = std::string(response.text);
     Pending pending = std::move(*it);
     in_flight_.erase(it);
+    if (pending.fetch_sink != nullptr && CurrentFetchSink() == nullptr) {
+      parser_.set_sink(nullptr);  // literals of other commands stay inline
+    }
     // A NO/BAD instead of "+" means: do not send the literal.
     if (pending.parts_sent < pending.command.parts.size()) awaiting_continuation_ = false;
     Log(LogLevel::kTrace,
@@ -233,15 +277,19 @@ void Session::OnContinuation() {
 }
 
 void Session::Execute(Command command, UntaggedHandler on_untagged, ReplyHandler on_reply) {
-  if (failure_) {
-    on_reply(*failure_);
-    return;
-  }
   Pending pending;
-  pending.tag = "A" + std::to_string(next_tag_++);
   pending.command = std::move(command);
   pending.on_untagged = std::move(on_untagged);
   pending.on_reply = std::move(on_reply);
+  Enqueue(std::move(pending));
+}
+
+void Session::Enqueue(Pending pending) {
+  if (failure_) {
+    pending.on_reply(*failure_);
+    return;
+  }
+  pending.tag = "A" + std::to_string(next_tag_++);
   queued_.push_back(std::move(pending));
   SendQueued();
 }
@@ -251,6 +299,7 @@ void Session::SendQueued() {
          in_flight_.size() < options_.max_in_flight) {
     in_flight_.push_back(std::move(queued_.front()));
     queued_.pop_front();
+    if (in_flight_.back().fetch_sink != nullptr) parser_.set_sink(this);
     SendNextPart(in_flight_.back());
   }
 }
@@ -505,6 +554,148 @@ void Session::Enable(const std::vector<std::string>& extensions,
         }
         done(enabled_);
       });
+}
+
+void Session::GetPersonalNamespace(
+    std::function<void(Result<std::optional<PersonalNamespace>>)> done) {
+  if (!capabilities_.Has("NAMESPACE")) {
+    done(std::optional<PersonalNamespace>());
+    return;
+  }
+  auto found = std::make_shared<std::optional<PersonalNamespace>>();
+  Execute(
+      Command{{"NAMESPACE\r\n"}, "NAMESPACE", false},
+      [found](const Response& response) {
+        if (response.type == ResponseType::kOther && EqualsIgnoreCase(response.keyword, "NAMESPACE")) {
+          *found = ParsePersonalNamespace(response.raw);
+        }
+      },
+      [this, found, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol, "NAMESPACE failed on " + options_.server +
+                                                          ": " + DescribeReply(*reply)));
+        }
+        done(*found);
+      });
+}
+
+void Session::Select(const std::string& raw_name, bool read_only,
+                     std::function<void(Result<SelectedMailbox>)> done) {
+  auto selected = std::make_shared<SelectedMailbox>();
+  selected->raw_name = raw_name;
+  const char* verb = read_only ? "EXAMINE" : "SELECT";
+  Result<Command> command = CommandBuilder(verb, literal_policy()).AString(raw_name).Build();
+  if (!command.ok()) {
+    done(command.error());
+    return;
+  }
+  Execute(
+      std::move(command).value(),
+      [selected](const Response& response) {
+        if (response.type == ResponseType::kExists) {
+          selected->exists = response.number;
+        } else if (response.type == ResponseType::kCondition && response.code) {
+          const ResponseCode& code = *response.code;
+          if (EqualsIgnoreCase(code.name, "UIDVALIDITY") && code.number) {
+            selected->uidvalidity = static_cast<uint32_t>(*code.number);
+          } else if (EqualsIgnoreCase(code.name, "UIDNEXT") && code.number) {
+            selected->uidnext = static_cast<uint32_t>(*code.number);
+          } else if (EqualsIgnoreCase(code.name, "HIGHESTMODSEQ") && code.number) {
+            selected->highestmodseq = code.number;
+          } else if (EqualsIgnoreCase(code.name, "NOMODSEQ")) {
+            selected->nomodseq = true;
+          } else if (EqualsIgnoreCase(code.name, "PERMANENTFLAGS")) {
+            selected->permanent_flags.assign(code.items.begin(), code.items.end());
+          }
+        }
+      },
+      [this, selected, verb, read_only, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol,
+                                std::string(verb) + " " + DisplayMailboxName(selected->raw_name) +
+                                    " failed on " + options_.server + ": " +
+                                    DescribeReply(*reply)));
+        }
+        selected->read_only = read_only || reply->code == "READ-ONLY";
+        if (selected->uidvalidity == 0) {
+          return done(MakeError(ErrorKind::kProtocol,
+                                "server " + options_.server + " reported no UIDVALIDITY for " +
+                                    DisplayMailboxName(selected->raw_name)));
+        }
+        done(std::move(*selected));
+      });
+}
+
+void Session::UidFetch(const std::string& uid_set, const std::string& items, FetchSink* sink,
+                       Done done) {
+  Pending pending;
+  pending.command = Command{{"UID FETCH " + uid_set + " (" + items + ")\r\n"}, "UID FETCH", false};
+  pending.fetch_sink = sink;
+  pending.on_untagged = [this, sink](const Response& response) {
+    if (response.type != ResponseType::kFetch || !sink_status_.ok()) return;
+    const FetchData& fetch = response.fetch;
+    FetchedMessage message;
+    message.seq = fetch.seq;
+    message.uid = fetch.uid;
+    message.has_flags = fetch.has_flags;
+    message.flags.assign(fetch.flags.begin(), fetch.flags.end());
+    if (fetch.internaldate) message.internaldate = std::string(*fetch.internaldate);
+    message.rfc822_size = fetch.rfc822_size;
+    message.modseq = fetch.modseq;
+    for (const BodySection& body : fetch.bodies) {
+      if (!body.section.empty()) continue;  // only the whole message, BODY[]
+      message.has_body = true;
+      message.body_nil = body.nil || (!body.streamed && body.data.empty());
+      if (!body.streamed && !body.nil && !body.data.empty()) {
+        // Delivered inline (no sink was set when its header arrived).
+        sink_status_ = sink->OnBodyBegin(fetch.seq, body.data.size());
+        if (sink_status_.ok()) sink_status_ = sink->OnBodyData(body.data);
+        if (sink_status_.ok()) sink_status_ = sink->OnBodyEnd();
+        if (!sink_status_.ok()) return;
+      }
+    }
+    sink_status_ = sink->OnMessage(message);
+  };
+  pending.on_reply = [this, done = std::move(done)](Result<TaggedReply> reply) {
+    if (!reply.ok()) return done(reply.error());
+    if (reply->condition != Condition::kOk) {
+      return done(MakeError(ErrorKind::kProtocol,
+                            "UID FETCH failed on " + options_.server + ": " + DescribeReply(*reply)));
+    }
+    done(Status::Ok());
+  };
+  Enqueue(std::move(pending));
+}
+
+FetchSink* Session::CurrentFetchSink() const {
+  for (const Pending& pending : in_flight_) {
+    if (pending.fetch_sink != nullptr) return pending.fetch_sink;
+  }
+  return nullptr;
+}
+
+Status Session::OnLiteralBegin(uint32_t seq, std::string_view section, uint64_t size) {
+  streaming_sink_ = CurrentFetchSink();
+  if (streaming_sink_ == nullptr || !section.empty()) {
+    // Not a whole-message body we asked for: there is nowhere to put it.
+    return MakeError(ErrorKind::kProtocol, "server " + options_.server +
+                                               " sent an unrequested message body");
+  }
+  sink_status_ = streaming_sink_->OnBodyBegin(seq, size);
+  return sink_status_;
+}
+
+Status Session::OnLiteralData(std::string_view chunk) {
+  sink_status_ = streaming_sink_->OnBodyData(chunk);
+  return sink_status_;
+}
+
+Status Session::OnLiteralEnd() {
+  sink_status_ = streaming_sink_->OnBodyEnd();
+  streaming_sink_ = nullptr;
+  return sink_status_;
 }
 
 void Session::Logout(Done done) {

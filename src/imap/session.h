@@ -85,7 +85,52 @@ struct MailboxInfo {
   std::optional<uint64_t> highestmodseq;
 };
 
-class Session : private ResponseHandler {
+// The state of a mailbox after SELECT or EXAMINE.
+struct SelectedMailbox {
+  std::string raw_name;
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 0;  // 0 when the server did not report it
+  uint32_t exists = 0;
+  std::optional<uint64_t> highestmodseq;
+  bool nomodseq = false;  // [NOMODSEQ]: the mailbox keeps no mod-sequences
+  bool read_only = false;
+  std::vector<std::string> permanent_flags;
+};
+
+// The personal namespace (RFC 2342), e.g. prefix "INBOX." delimiter '.'.
+struct PersonalNamespace {
+  std::string prefix;
+  char delimiter = 0;
+};
+
+// One message of a FETCH response, copied out of the parser's buffer.
+struct FetchedMessage {
+  uint32_t seq = 0;
+  std::optional<uint32_t> uid;
+  bool has_flags = false;
+  std::vector<std::string> flags;
+  std::optional<std::string> internaldate;
+  std::optional<uint64_t> rfc822_size;
+  std::optional<uint64_t> modseq;
+  // BODY[] (or BODY[]<0>): streamed through the FetchSink's OnBody* calls
+  // just before this message is delivered, or NIL.
+  bool has_body = false;
+  bool body_nil = false;
+};
+
+// Receives what FETCH commands bring: body literals as they stream in, then
+// each message's other items. Errors stop the session's parse, fail the
+// connection and are reported to the command.
+class FetchSink {
+ public:
+  virtual ~FetchSink() = default;
+  virtual Status OnBodyBegin(uint32_t seq, uint64_t size) = 0;
+  virtual Status OnBodyData(std::string_view chunk) = 0;
+  virtual Status OnBodyEnd() = 0;
+  virtual Status OnMessage(const FetchedMessage& message) = 0;
+};
+
+class Session : private ResponseHandler, private LiteralSink {
  public:
   using Done = std::function<void(Status)>;
   using UntaggedHandler = std::function<void(const Response&)>;
@@ -120,6 +165,22 @@ class Session : private ResponseHandler {
   void Enable(const std::vector<std::string>& extensions,
               std::function<void(Result<std::set<std::string>>)> done);
 
+  // NAMESPACE (RFC 2342) when offered: the first personal namespace, or
+  // nullopt when the server has none or does not support NAMESPACE.
+  void GetPersonalNamespace(std::function<void(Result<std::optional<PersonalNamespace>>)> done);
+
+  // SELECT (read_only: EXAMINE) a mailbox by its raw name. A NO is a
+  // kProtocol error naming the mailbox; the session stays usable.
+  void Select(const std::string& raw_name, bool read_only,
+              std::function<void(Result<SelectedMailbox>)> done);
+
+  // UID FETCH <uid_set> (<items>) on the selected mailbox. Body literals and
+  // FETCH responses go to `sink` (which must outlive the command); `done`
+  // runs after the tagged reply. Unsolicited FETCH responses arriving
+  // meanwhile reach the sink too: callers filter by UID.
+  void UidFetch(const std::string& uid_set, const std::string& items, FetchSink* sink,
+                Done done);
+
   // Sends LOGOUT and closes the transport once the server confirms.
   void Logout(Done done);
 
@@ -143,9 +204,15 @@ class Session : private ResponseHandler {
     size_t parts_sent = 0;
     UntaggedHandler on_untagged;
     ReplyHandler on_reply;
+    FetchSink* fetch_sink = nullptr;  // UID FETCH commands
   };
 
   Status OnResponse(const Response& response) override;
+  // LiteralSink: body literals go to the fetch sink of the oldest FETCH.
+  Status OnLiteralBegin(uint32_t seq, std::string_view section, uint64_t size) override;
+  Status OnLiteralData(std::string_view chunk) override;
+  Status OnLiteralEnd() override;
+  FetchSink* CurrentFetchSink() const;
   Status OnGreeting(const Response& response);
   void OnTagged(const Response& response);
   void OnContinuation();
@@ -157,6 +224,7 @@ class Session : private ResponseHandler {
   void FinishLogin(Status status);
 
   LiteralPolicy literal_policy() const;
+  void Enqueue(Pending pending);
   void SendQueued();
   void SendNextPart(Pending& pending);
   void Fail(const Error& error);
@@ -175,6 +243,8 @@ class Session : private ResponseHandler {
   bool awaiting_continuation_ = false;
   std::optional<Error> failure_;  // the first fatal error
   std::string bye_text_;          // text of an untagged BYE, for messages
+  FetchSink* streaming_sink_ = nullptr;  // receives the literal in progress
+  Status sink_status_;                   // first error a fetch sink returned
 
   // Login in progress.
   std::string user_;

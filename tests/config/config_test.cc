@@ -59,6 +59,35 @@ connect_timeout = 5
   EXPECT_EQ(alpha.connect_timeout_seconds, 5u);
 }
 
+TEST(ConfigTest, SyncKeys) {
+  Config config = ParseOk(R"(
+[accounts.a]
+host = "h"
+user = "u"
+password = "p"
+maildir = "/mail/a"
+layout = "maildir++"
+folders = ["*", "!Trash", "!Archive/*"]
+)");
+  ASSERT_EQ(config.accounts.size(), 1u);
+  const AccountConfig& account = config.accounts[0];
+  EXPECT_EQ(account.layout, "maildir++");
+  EXPECT_EQ(account.state_dir, "/mail/a/.mailmirror");
+  EXPECT_EQ(account.folders, (std::vector<std::string>{"*", "!Trash", "!Archive/*"}));
+  EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n"
+                       "layout = \"mh\"\n")
+                .find("\"verbatim\" or \"maildir++\""),
+            std::string::npos);
+  EXPECT_NE(ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n"
+                       "folders = \"INBOX\"\n")
+                .find("test.toml:5: accounts.a.folders: expected a list"),
+            std::string::npos);
+  Config moved = ParseOk(
+      "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nmaildir = \"/m\"\n"
+      "state_dir = \"/s\"\n");
+  EXPECT_EQ(moved.accounts[0].state_dir, "/s");
+}
+
 TEST(ConfigTest, StartTlsAndNoneDefaultToPort143) {
   Config config = ParseOk(R"(
 [accounts.a]

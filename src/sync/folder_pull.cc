@@ -1,0 +1,444 @@
+#include "sync/folder_pull.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "imap/date.h"
+#include "imap/sequence_set.h"
+#include "util/log.h"
+#include "util/strings.h"
+
+namespace mailmirror::sync {
+namespace {
+
+// A batch is delivered (fsync, rename, index commit) when it holds this many
+// messages or bytes, whichever comes first: few fsync rounds, bounded loss of
+// work on a crash.
+constexpr size_t kBatchMessages = 256;
+constexpr uint64_t kBatchBytes = 32ull << 20;
+
+constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
+
+struct ParsedFlags {
+  uint32_t bits = 0;
+  std::vector<std::string> keywords;
+};
+
+ParsedFlags ParseFlags(const std::vector<std::string>& flags) {
+  ParsedFlags parsed;
+  for (const std::string& flag : flags) {
+    uint32_t bit = store::FlagFromImap(flag);
+    if (bit != 0) {
+      parsed.bits |= bit;
+    } else if (!flag.empty() && flag[0] != '\\') {
+      parsed.keywords.push_back(flag);  // \Recent and unknown system flags are dropped
+    }
+  }
+  return parsed;
+}
+
+// The value of the Message-ID header in `header` text (CRLF or LF, folded
+// lines allowed), trimmed; empty when absent.
+std::string MessageIdFromHeader(std::string_view header) {
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find('\n', pos);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view line = header.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // end of the header block
+    if (line.size() > 11 && EqualsIgnoreCase(line.substr(0, 11), "Message-ID:")) {
+      std::string value(line.substr(11));
+      // Unfold continuation lines.
+      size_t next = end + 1;
+      while (next < header.size() && (header[next] == ' ' || header[next] == '\t')) {
+        size_t next_end = header.find('\n', next);
+        if (next_end == std::string_view::npos) next_end = header.size();
+        std::string_view more = header.substr(next, next_end - next);
+        if (!more.empty() && more.back() == '\r') more.remove_suffix(1);
+        value += more;
+        next = next_end + 1;
+      }
+      size_t first = value.find_first_not_of(" \t");
+      size_t last = value.find_last_not_of(" \t");
+      return first == std::string::npos ? "" : value.substr(first, last - first + 1);
+    }
+    pos = end + 1;
+  }
+  return "";
+}
+
+// The Message-ID of a stored message, read from its header block only.
+std::string MessageIdOfFile(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return "";
+  std::string header;
+  char buffer[8192];
+  size_t n = 0;
+  while (header.size() < (256u << 10) && (n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
+    header.append(buffer, n);
+    if (header.find("\n\n") != std::string::npos) break;
+  }
+  std::fclose(file);
+  return MessageIdFromHeader(header);
+}
+
+Status FsyncDirectory(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return MakeError(ErrorKind::kIo, "cannot open " + path + ": " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return MakeError(ErrorKind::kIo, "fsync " + path + ": " + std::strerror(err));
+  return Status::Ok();
+}
+
+std::string EntryPath(const std::string& folder, const store::MaildirFolder::Entry& entry) {
+  return folder + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
+}
+
+}  // namespace
+
+FolderPull::FolderPull(imap::Session* session, store::Index* index, FolderJob job,
+                       std::function<void(FolderReport)> done)
+    : session_(session), index_(index), job_(std::move(job)), done_(std::move(done)) {
+  report_.local_name = job_.local_name;
+}
+
+FolderPull::~FolderPull() = default;
+
+void FolderPull::Finish(Status status) {
+  if (!done_) return;
+  if (!status.ok()) report_.status = status.error().Wrap("folder " + job_.local_name);
+  auto done = std::move(done_);
+  done_ = nullptr;
+  done(report_);
+}
+
+void FolderPull::Start() {
+  Result<std::unique_ptr<store::MaildirFolder>> folder =
+      store::MaildirFolder::Open(job_.local_path, /*create=*/true);
+  if (!folder.ok()) return Finish(folder.error());
+  folder_ = std::move(folder).value();
+  Result<size_t> cleaned = folder_->CleanTmp(job_.run_started);
+  if (cleaned.ok() && *cleaned > 0) {
+    Log(LogLevel::kInfo, job_.local_name + ": removed " + std::to_string(*cleaned) +
+                             " unfinished file(s) from tmp/");
+  }
+
+  Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job_.remote_name);
+  if (!record.ok()) return Finish(record.error());
+  if (record->has_value()) {
+    record_ = **record;
+  } else {
+    Result<uint32_t> id = index_->AllocateFolderId();
+    if (!id.ok()) return Finish(id.error());
+    record_.id = *id;
+    record_.remote_name = job_.remote_name;
+  }
+  record_.local_name = job_.local_name;
+
+  // EXAMINE: a pull never changes anything on the server, not even \Recent.
+  session_->Select(job_.remote_name, /*read_only=*/true,
+                   [this](Result<imap::SelectedMailbox> selected) {
+                     OnSelected(std::move(selected));
+                   });
+}
+
+void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
+  if (!selected.ok()) return Finish(selected.error());
+  selected_ = std::move(selected).value();
+  if (record_.uidvalidity != 0 && record_.uidvalidity != selected_.uidvalidity) {
+    report_.uidvalidity_changed = true;
+    Log(LogLevel::kWarning, job_.local_name + ": UIDVALIDITY changed from " +
+                                std::to_string(record_.uidvalidity) + " to " +
+                                std::to_string(selected_.uidvalidity) +
+                                "; matching local messages to the new UIDs");
+    return HandleUidValidityChange();
+  }
+  AdoptAndFetch();
+}
+
+// The server renumbered the folder. Local files are matched to the new UIDs
+// by Message-ID (pairing duplicates in UID order), renamed to carry the new
+// UID and re-indexed; only unmatched server messages are downloaded later.
+// Local files that match nothing lose their ",U=" so no stale UID is ever
+// believed again; they are kept, never deleted.
+void FolderPull::HandleUidValidityChange() {
+  struct Remote {
+    uint32_t uid;
+    std::string message_id;
+  };
+  auto remotes = std::make_shared<std::vector<Remote>>();
+  imap::Command command{{"UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n"},
+                        "UID FETCH",
+                        false};
+  if (selected_.exists == 0) {
+    command.parts = {"NOOP\r\n"};
+    command.verb = "NOOP";
+  }
+  session_->Execute(
+      std::move(command),
+      [remotes](const imap::Response& response) {
+        if (response.type != imap::ResponseType::kFetch || !response.fetch.uid) return;
+        std::string message_id;
+        for (const imap::BodySection& body : response.fetch.bodies) {
+          message_id = MessageIdFromHeader(body.data);
+        }
+        remotes->push_back(Remote{*response.fetch.uid, message_id});
+      },
+      [this, remotes](Result<imap::TaggedReply> reply) {
+        if (!reply.ok()) return Finish(reply.error());
+        if (reply->condition != imap::Condition::kOk) {
+          return Finish(MakeError(ErrorKind::kProtocol, "UID FETCH failed: " + reply->text));
+        }
+        // Server side: Message-ID -> new UIDs, ascending.
+        std::map<std::string, std::vector<uint32_t>> by_id;
+        std::sort(remotes->begin(), remotes->end(),
+                  [](const Remote& a, const Remote& b) { return a.uid < b.uid; });
+        for (const Remote& remote : *remotes) {
+          if (!remote.message_id.empty()) by_id[remote.message_id].push_back(remote.uid);
+        }
+        Result<std::vector<store::MessageRecord>> old = index_->ListMessages(record_.id);
+        if (!old.ok()) return Finish(old.error());
+        std::map<std::string, store::MessageRecord> old_by_stem;
+        for (const store::MessageRecord& message : *old) old_by_stem[message.stem] = message;
+
+        Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+        if (!entries.ok()) return Finish(entries.error());
+        std::sort(entries->begin(), entries->end(),
+                  [](const auto& a, const auto& b) { return a.name.uid < b.name.uid; });
+
+        store::Index::Batch batch;
+        batch.ClearFolderMessages(record_.id);
+        for (const store::MaildirFolder::Entry& entry : *entries) {
+          if (entry.name.uid == 0) continue;  // a local message: not ours to renumber
+          std::string path = EntryPath(job_.local_path, entry);
+          std::string message_id = MessageIdOfFile(path);
+          uint32_t new_uid = 0;
+          auto match = by_id.find(message_id);
+          if (!message_id.empty() && match != by_id.end() && !match->second.empty()) {
+            new_uid = match->second.front();
+            match->second.erase(match->second.begin());
+          }
+          std::string new_name = store::MakeMaildirName(entry.name.stem, new_uid, entry.name.flags);
+          std::string new_path = job_.local_path + (entry.in_cur ? "/cur/" : "/new/") + new_name;
+          if (new_path != path && std::rename(path.c_str(), new_path.c_str()) != 0) {
+            return Finish(MakeError(ErrorKind::kIo, "cannot rename " + path + ": " +
+                                                        std::strerror(errno)));
+          }
+          if (new_uid == 0) continue;
+          store::MessageRecord message;
+          auto known = old_by_stem.find(entry.name.stem);
+          if (known != old_by_stem.end()) {
+            message = known->second;
+          } else {
+            Result<std::pair<uint64_t, uint64_t>> digest = folder_->DigestOf(new_name, entry.in_cur);
+            if (!digest.ok()) return Finish(digest.error());
+            message.digest = digest->first;
+            message.size = digest->second;
+          }
+          message.uid = new_uid;
+          message.stem = entry.name.stem;
+          message.in_cur = entry.in_cur;
+          message.flags = entry.name.flags;
+          batch.PutMessage(record_.id, message);
+          ++report_.matched;
+        }
+        for (const char* sub : {"/cur", "/new"}) {
+          Status synced = FsyncDirectory(job_.local_path + sub);
+          if (!synced.ok()) return Finish(synced);
+        }
+        record_.uidvalidity = selected_.uidvalidity;
+        record_.uidnext = 0;
+        record_.highestmodseq = 0;
+        batch.PutFolder(record_);
+        Status committed = index_->Commit(batch);
+        if (!committed.ok()) return Finish(committed);
+        AdoptAndFetch();
+      });
+}
+
+void FolderPull::AdoptAndFetch() {
+  Status adopted = AdoptOrphans();
+  if (!adopted.ok()) return Finish(adopted);
+  FetchNew();
+}
+
+// Files renamed into place by a run that died before its index commit carry
+// their UID in the name: take them into the index instead of fetching again.
+Status FolderPull::AdoptOrphans() {
+  Result<std::vector<store::MessageRecord>> messages = index_->ListMessages(record_.id);
+  if (!messages.ok()) return messages.error();
+  known_uids_.clear();
+  for (const store::MessageRecord& message : *messages) known_uids_.push_back(message.uid);
+
+  Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+  if (!entries.ok()) return entries.error();
+  store::Index::Batch batch;
+  std::set<uint32_t> adopted;
+  for (const store::MaildirFolder::Entry& entry : *entries) {
+    uint32_t uid = entry.name.uid;
+    if (uid == 0 || std::binary_search(known_uids_.begin(), known_uids_.end(), uid)) continue;
+    if (record_.uidvalidity == 0 && messages->empty()) {
+      // A folder the index has never synced: a ",U=" here was written under
+      // an unknown UIDVALIDITY (another tool, a lost index). Leave it.
+      continue;
+    }
+    if (!adopted.insert(uid).second) {
+      Log(LogLevel::kWarning, job_.local_name + ": two files claim UID " + std::to_string(uid) +
+                                  "; keeping " + entry.file_name + " out of the index");
+      continue;
+    }
+    Result<std::pair<uint64_t, uint64_t>> digest = folder_->DigestOf(entry.file_name, entry.in_cur);
+    if (!digest.ok()) return digest.error();
+    store::MessageRecord message;
+    message.uid = uid;
+    message.stem = entry.name.stem;
+    message.in_cur = entry.in_cur;
+    message.flags = entry.name.flags;
+    message.digest = digest->first;
+    message.size = digest->second;
+    batch.PutMessage(record_.id, message);
+  }
+  if (batch.empty()) return Status::Ok();
+  Status committed = index_->Commit(batch);
+  if (!committed.ok()) return committed;
+  report_.adopted = static_cast<uint32_t>(adopted.size());
+  known_uids_.insert(known_uids_.end(), adopted.begin(), adopted.end());
+  std::sort(known_uids_.begin(), known_uids_.end());
+  Log(LogLevel::kInfo, job_.local_name + ": adopted " + std::to_string(adopted.size()) +
+                           " message(s) stored by an interrupted run");
+  return Status::Ok();
+}
+
+void FolderPull::FetchNew() {
+  fetch_from_ = std::max<uint32_t>(record_.uidnext, 1);
+  record_.uidvalidity = selected_.uidvalidity;
+  bool nothing_new = selected_.exists == 0 ||
+                     (selected_.uidnext != 0 && selected_.uidnext <= fetch_from_);
+  if (nothing_new) {
+    if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
+    if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
+    store::Index::Batch batch;
+    batch.PutFolder(record_);
+    return Finish(index_->Commit(batch));
+  }
+  // Record the folder (and its UIDVALIDITY) before the first message lands,
+  // so that a run killed mid-fetch finds this folder's messages again.
+  store::Index::Batch batch;
+  batch.PutFolder(record_);
+  Status committed = index_->Commit(batch);
+  if (!committed.ok()) return Finish(committed);
+  std::string set = imap::FormatOpenSetExcluding(fetch_from_, known_uids_);
+  session_->UidFetch(set, kFetchItems, this, [this](const Status& status) { OnFetchDone(status); });
+}
+
+Status FolderPull::OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) {
+  current_.reset();  // an unclaimed previous body is dropped (and unlinked)
+  Result<std::unique_ptr<store::TmpMessage>> message = folder_->BeginMessage();
+  if (!message.ok()) return message.error();
+  current_ = std::move(message).value();
+  return Status::Ok();
+}
+
+Status FolderPull::OnBodyData(std::string_view chunk) { return current_->Write(chunk); }
+
+Status FolderPull::OnBodyEnd() { return current_->Finish(); }
+
+Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
+  std::unique_ptr<store::TmpMessage> body = std::move(current_);
+  if (!message.uid || !message.has_body) return Status::Ok();  // unsolicited update
+  uint32_t uid = *message.uid;
+  // "n:*" also matches the highest UID below n (RFC 3501 §6.4.8).
+  if (uid < fetch_from_ || std::binary_search(known_uids_.begin(), known_uids_.end(), uid)) {
+    return Status::Ok();
+  }
+  highest_fetched_ = std::max(highest_fetched_, uid);
+  if (body == nullptr || message.body_nil) {
+    Log(LogLevel::kWarning, job_.local_name + ": server sent no content for UID " +
+                                std::to_string(uid) + "; it will be fetched again next run");
+    ++report_.skipped;
+    if (lowest_skipped_ == 0 || uid < lowest_skipped_) lowest_skipped_ = uid;
+    return Status::Ok();
+  }
+  ParsedFlags flags = ParseFlags(message.flags);
+  store::MessageRecord record;
+  record.uid = uid;
+  record.stem = body->stem();
+  record.in_cur = (flags.bits & store::kFlagSeen) != 0;
+  record.flags = flags.bits;
+  record.keywords = std::move(flags.keywords);
+  record.size = body->size();
+  record.remote_size = message.rfc822_size.value_or(0);
+  record.digest = body->digest();
+  if (message.internaldate) record.internaldate = imap::ParseInternalDate(*message.internaldate).value_or(0);
+  batch_bytes_ += record.size;
+  report_.bytes += record.size;
+
+  store::DeliveryBatch::Item item;
+  item.folder = folder_.get();
+  item.message = std::move(body);
+  item.uid = uid;
+  item.flags = flags.bits;
+  item.mtime = record.internaldate;
+  batch_.Add(std::move(item));
+  batch_records_.push_back(std::move(record));
+  if (batch_.size() >= kBatchMessages || batch_bytes_ >= kBatchBytes) return FlushBatch();
+  return Status::Ok();
+}
+
+Status FolderPull::FlushBatch() {
+  if (batch_.empty()) return Status::Ok();
+  Status delivered = batch_.Deliver();
+  if (!delivered.ok()) {
+    batch_.Clear();
+    batch_records_.clear();
+    return delivered;
+  }
+  store::Index::Batch index_batch;
+  for (const store::MessageRecord& record : batch_records_) {
+    index_batch.PutMessage(record_.id, record);
+  }
+  Status committed = index_->Commit(index_batch);
+  report_.fetched += static_cast<uint32_t>(batch_records_.size());
+  for (const store::MessageRecord& record : batch_records_) {
+    known_uids_.insert(std::upper_bound(known_uids_.begin(), known_uids_.end(), record.uid),
+                       record.uid);
+  }
+  batch_.Clear();
+  batch_records_.clear();
+  batch_bytes_ = 0;
+  return committed;
+}
+
+void FolderPull::OnFetchDone(const Status& status) {
+  current_.reset();
+  if (!status.ok()) {
+    // Whatever was completely received is still worth keeping.
+    Status flushed = FlushBatch();
+    (void)flushed;
+    return Finish(status);
+  }
+  Status flushed = FlushBatch();
+  if (!flushed.ok()) return Finish(flushed);
+  // UIDNEXT moves only past what is durable, and never past a message the
+  // server failed to deliver.
+  uint32_t next = selected_.uidnext != 0 ? selected_.uidnext : highest_fetched_ + 1;
+  next = std::max(next, highest_fetched_ + 1);
+  if (lowest_skipped_ != 0) next = std::min(next, lowest_skipped_);
+  record_.uidnext = std::max(record_.uidnext, next);
+  if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
+  store::Index::Batch batch;
+  batch.PutFolder(record_);
+  Finish(index_->Commit(batch));
+}
+
+}  // namespace mailmirror::sync

@@ -1,0 +1,93 @@
+// Pulls one server folder into its Maildir: new messages are streamed to
+// tmp/, delivered in durable batches and recorded in the index.
+//
+// Order per batch (see store::DeliveryBatch): fsync files, rename into
+// cur/ or new/, fsync directories, then commit the index. The folder's UIDNEXT
+// is stored last, after every message below it is durable. A run killed at
+// any point is completed by the next: files renamed but not yet indexed are
+// recognised by the ",U=" in their names and adopted, never fetched twice.
+//
+// Threading: the loop thread. The object must outlive its `done` call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "imap/session.h"
+#include "mailmirror/status.h"
+#include "store/index.h"
+#include "store/maildir.h"
+
+namespace mailmirror::sync {
+
+struct FolderJob {
+  std::string remote_name;  // the server's raw name
+  std::string local_name;   // UTF-8, '/'-separated, for messages and the index
+  std::string local_path;   // the folder's Maildir directory
+  int64_t run_started = 0;  // seconds since the epoch: older tmp/ files are stale
+};
+
+struct FolderReport {
+  std::string local_name;
+  uint32_t fetched = 0;        // messages downloaded and stored
+  uint64_t bytes = 0;          // their stored size
+  uint32_t adopted = 0;        // files of an interrupted run taken into the index
+  uint32_t matched = 0;        // local files re-indexed after a UIDVALIDITY change
+  uint32_t skipped = 0;        // messages the server would not deliver (retried later)
+  bool uidvalidity_changed = false;
+  Status status;
+};
+
+class FolderPull : private imap::FetchSink {
+ public:
+  FolderPull(imap::Session* session, store::Index* index, FolderJob job,
+             std::function<void(FolderReport)> done);
+  ~FolderPull() override;
+
+  void Start();
+
+ private:
+  // FetchSink
+  Status OnBodyBegin(uint32_t seq, uint64_t size) override;
+  Status OnBodyData(std::string_view chunk) override;
+  Status OnBodyEnd() override;
+  Status OnMessage(const imap::FetchedMessage& message) override;
+
+  void OnSelected(Result<imap::SelectedMailbox> selected);
+  void HandleUidValidityChange();
+  void AdoptAndFetch();
+  Status AdoptOrphans();
+  void FetchNew();
+  void OnFetchDone(const Status& status);
+  Status FlushBatch();
+  void Finish(Status status);
+
+  imap::Session* session_;
+  store::Index* index_;
+  FolderJob job_;
+  std::function<void(FolderReport)> done_;
+  FolderReport report_;
+
+  std::unique_ptr<store::MaildirFolder> folder_;
+  store::FolderRecord record_;
+  imap::SelectedMailbox selected_;
+  std::vector<uint32_t> known_uids_;  // ascending: UIDs the index holds
+  uint32_t fetch_from_ = 1;
+  uint32_t highest_fetched_ = 0;
+  uint32_t lowest_skipped_ = 0;  // 0: none
+
+  // Message being streamed.
+  std::unique_ptr<store::TmpMessage> current_;
+  Status body_status_;
+
+  // Delivered-but-uncommitted batch and its index records.
+  store::DeliveryBatch batch_;
+  std::vector<store::MessageRecord> batch_records_;
+  uint64_t batch_bytes_ = 0;
+};
+
+}  // namespace mailmirror::sync

@@ -396,6 +396,117 @@ TEST_F(LoggedInSessionTest, EnableWithoutTheCapabilitySendsNothing) {
   EXPECT_TRUE(enabled->value().empty());
 }
 
+TEST_F(LoggedInSessionTest, ExamineCollectsMailboxState) {
+  LogIn("IMAP4rev1");
+  std::optional<Result<SelectedMailbox>> selected;
+  session_->Select("Entw&APw-rfe", true,
+                   [&](Result<SelectedMailbox> result) { selected = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 EXAMINE Entw&APw-rfe\r\n");
+  Server(
+      "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+      "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n"
+      "* 12 EXISTS\r\n* 0 RECENT\r\n"
+      "* OK [UIDVALIDITY 1700000001] UIDs valid\r\n"
+      "* OK [UIDNEXT 13] Predicted next UID\r\n"
+      "* OK [HIGHESTMODSEQ 40]\r\n"
+      "A2 OK [READ-ONLY] Examine completed\r\n");
+  ASSERT_TRUE(selected.has_value());
+  ASSERT_TRUE(selected->ok()) << selected->error().message;
+  EXPECT_EQ(selected->value().exists, 12u);
+  EXPECT_EQ(selected->value().uidvalidity, 1700000001u);
+  EXPECT_EQ(selected->value().uidnext, 13u);
+  EXPECT_EQ(selected->value().highestmodseq, 40u);
+  EXPECT_TRUE(selected->value().read_only);
+}
+
+TEST_F(LoggedInSessionTest, SelectFailureNamesTheMailbox) {
+  LogIn("IMAP4rev1");
+  std::optional<Result<SelectedMailbox>> selected;
+  session_->Select("Gone", false,
+                   [&](Result<SelectedMailbox> result) { selected = std::move(result); });
+  Server("A2 NO Mailbox doesn't exist: Gone\r\n");
+  ASSERT_TRUE(selected.has_value());
+  ASSERT_FALSE(selected->ok());
+  EXPECT_NE(selected->error().message.find("SELECT Gone"), std::string::npos);
+  EXPECT_FALSE(transport_.closed);  // the session stays usable
+}
+
+TEST_F(LoggedInSessionTest, PersonalNamespace) {
+  LogIn("IMAP4rev1 NAMESPACE");
+  std::optional<Result<std::optional<PersonalNamespace>>> found;
+  session_->GetPersonalNamespace(
+      [&](Result<std::optional<PersonalNamespace>> result) { found = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 NAMESPACE\r\n");
+  Server("* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"#shared.\" \".\"))\r\nA2 OK done\r\n");
+  ASSERT_TRUE(found.has_value() && found->ok());
+  ASSERT_TRUE(found->value().has_value());
+  EXPECT_EQ(found->value()->prefix, "INBOX.");
+  EXPECT_EQ(found->value()->delimiter, '.');
+}
+
+class RecordingSink : public FetchSink {
+ public:
+  Status OnBodyBegin(uint32_t seq, uint64_t size) override {
+    events.push_back("begin " + std::to_string(seq) + " " + std::to_string(size));
+    body.clear();
+    return Status::Ok();
+  }
+  Status OnBodyData(std::string_view chunk) override {
+    body += chunk;
+    return fail_data ? Status(MakeError(ErrorKind::kIo, "disk full")) : Status::Ok();
+  }
+  Status OnBodyEnd() override {
+    events.push_back("end " + body);
+    return Status::Ok();
+  }
+  Status OnMessage(const FetchedMessage& message) override {
+    std::string flags;
+    for (const std::string& flag : message.flags) flags += flag + ",";
+    events.push_back("message uid=" + std::to_string(message.uid.value_or(0)) +
+                     " body=" + (message.has_body ? (message.body_nil ? "nil" : "yes") : "no") +
+                     " flags=" + flags + " date=" + message.internaldate.value_or("") +
+                     " size=" + std::to_string(message.rfc822_size.value_or(0)));
+    return Status::Ok();
+  }
+  std::vector<std::string> events;
+  std::string body;
+  bool fail_data = false;
+};
+
+TEST_F(LoggedInSessionTest, UidFetchStreamsBodiesToTheSink) {
+  LogIn("IMAP4rev1");
+  RecordingSink sink;
+  std::optional<Status> done;
+  session_->UidFetch("1:*", "UID FLAGS BODY.PEEK[]", &sink, [&](const Status& s) { done = s; });
+  EXPECT_EQ(transport_.TakeSent(), "A2 UID FETCH 1:* (UID FLAGS BODY.PEEK[])\r\n");
+  // The UID comes after the body, and the literal is split across reads.
+  Server("* 1 FETCH (FLAGS (\\Seen $Junk) BODY[] {12}\r\nSubj");
+  Server("ect: x\r\n UID 7 INTERNALDATE \" 7-Jul-2024 10:00:00 +0200\" RFC822.SIZE 12)\r\n");
+  Server("* 2 FETCH (UID 9 BODY[] NIL)\r\n* 3 FETCH (UID 10 FLAGS ())\r\nA2 OK done\r\n");
+  ASSERT_TRUE(done.has_value() && done->ok());
+  ASSERT_EQ(sink.events.size(), 5u);
+  EXPECT_EQ(sink.events[0], "begin 1 12");
+  EXPECT_EQ(sink.events[1], "end Subject: x\r\n");
+  EXPECT_EQ(sink.events[2],
+            "message uid=7 body=yes flags=\\Seen,$Junk, date= 7-Jul-2024 10:00:00 +0200 size=12");
+  EXPECT_EQ(sink.events[3], "message uid=9 body=nil flags= date= size=0");
+  EXPECT_EQ(sink.events[4], "message uid=10 body=no flags= date= size=0");
+}
+
+TEST_F(LoggedInSessionTest, SinkErrorFailsTheSessionWithItsOwnKind) {
+  LogIn("IMAP4rev1");
+  RecordingSink sink;
+  sink.fail_data = true;
+  std::optional<Status> done;
+  session_->UidFetch("1:*", "UID BODY.PEEK[]", &sink, [&](const Status& s) { done = s; });
+  Server("* 1 FETCH (UID 1 BODY[] {5}\r\nhello)\r\n");
+  ASSERT_TRUE(done.has_value());
+  ASSERT_FALSE(done->ok());
+  EXPECT_EQ(done->error().kind, ErrorKind::kIo);
+  EXPECT_EQ(done->error().message, "disk full");
+  EXPECT_TRUE(transport_.closed);
+}
+
 TEST_F(LoggedInSessionTest, UnknownTagIsIgnored) {
   LogIn("IMAP4rev1");
   Server("Z9 OK stray\r\n");

@@ -38,9 +38,10 @@ std::string SummaryLine(const sync::AccountReport& report) {
   char seconds[32];
   std::snprintf(seconds, sizeof seconds, "%.1f", report.seconds);
   std::string line = report.account->name + ": " + std::to_string(report.folders.size()) +
-                     " folders, " + std::to_string(messages) + " new messages (" +
+                     (report.folders.size() == 1 ? " folder, " : " folders, ") +
+                     std::to_string(messages) + (messages == 1 ? " new message (" : " new messages (") +
                      HumanBytes(bytes) + ") in " + seconds + " s";
-  if (failed > 0) line += ", " + std::to_string(failed) + " folders failed";
+  if (failed > 0) line += ", " + std::to_string(failed) + (failed == 1 ? " folder" : " folders") + " failed";
   return line;
 }
 

@@ -28,8 +28,8 @@ namespace mailmirror::store {
 // folder is first stored (PutFolder with id 0) and never reused.
 struct FolderRecord {
   uint32_t id = 0;
-  std::string remote_name;  // the server's raw name: the folder's key
-  std::string local_name;   // UTF-8 with '/' separators, e.g. "Archive/2023"
+  std::string remote_name;   // the server's raw name: the folder's key
+  std::string local_name;    // UTF-8 with '/' separators, e.g. "Archive/2023"
   uint32_t uidvalidity = 0;  // 0: never synced
   uint32_t uidnext = 0;      // every UID below it has been seen and stored
   uint64_t highestmodseq = 0;
@@ -38,14 +38,14 @@ struct FolderRecord {
 // A message as of the last sync.
 struct MessageRecord {
   uint32_t uid = 0;
-  std::string stem;  // unique part of the file name (before ",U=" / ":2,")
-  bool in_cur = false;      // file lives in cur/ (else new/)
-  uint32_t flags = 0;       // store::Flag bits (maildir.h)
+  std::string stem;                   // unique part of the file name (before ",U=" / ":2,")
+  bool in_cur = false;                // file lives in cur/ (else new/)
+  uint32_t flags = 0;                 // store::Flag bits (maildir.h)
   std::vector<std::string> keywords;  // IMAP keywords without a Maildir letter
-  uint64_t size = 0;         // bytes of the local file (LF line ends)
-  uint64_t remote_size = 0;  // RFC822.SIZE as the server reported it
-  int64_t internaldate = 0;  // seconds since the epoch (UTC)
-  uint64_t digest = 0;       // XXH3-64 of the local file's bytes
+  uint64_t size = 0;                  // bytes of the local file (LF line ends)
+  uint64_t remote_size = 0;           // RFC822.SIZE as the server reported it
+  int64_t internaldate = 0;           // seconds since the epoch (UTC)
+  uint64_t digest = 0;                // XXH3-64 of the local file's bytes
 };
 
 // Tuning for Index::Open; the defaults suit production.
@@ -80,8 +80,7 @@ class Index {
   virtual Result<std::vector<MessageRecord>> ListMessages(uint32_t folder_id) = 0;
   // The UID of the folder's message whose file has this stem (nullopt for an
   // empty stem: those are not indexed).
-  virtual Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id,
-                                                     std::string_view stem) = 0;
+  virtual Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id, std::string_view stem) = 0;
   // Every (folder id, uid) whose digest is `digest`, across folders, ordered
   // by folder id then UID. Digest 0 means "unknown" and is not indexed, so
   // FindDigest(0) is always empty.

@@ -106,6 +106,8 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     job.local_name = *local_name;
     job.local_path = *path;
     job.run_started = run_started_;
+    job.status_uidvalidity = mailbox.uidvalidity;
+    job.status_uidnext = mailbox.uidnext;
     jobs_.push_back(std::move(job));
   }
   std::stable_sort(jobs_.begin(), jobs_.end(), [](const FolderJob& a, const FolderJob& b) {

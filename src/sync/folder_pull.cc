@@ -145,6 +145,13 @@ void FolderPull::Start() {
   }
   record_.local_name = job_.local_name;
 
+  // Nothing arrived since the last run (same UIDVALIDITY, UIDNEXT not past
+  // what is stored): no need to select the folder at all.
+  if (record_.uidvalidity != 0 && job_.status_uidvalidity == record_.uidvalidity &&
+      job_.status_uidnext && *job_.status_uidnext <= record_.uidnext) {
+    return Finish(Status::Ok());
+  }
+
   // EXAMINE: a pull never changes anything on the server, not even \Recent.
   session_->Select(job_.remote_name, /*read_only=*/true,
                    [this](Result<imap::SelectedMailbox> selected) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct FolderJob {
   std::string local_name;   // UTF-8, '/'-separated, for messages and the index
   std::string local_path;   // the folder's Maildir directory
   int64_t run_started = 0;  // seconds since the epoch: older tmp/ files are stale
+  // From LIST-STATUS/STATUS, when known: lets an unchanged folder be skipped
+  // without even selecting it.
+  std::optional<uint32_t> status_uidvalidity;
+  std::optional<uint32_t> status_uidnext;
 };
 
 struct FolderReport {

@@ -296,4 +296,65 @@ int DovecotServer::Count(const std::string& user, const std::string& folder) {
   return *count;
 }
 
+bool DovecotServer::SeedBulk(const std::string& user, const BulkOptions& options) {
+  RunOptions run;
+  run.timeout = std::chrono::seconds(120);
+  const CommandResult result = RunCommand(
+      ShellQuote(kScript) + " seed-bulk " + ShellQuote(dir_) + " " + ShellQuote(user) +
+          " --count " + std::to_string(options.count) + " --big-mb " + std::to_string(options.big_mb),
+      run);
+  if (result.exit_code != 0) {
+    ADD_FAILURE() << "dovecot-fixture seed-bulk " << user << " failed: " << Describe(result);
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::vector<ServerMessage>> DovecotServer::Messages(const std::string& user) {
+  const CommandResult result = RunScript("dump " + ShellQuote(dir_) + " " + ShellQuote(user));
+  if (result.exit_code != 0) {
+    ADD_FAILURE() << "dovecot-fixture dump " << user << " failed: " << Describe(result);
+    return std::nullopt;
+  }
+  std::vector<ServerMessage> messages;
+  std::istringstream lines(result.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> fields;
+    size_t start = 0;
+    for (;;) {
+      const size_t tab = line.find('\t', start);
+      fields.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    const std::optional<int> uid = fields.size() == 4 ? ParseInt(fields[1]) : std::nullopt;
+    if (!uid || *uid <= 0) {
+      ADD_FAILURE() << "dovecot-fixture dump " << user << ": bad line \"" << line << "\"";
+      return std::nullopt;
+    }
+    ServerMessage message;
+    message.folder = fields[0];
+    message.uid = static_cast<uint32_t>(*uid);
+    std::istringstream flags(fields[2]);
+    std::string flag;
+    while (flags >> flag) message.flags.push_back(flag);
+    message.file = fields[3];
+    messages.push_back(std::move(message));
+  }
+  return messages;
+}
+
+bool DovecotServer::Recreate(const std::string& user, const std::string& folder, int min_next_uid) {
+  const CommandResult result =
+      RunScript("recreate " + ShellQuote(dir_) + " " + ShellQuote(user) + " " + ShellQuote(folder) +
+                " --min-next-uid " + std::to_string(min_next_uid));
+  if (result.exit_code != 0) {
+    ADD_FAILURE() << "dovecot-fixture recreate " << user << " " << folder
+                  << " failed: " << Describe(result);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace mailmirror::testing

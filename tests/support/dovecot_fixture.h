@@ -19,7 +19,9 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,33 @@ inline constexpr SeededFolder kSeededFolders[] = {
 };
 // INBOX message 3 has an RFC 2047 subject ("Grüße aus Köln"); INBOX message 4
 // is ~200 KB with a base64 attachment.
+
+// The bulk set that SeedBulk() writes (scripts/dovecot-fixture seed-bulk
+// has the details): with the default options 420 ordinary messages spread
+// over INBOX (200), Archive (5), Archive/2023 (145), Entwürfe (20, all
+// \Draft) and Sent Items (50, all \Seen), plus "Empty" with none; a mix of
+// \Seen, \Flagged, \Answered and the keyword $Important; and 8 special
+// INBOX messages after the ordinary ones: a raw Latin-1 body, a 100,000
+// character line, lone CRs, an unencoded UTF-8 header, no final newline, an
+// empty body, every 8-bit byte, and (big_mb > 0) a message with a big_mb MiB
+// base64 attachment, \Flagged and unseen. Every message has a unique
+// Message-ID; dates and INTERNALDATEs are fixed; server files are LF-only.
+struct BulkOptions {
+  int count = 420;  // ordinary messages, split in the proportions above
+  int big_mb = 20;  // 0: no big message
+};
+inline constexpr const char* kBulkFolders[] = {
+    "INBOX", "Archive", "Archive/2023", "Entw\xC3\xBCrfe", "Sent Items", "Empty",
+};
+inline constexpr int kBulkSpecialMessages = 7;  // plus the big one
+
+// One message as the server stores it.
+struct ServerMessage {
+  std::string folder;  // UTF-8
+  uint32_t uid = 0;
+  std::vector<std::string> flags;  // system flags and keywords, without \Recent
+  std::string file;                // the server's Maildir file (LF line ends)
+};
 
 struct DovecotOptions {
   // Capabilities to leave out of the post-login CAPABILITY list, e.g.
@@ -96,6 +125,20 @@ class DovecotServer {
   // (and adds a test failure) on error.
   bool AddMessage(const std::string& user, const std::string& folder, const std::string& message,
                   bool seen = false);
+
+  // Writes the bulk set (BulkOptions) for `user`, whose store must be
+  // empty. Returns false (and adds a test failure) on error.
+  bool SeedBulk(const std::string& user, const BulkOptions& options = {});
+
+  // Every message of `user` with its flags and server file, read with
+  // doveadm (no IMAP session, so \Seen and the rest stay as they are).
+  // nullopt (with a test failure) on error.
+  std::optional<std::vector<ServerMessage>> Messages(const std::string& user);
+
+  // Deletes `folder` of `user` and creates it anew with the same messages
+  // (bytes, flags, INTERNALDATEs): a new UIDVALIDITY, and UIDs from
+  // `min_next_uid` on. Returns false (and adds a test failure) on error.
+  bool Recreate(const std::string& user, const std::string& folder, int min_next_uid = 1000);
 
   // The number of messages in `folder` of `user`, or -1 (with a test
   // failure) if it cannot be read, e.g. the folder does not exist.

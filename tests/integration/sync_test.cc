@@ -1,0 +1,1100 @@
+// `mailmirror sync` end to end: the real binary against a real Dovecot.
+//
+// The server's side is read without IMAP (DovecotServer::Messages, i.e.
+// doveadm plus the server's own Maildir files, which are LF-only), so every
+// local file can be compared byte for byte with the server's copy, and what a
+// run downloaded is counted from the server's log: Dovecot logs, for every
+// IMAP session that ends, how many message bodies it sent (body_count=N
+// body_bytes=N in its default imap_logout_format).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "support/dovecot_fixture.h"
+#include "support/run_command.h"
+
+namespace mailmirror {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using testing::BulkOptions;
+using testing::CommandResult;
+using testing::DovecotServer;
+using testing::RunCommand;
+using testing::RunOptions;
+using testing::ServerMessage;
+using testing::ShellQuote;
+
+const std::string kDrafts = "Entw\xC3\xBCrfe";
+
+// --- Small helpers -------------------------------------------------------------
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+size_t CountOccurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos;
+       pos = text.find(needle, pos + needle.size())) {
+    ++count;
+  }
+  return count;
+}
+
+// Lines of a -vvv trace that are commands the client sent with a body fetch.
+size_t BodyFetchCommands(const std::string& trace) {
+  size_t count = 0;
+  std::istringstream lines(trace);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find("C: ") != std::string::npos && line.find("BODY.PEEK[]") != std::string::npos) {
+      ++count;
+    }
+  }
+  return count;
+}
+
+std::string Excerpt(const std::string& text, size_t max = 3000) {
+  if (text.size() <= max) return text;
+  return text.substr(0, max / 2) + "\n[... " + std::to_string(text.size() - max) +
+         " bytes ...]\n" + text.substr(text.size() - max / 2);
+}
+
+// --- A child process we can kill or measure --------------------------------------
+
+struct ChildExit {
+  int exit_code = -1;  // 128 + N when killed by signal N
+  bool timed_out = false;
+  long max_rss_kb = 0;  // peak resident set size (ru_maxrss)
+  Clock::duration elapsed{};
+};
+
+class Child {
+ public:
+  // Runs `command` with /bin/sh -c "exec COMMAND" in its own process group,
+  // stdout and stderr to files.
+  Child(const std::string& command, const std::string& out_path, const std::string& err_path)
+      : out_path_(out_path), err_path_(err_path), start_(Clock::now()) {
+    const std::string script = "exec " + command;
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      int in = open("/dev/null", O_RDONLY);
+      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (in < 0 || out < 0 || err < 0) _exit(127);
+      dup2(in, 0);
+      dup2(out, 1);
+      dup2(err, 2);
+      execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    if (pid_ > 0) setpgid(pid_, pid_);  // either side may win the race
+  }
+  ~Child() {
+    if (pid_ > 0 && !reaped_) {
+      Kill();
+      (void)Wait(std::chrono::seconds(10));
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  void Kill() {
+    if (pid_ > 0 && !reaped_) kill(-pid_, SIGKILL);
+  }
+
+  // True once the child has exited (reaps it).
+  bool Exited() {
+    if (reaped_) return true;
+    int status = 0;
+    rusage usage{};
+    const pid_t r = wait4(pid_, &status, WNOHANG, &usage);
+    if (r == pid_) Record(status, usage);
+    return reaped_;
+  }
+
+  // Waits at most `timeout`, then kills the group and reaps it.
+  ChildExit Wait(Clock::duration timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!Exited()) {
+      if (Clock::now() >= deadline) {
+        exit_.timed_out = true;
+        kill(-pid_, SIGKILL);
+        int status = 0;
+        rusage usage{};
+        if (wait4(pid_, &status, 0, &usage) == pid_) Record(status, usage);
+        reaped_ = true;
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    return exit_;
+  }
+
+  std::string out() const { return ReadFile(out_path_); }
+  std::string err() const { return ReadFile(err_path_); }
+
+ private:
+  void Record(int status, const rusage& usage) {
+    reaped_ = true;
+    exit_.elapsed = Clock::now() - start_;
+    exit_.max_rss_kb = usage.ru_maxrss;
+    if (WIFEXITED(status)) exit_.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) exit_.exit_code = 128 + WTERMSIG(status);
+  }
+
+  std::string out_path_;
+  std::string err_path_;
+  Clock::time_point start_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  ChildExit exit_;
+};
+
+// --- The local Maildir tree ---------------------------------------------------------
+
+struct LocalFile {
+  std::string folder;  // relative path under the root, "/"-separated
+  std::string subdir;  // "cur" or "new"
+  std::string name;
+  std::string path;
+  std::string stem;  // name before ",U="
+  std::optional<uint32_t> uid;
+  std::optional<std::string> flags;  // letters after ":2,"
+};
+
+struct LocalTree {
+  std::set<std::string> folders;
+  std::vector<LocalFile> files;
+  std::vector<std::string> tmp_files;
+};
+
+std::optional<uint32_t> ParseUid(const std::string& name) {
+  const size_t pos = name.find(",U=");
+  if (pos == std::string::npos) return std::nullopt;
+  size_t i = pos + 3;
+  uint64_t value = 0;
+  size_t digits = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 11) {
+    value = value * 10 + static_cast<uint64_t>(name[i] - '0');
+    ++i;
+    ++digits;
+  }
+  if (digits == 0 || value == 0 || value > UINT32_MAX) return std::nullopt;
+  if (i < name.size() && name[i] != ':' && name[i] != ',') return std::nullopt;
+  return static_cast<uint32_t>(value);
+}
+
+LocalFile ParseLocal(const std::string& folder, const std::string& subdir, const fs::path& path) {
+  LocalFile file;
+  file.folder = folder;
+  file.subdir = subdir;
+  file.name = path.filename().string();
+  file.path = path.string();
+  const size_t info = file.name.find(":2,");
+  if (info != std::string::npos) file.flags = file.name.substr(info + 3);
+  const std::string base = file.name.substr(0, info);
+  file.stem = base.substr(0, base.find(",U="));
+  file.uid = ParseUid(base);
+  return file;
+}
+
+void VisitLocal(const fs::path& dir, const std::string& rel, LocalTree& tree) {
+  std::error_code ec;
+  const bool is_maildir = fs::is_directory(dir / "cur", ec) && fs::is_directory(dir / "new", ec) &&
+                          fs::is_directory(dir / "tmp", ec);
+  if (is_maildir) {
+    tree.folders.insert(rel.empty() ? "(root)" : rel);
+    for (const char* sub : {"cur", "new"}) {
+      for (const auto& entry : fs::directory_iterator(dir / sub, ec)) {
+        if (entry.is_regular_file(ec)) {
+          tree.files.push_back(ParseLocal(rel.empty() ? "(root)" : rel, sub, entry.path()));
+        }
+      }
+    }
+    for (const auto& entry : fs::directory_iterator(dir / "tmp", ec)) {
+      tree.tmp_files.push_back(entry.path().string());
+    }
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_directory(ec) || entry.is_symlink(ec)) continue;
+    const std::string name = entry.path().filename().string();
+    if (is_maildir && (name == "cur" || name == "new" || name == "tmp")) continue;
+    if (rel.empty() && (name == ".mailmirror" || name == ".notmuch")) continue;
+    VisitLocal(entry.path(), rel.empty() ? name : rel + "/" + name, tree);
+  }
+}
+
+LocalTree ScanLocal(const std::string& root) {
+  LocalTree tree;
+  VisitLocal(root, "", tree);
+  std::sort(tree.files.begin(), tree.files.end(),
+            [](const LocalFile& a, const LocalFile& b) { return a.path < b.path; });
+  return tree;
+}
+
+// Maildir flag letters for the server's flags, in ASCII order.
+std::string ExpectedLetters(const std::vector<std::string>& flags) {
+  std::string letters;
+  for (const std::string& flag : flags) {
+    if (flag == "\\Draft") letters += 'D';
+    if (flag == "\\Flagged") letters += 'F';
+    if (flag == "\\Answered") letters += 'R';
+    if (flag == "\\Seen") letters += 'S';
+    if (flag == "\\Deleted") letters += 'T';
+  }
+  std::sort(letters.begin(), letters.end());
+  return letters;
+}
+
+bool HasFlag(const ServerMessage& message, const std::string& flag) {
+  return std::find(message.flags.begin(), message.flags.end(), flag) != message.flags.end();
+}
+
+struct CompareOptions {
+  // Server messages may be missing locally (a run was killed); everything
+  // that is there must still be right.
+  bool allow_missing = false;
+  // Check the file mtime against the server's INTERNALDATE (file mtime).
+  bool check_mtime = true;
+};
+
+// Every difference between the local tree and the server, one line each.
+std::vector<std::string> Compare(const LocalTree& local, const std::vector<ServerMessage>& server,
+                                 const CompareOptions& options = {}) {
+  std::vector<std::string> problems;
+  std::map<std::pair<std::string, uint32_t>, const ServerMessage*> by_key;
+  for (const ServerMessage& message : server) by_key[{message.folder, message.uid}] = &message;
+
+  std::map<std::pair<std::string, uint32_t>, std::vector<std::string>> seen_keys;
+  std::map<std::string, std::vector<std::string>> seen_stems;
+  for (const LocalFile& file : local.files) {
+    seen_stems[file.stem].push_back(file.path);
+    if (!file.uid) {
+      problems.push_back("no ,U=<uid> in the name of " + file.path);
+      continue;
+    }
+    const auto key = std::make_pair(file.folder, *file.uid);
+    seen_keys[key].push_back(file.path);
+    auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      problems.push_back("no server message " + file.folder + " UID " + std::to_string(*file.uid) +
+                         " for " + file.path);
+      continue;
+    }
+    const ServerMessage& message = *it->second;
+    const std::string want = ReadFile(message.file);
+    const std::string have = ReadFile(file.path);
+    if (have != want) {
+      size_t at = 0;
+      while (at < have.size() && at < want.size() && have[at] == want[at]) ++at;
+      problems.push_back("content of " + file.path + " differs from the server's " + message.file +
+                         ": " + std::to_string(have.size()) + " bytes, want " +
+                         std::to_string(want.size()) + ", first difference at byte " +
+                         std::to_string(at));
+    }
+    const std::string letters = ExpectedLetters(message.flags);
+    if (!file.flags) {
+      problems.push_back("no :2, info in " + file.path + " (want :2," + letters + ")");
+    } else if (*file.flags != letters) {
+      problems.push_back("flags of " + file.path + " are \"" + *file.flags + "\", want \"" +
+                         letters + "\"");
+    }
+    const std::string want_dir = HasFlag(message, "\\Seen") ? "cur" : "new";
+    if (file.subdir != want_dir) {
+      problems.push_back(file.path + " is in " + file.subdir + "/, want " + want_dir + "/");
+    }
+    if (options.check_mtime) {
+      struct stat local_stat {};
+      struct stat server_stat {};
+      if (stat(file.path.c_str(), &local_stat) == 0 &&
+          stat(message.file.c_str(), &server_stat) == 0 &&
+          local_stat.st_mtim.tv_sec != server_stat.st_mtim.tv_sec) {
+        problems.push_back("mtime of " + file.path + " is " + std::to_string(local_stat.st_mtim.tv_sec) +
+                           ", want the INTERNALDATE " + std::to_string(server_stat.st_mtim.tv_sec));
+      }
+    }
+  }
+  for (const auto& [key, paths] : seen_keys) {
+    if (paths.size() > 1) {
+      std::string list;
+      for (const auto& p : paths) list += "\n    " + p;
+      problems.push_back(key.first + " UID " + std::to_string(key.second) + " is stored " +
+                         std::to_string(paths.size()) + " times:" + list);
+    }
+  }
+  for (const auto& [stem, paths] : seen_stems) {
+    if (paths.size() > 1) {
+      problems.push_back("file stem " + stem + " is used " + std::to_string(paths.size()) + " times");
+    }
+  }
+  if (!options.allow_missing) {
+    size_t missing = 0;
+    for (const ServerMessage& message : server) {
+      if (seen_keys.count({message.folder, message.uid}) == 0) {
+        if (++missing <= 20) {
+          problems.push_back("missing locally: " + message.folder + " UID " +
+                             std::to_string(message.uid));
+        }
+      }
+    }
+    if (missing > 20) problems.push_back("... " + std::to_string(missing - 20) + " more missing");
+  }
+  return problems;
+}
+
+std::string Describe(const LocalTree& tree) {
+  std::map<std::string, std::pair<int, int>> per_folder;  // cur, new
+  for (const LocalFile& file : tree.files) {
+    auto& counts = per_folder[file.folder];
+    (file.subdir == "cur" ? counts.first : counts.second)++;
+  }
+  std::ostringstream text;
+  text << "local tree: " << tree.files.size() << " files, " << tree.tmp_files.size()
+       << " in tmp/\n";
+  for (const std::string& folder : tree.folders) {
+    text << "  " << folder << ": cur " << per_folder[folder].first << ", new "
+         << per_folder[folder].second << "\n";
+  }
+  for (const auto& [folder, counts] : per_folder) {
+    if (tree.folders.count(folder) == 0) text << "  (not a maildir!) " << folder << "\n";
+  }
+  size_t shown = 0;
+  for (const std::string& tmp : tree.tmp_files) {
+    if (++shown > 10) break;
+    text << "  tmp: " << tmp << "\n";
+  }
+  return text.str();
+}
+
+std::string Join(const std::vector<std::string>& problems, size_t max = 40) {
+  std::string text;
+  for (size_t i = 0; i < problems.size() && i < max; ++i) text += "  " + problems[i] + "\n";
+  if (problems.size() > max) text += "  ... and " + std::to_string(problems.size() - max) + " more\n";
+  return text;
+}
+
+std::map<std::string, size_t> CountPerFolder(const std::vector<ServerMessage>& messages) {
+  std::map<std::string, size_t> counts;
+  for (const ServerMessage& message : messages) counts[message.folder]++;
+  return counts;
+}
+
+// --- The server's log: what a run downloaded -------------------------------------------
+
+struct FetchStats {
+  int logins = 0;
+  int sessions_ended = 0;
+  long body_count = 0;
+  long body_bytes = 0;
+};
+
+long ParseField(const std::string& line, const std::string& key) {
+  const size_t pos = line.find(" " + key + "=");
+  if (pos == std::string::npos) return 0;
+  return std::strtol(line.c_str() + pos + key.size() + 2, nullptr, 10);
+}
+
+size_t LogSize(const DovecotServer& server) {
+  std::error_code ec;
+  const auto size = fs::file_size(server.log_path(), ec);
+  return ec ? 0 : static_cast<size_t>(size);
+}
+
+// Sums body_count and body_bytes over the sessions of `user` that logged in
+// after `offset` in the log, waiting (at most 10 s) until each has ended.
+FetchStats FetchesSince(const DovecotServer& server, size_t offset, const std::string& user) {
+  FetchStats stats;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    stats = {};
+    const std::string log = ReadFile(server.log_path());
+    std::istringstream lines(offset < log.size() ? log.substr(offset) : std::string());
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.find("imap-login: Info: Login: user=<" + user + ">") != std::string::npos) {
+        ++stats.logins;
+      } else if (line.find("imap(" + user + ")") != std::string::npos &&
+                 line.find("body_count=") != std::string::npos) {
+        ++stats.sessions_ended;
+        stats.body_count += ParseField(line, "body_count");
+        stats.body_bytes += ParseField(line, "body_bytes");
+      }
+    }
+    if (stats.sessions_ended >= stats.logins || Clock::now() >= deadline) return stats;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+}
+
+// --- Fixture ------------------------------------------------------------------------
+
+std::string AccountToml(const DovecotServer& server, const std::string& user,
+                        const std::string& password, const std::string& maildir) {
+  return "host = \"127.0.0.1\"\nport = " + std::to_string(server.imaps_port()) +
+         "\nca_file = \"" + server.ca_file() + "\"\nuser = \"" + user + "\"\npassword = \"" +
+         password + "\"\nmaildir = \"" + maildir + "\"\n";
+}
+
+// Writes a config with one account "test" and returns its path.
+std::string WriteConfig(const std::string& path, const std::string& account_body) {
+  std::ofstream out(path);
+  out << "[accounts.test]\n" << account_body;
+  return path;
+}
+
+std::string SyncCommand(const std::string& config, const std::string& flags = "") {
+  return ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config) + " " + flags + " sync";
+}
+
+CommandResult RunSync(const std::string& config, const std::string& flags = "",
+                      milliseconds timeout = std::chrono::seconds(120)) {
+  RunOptions options;
+  options.timeout = timeout;
+  return RunCommand(SyncCommand(config, flags), options);
+}
+
+std::string Report(const CommandResult& result) {
+  return "exit " + std::to_string(result.exit_code) + (result.timed_out ? " (timed out)" : "") +
+         "\nstdout:\n" + Excerpt(result.out) + "\nstderr:\n" + Excerpt(result.err);
+}
+
+// A fresh directory for a test's local side.
+std::string MakeTempDir(const std::string& prefix) {
+  const char* tmpdir = getenv("TMPDIR");
+  std::string pattern =
+      std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/" + prefix + "-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) return "";
+  return pattern;
+}
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
+  ~TempDir() {
+    const char* keep = getenv("MAILMIRROR_KEEP_FIXTURE");
+    if (keep != nullptr && *keep != '\0' && std::string(keep) != "0") {
+      std::cerr << "MAILMIRROR_KEEP_FIXTURE: keeping " << path_ << "\n";
+      return;
+    }
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// One server for the tests that only read from it: alice has the bulk set
+// (420 + 8 messages, one of 20 MiB), bob the small standard set. The first
+// test that needs a synced copy of alice's account makes it (SyncedAlice);
+// later tests reuse it and only read it.
+class SyncTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = DovecotServer::Start().release();
+    if (server_ == nullptr) return;
+    local_ = new TempDir("mailmirror-sync");
+    const auto start = Clock::now();
+    if (!server_->SeedBulk("alice") || !server_->Seed("bob")) {
+      delete server_;
+      server_ = nullptr;
+      return;
+    }
+    std::cout << "[ info ] bulk seeding took " << Seconds(Clock::now() - start) << " s\n";
+    auto messages = server_->Messages("alice");
+    if (messages) alice_before_ = new std::vector<ServerMessage>(std::move(*messages));
+  }
+  static void TearDownTestSuite() {
+    delete alice_before_;
+    alice_before_ = nullptr;
+    delete server_;
+    server_ = nullptr;
+    delete local_;
+    local_ = nullptr;
+    synced_ = false;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(server_, nullptr) << "the shared Dovecot fixture did not start or seed";
+    ASSERT_NE(alice_before_, nullptr);
+  }
+
+  static std::string Dir(const std::string& name) {
+    const std::string path = local_->path() + "/" + name;
+    fs::create_directories(path);
+    return path;
+  }
+
+  // A config for `user` syncing into local_/NAME/mail; returns its path.
+  static std::string ConfigFor(const std::string& name, const std::string& user,
+                               const std::string& password) {
+    const std::string dir = Dir(name);
+    return WriteConfig(dir + "/config.toml", AccountToml(*server_, user, password, dir + "/mail"));
+  }
+
+  // alice's account, synced once for the suite; the Maildir root.
+  static std::string SyncedAlice() {
+    const std::string root = local_->path() + "/alice-shared/mail";
+    if (synced_) return root;
+    const std::string config = ConfigFor("alice-shared", "alice", "alice-secret");
+    const size_t mark = LogSize(*server_);
+    const auto start = Clock::now();
+    const CommandResult result = RunSync(config);
+    first_sync_seconds_ = Seconds(Clock::now() - start);
+    first_sync_stats_ = FetchesSince(*server_, mark, "alice");
+    first_sync_output_ = result.out;
+    EXPECT_EQ(result.exit_code, 0) << Report(result);
+    if (result.exit_code != 0) return "";
+    std::cout << "[ info ] first full sync of alice: " << first_sync_seconds_ << " s, "
+              << first_sync_stats_.body_count << " bodies, " << first_sync_stats_.body_bytes
+              << " body bytes (server log)\n";
+    synced_ = true;
+    return root;
+  }
+
+  static DovecotServer* server_;
+  static TempDir* local_;
+  static std::vector<ServerMessage>* alice_before_;
+  static bool synced_;
+  static double first_sync_seconds_;
+  static FetchStats first_sync_stats_;
+  static std::string first_sync_output_;
+};
+
+DovecotServer* SyncTest::server_ = nullptr;
+TempDir* SyncTest::local_ = nullptr;
+std::vector<ServerMessage>* SyncTest::alice_before_ = nullptr;
+bool SyncTest::synced_ = false;
+double SyncTest::first_sync_seconds_ = 0;
+FetchStats SyncTest::first_sync_stats_;
+std::string SyncTest::first_sync_output_;
+
+TEST_F(SyncTest, BulkSeedIsWhatTheTestsExpect) {
+  const std::vector<ServerMessage>& messages = *alice_before_;
+  const auto counts = CountPerFolder(messages);
+  EXPECT_EQ(messages.size(), 428u);
+  EXPECT_EQ(counts.at("INBOX"), 208u);
+  EXPECT_EQ(counts.at("Archive/2023"), 145u);
+  EXPECT_EQ(counts.at(kDrafts), 20u);
+  EXPECT_EQ(counts.at("Sent Items"), 50u);
+  size_t seen = 0;
+  size_t keyword = 0;
+  size_t big = 0;
+  for (const ServerMessage& message : messages) {
+    seen += HasFlag(message, "\\Seen") ? 1 : 0;
+    keyword += HasFlag(message, "$Important") ? 1 : 0;
+    std::error_code ec;
+    if (fs::file_size(message.file, ec) > 20u * 1000 * 1000) ++big;
+  }
+  EXPECT_GT(seen, 250u);
+  EXPECT_LT(seen, messages.size());
+  EXPECT_EQ(keyword, 36u);
+  EXPECT_EQ(big, 1u);
+}
+
+TEST_F(SyncTest, FullSyncMirrorsEveryMessageExactlyOnceByteForByte) {
+  const std::string root = SyncedAlice();
+  ASSERT_FALSE(root.empty());
+  const LocalTree tree = ScanLocal(root);
+
+  // Every folder, including the empty one, and nothing else.
+  std::set<std::string> want_folders(std::begin(testing::kBulkFolders),
+                                     std::end(testing::kBulkFolders));
+  EXPECT_EQ(tree.folders, want_folders) << Describe(tree);
+  // Verbatim layout.
+  EXPECT_TRUE(fs::is_directory(root + "/INBOX/cur"));
+  EXPECT_TRUE(fs::is_directory(root + "/Archive/2023/new"));
+  EXPECT_TRUE(fs::is_directory(root + "/" + kDrafts + "/cur"));
+  EXPECT_TRUE(fs::is_directory(root + "/Sent Items/cur"));
+  EXPECT_TRUE(fs::is_directory(root + "/Empty/tmp"));
+
+  const std::vector<std::string> problems = Compare(tree, *alice_before_);
+  EXPECT_TRUE(problems.empty()) << problems.size() << " problems:\n"
+                                << Join(problems) << Describe(tree);
+  EXPECT_EQ(tree.files.size(), alice_before_->size()) << Describe(tree);
+  EXPECT_TRUE(tree.tmp_files.empty()) << Describe(tree);
+
+  // Every body came once from the server.
+  EXPECT_EQ(first_sync_stats_.body_count, static_cast<long>(alice_before_->size()));
+
+  // A line per folder, then a summary.
+  for (const std::string& folder : want_folders) {
+    EXPECT_NE(first_sync_output_.find(folder), std::string::npos)
+        << "no line for " << folder << " in:\n"
+        << first_sync_output_;
+  }
+
+  // \Seen (and every other flag) unchanged on the server.
+  auto after = server_->Messages("alice");
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), alice_before_->size());
+  std::map<std::pair<std::string, uint32_t>, std::vector<std::string>> before_flags;
+  for (const ServerMessage& m : *alice_before_) before_flags[{m.folder, m.uid}] = m.flags;
+  size_t changed = 0;
+  for (const ServerMessage& m : *after) {
+    auto flags = before_flags[{m.folder, m.uid}];
+    if (flags != m.flags && ++changed <= 10) {
+      ADD_FAILURE() << "flags of " << m.folder << " UID " << m.uid << " changed on the server";
+    }
+  }
+  EXPECT_EQ(changed, 0u);
+}
+
+TEST_F(SyncTest, SecondRunDownloadsNothingAndIsFast) {
+  const std::string root = SyncedAlice();
+  ASSERT_FALSE(root.empty());
+  const LocalTree before = ScanLocal(root);
+  const std::string config = local_->path() + "/alice-shared/config.toml";
+
+  const size_t mark = LogSize(*server_);
+  const auto start = Clock::now();
+  const CommandResult result = RunSync(config, "-vvv");
+  const double seconds = Seconds(Clock::now() - start);
+  const FetchStats stats = FetchesSince(*server_, mark, "alice");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+
+  std::cout << "[ info ] second run: " << seconds << " s (first: " << first_sync_seconds_
+            << " s), " << stats.body_count << " bodies from the server, "
+            << BodyFetchCommands(result.err) << " BODY.PEEK[] commands in the trace, "
+            << CountOccurrences(result.err, "UID FETCH") << " \"UID FETCH\" in the trace\n";
+  RecordProperty("second_run_seconds", std::to_string(seconds));
+  EXPECT_EQ(stats.body_count, 0) << "the second run downloaded " << stats.body_bytes << " bytes";
+  EXPECT_GE(stats.logins, 1);
+  EXPECT_LT(seconds, 10.0);
+
+  const LocalTree after = ScanLocal(root);
+  std::vector<std::string> before_paths;
+  std::vector<std::string> after_paths;
+  for (const auto& f : before.files) before_paths.push_back(f.path);
+  for (const auto& f : after.files) after_paths.push_back(f.path);
+  EXPECT_EQ(after_paths, before_paths) << "the second run changed local files\n" << Describe(after);
+}
+
+TEST_F(SyncTest, NotmuchIndexesEveryMessage) {
+  const std::string root = SyncedAlice();
+  ASSERT_FALSE(root.empty());
+  const CommandResult which = RunCommand("command -v notmuch");
+  ASSERT_EQ(which.exit_code, 0) << "notmuch is not installed (apt-get install notmuch)";
+
+  const std::string dir = Dir("notmuch");
+  const std::string config = dir + "/notmuch-config";
+  {
+    std::ofstream out(config);
+    out << "[database]\npath=" << dir << "/db\nmail_root=" << root
+        << "\n\n[user]\nname=Test\nprimary_email=alice@example.test\n\n"
+        << "[new]\ntags=unread;inbox;\nignore=.mailmirror;\n\n[search]\nexclude_tags=\n\n"
+        << "[maildir]\nsynchronize_flags=false\n";
+  }
+  fs::create_directories(dir + "/db");
+  const std::string env = "NOTMUCH_CONFIG=" + ShellQuote(config) + " ";
+  RunOptions options;
+  options.timeout = std::chrono::seconds(120);
+  const auto start = Clock::now();
+  CommandResult result = RunCommand(env + "notmuch new --quiet", options);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  std::cout << "[ info ] notmuch new: " << Seconds(Clock::now() - start) << " s\n";
+
+  result = RunCommand(env + "notmuch count --output=files '*'");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(std::atol(result.out.c_str()), static_cast<long>(alice_before_->size())) << result.out;
+  // Every Message-ID of the bulk set is unique.
+  result = RunCommand(env + "notmuch count '*'");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(std::atol(result.out.c_str()), static_cast<long>(alice_before_->size())) << result.out;
+
+  for (const auto& [folder, count] : CountPerFolder(*alice_before_)) {
+    result = RunCommand(env + "notmuch count --output=files " +
+                        ShellQuote("folder:\"" + folder + "\""));
+    ASSERT_EQ(result.exit_code, 0) << Report(result);
+    EXPECT_EQ(std::atol(result.out.c_str()), static_cast<long>(count)) << "folder " << folder;
+  }
+  // The special messages are findable by their content.
+  result = RunCommand(env + "notmuch count " + ShellQuote("subject:\"Latin-1 body\""));
+  EXPECT_EQ(result.out, "1\n");
+}
+
+// Opens `folder` in neomutt (read-only, in a detached tmux session with a
+// fixed size) and returns the status line, or "" after 15 s.
+std::string NeomuttStatusLine(const std::string& work_dir, const std::string& root,
+                              const std::string& folder, std::string* screen) {
+  const std::string muttrc = work_dir + "/muttrc";
+  {
+    std::ofstream out(muttrc);
+    out << "set mbox_type = Maildir\nset folder = \"" << root << "\"\nset spoolfile = \"" << root
+        << "/INBOX\"\nset header_cache = \"\"\nset read_only = yes\nset sort = date\n"
+        << "set mark_old = no\nset help = no\nset wait_key = no\n"
+        << "set status_format = \"MMSTATUS msgs=%m unread=%u flagged=%F END\"\n";
+  }
+  const std::string socket = "mm-" + std::to_string(getpid());
+  const std::string tmux = "tmux -L " + socket + " -f /dev/null ";
+  const std::string command = "neomutt -n -R -F " + ShellQuote(muttrc) + " -f " +
+                              ShellQuote(root + "/" + folder);
+  CommandResult result = RunCommand(tmux + "new-session -d -x 160 -y 40 -s mm " +
+                                    ShellQuote("TERM=screen " + command));
+  if (result.exit_code != 0) {
+    *screen = "tmux failed: " + Report(result);
+    return "";
+  }
+  std::string status;
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < deadline) {
+    result = RunCommand(tmux + "capture-pane -p -t mm");
+    *screen = result.out;
+    const size_t begin = result.out.find("MMSTATUS");
+    const size_t end = result.out.find("END", begin == std::string::npos ? 0 : begin);
+    if (begin != std::string::npos && end != std::string::npos) {
+      status = result.out.substr(begin, end + 3 - begin);
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  (void)RunCommand(tmux + "kill-server");
+  return status;
+}
+
+TEST_F(SyncTest, NeomuttSeesTheFolderMessages) {
+  const std::string root = SyncedAlice();
+  ASSERT_FALSE(root.empty());
+  ASSERT_EQ(RunCommand("command -v neomutt").exit_code, 0)
+      << "neomutt is not installed (apt-get install neomutt)";
+  ASSERT_EQ(RunCommand("command -v tmux").exit_code, 0)
+      << "tmux is not installed (apt-get install tmux)";
+
+  for (const std::string& folder : {std::string("INBOX"), kDrafts, std::string("Sent Items")}) {
+    size_t total = 0;
+    size_t unread = 0;
+    size_t flagged = 0;
+    for (const ServerMessage& m : *alice_before_) {
+      if (m.folder != folder) continue;
+      ++total;
+      unread += HasFlag(m, "\\Seen") ? 0 : 1;
+      flagged += HasFlag(m, "\\Flagged") ? 1 : 0;
+    }
+    std::string screen;
+    const std::string status = NeomuttStatusLine(Dir("neomutt"), root, folder, &screen);
+    EXPECT_EQ(status, "MMSTATUS msgs=" + std::to_string(total) + " unread=" +
+                          std::to_string(unread) + " flagged=" + std::to_string(flagged) + " END")
+        << "folder " << folder << "; neomutt showed:\n"
+        << screen;
+  }
+}
+
+TEST_F(SyncTest, QuietPrintsNothingOnSuccess) {
+  const std::string config = ConfigFor("bob-quiet", "bob", "bob-secret");
+  CommandResult result = RunSync(config, "-q");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.err, "");
+  // Synced nonetheless.
+  const LocalTree tree = ScanLocal(local_->path() + "/bob-quiet/mail");
+  EXPECT_EQ(tree.files.size(), 17u) << Describe(tree);
+  // And quiet when there is nothing to do.
+  result = RunSync(config, "-q");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.err, "");
+  // Without -q there is output.
+  result = RunSync(config);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_NE(result.out, "");
+}
+
+TEST_F(SyncTest, SecondRunWhileTheFirstHoldsTheLockExits75) {
+  const std::string dir = Dir("alice-lock");
+  const std::string root = dir + "/mail";
+  const std::string config =
+      WriteConfig(dir + "/config.toml", AccountToml(*server_, "alice", "alice-secret", root));
+  Child first(SyncCommand(config), dir + "/first.out", dir + "/first.err");
+  ASSERT_TRUE(first.started());
+  // Wait until the first run is storing mail, so it surely holds the lock.
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  bool storing = false;
+  while (!storing && Clock::now() < deadline && !first.Exited()) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      const std::string parent = it->path().parent_path().filename().string();
+      if ((parent == "cur" || parent == "new" || parent == "tmp") && it->is_regular_file(ec)) {
+        storing = true;
+        break;
+      }
+    }
+    if (!storing) std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_TRUE(storing) << "the first run never started storing mail; it "
+                       << (first.Exited() ? "exited" : "is still running") << "\n"
+                       << first.err();
+  ASSERT_FALSE(first.Exited()) << "the first run ended before the second could start";
+  const CommandResult second = RunSync(config, "", std::chrono::seconds(30));
+  const bool first_still_running = !first.Exited();
+  EXPECT_EQ(second.exit_code, 75) << Report(second);
+  EXPECT_NE(second.err, "") << "the second run should say why it gave up";
+  std::cout << "[ info ] second run's message: " << second.err;
+  EXPECT_TRUE(first_still_running) << "timing: the first run ended while the second ran";
+
+  const ChildExit exit = first.Wait(std::chrono::seconds(120));
+  EXPECT_EQ(exit.exit_code, 0) << first.err();
+  // The lock is released: a third run works.
+  const CommandResult third = RunSync(config, "-q");
+  EXPECT_EQ(third.exit_code, 0) << Report(third);
+}
+
+// --- Tests with a server of their own (they change the server's mail) --------------
+
+class SyncOwnServerTest : public ::testing::Test {
+ protected:
+  void StartServer(const BulkOptions& bulk) {
+    server_ = DovecotServer::Start();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_TRUE(server_->SeedBulk("alice", bulk));
+    dir_ = server_->dir() + "/local";
+    fs::create_directories(dir_);
+    root_ = dir_ + "/mail";
+    config_ = WriteConfig(dir_ + "/config.toml", AccountToml(*server_, "alice", "alice-secret", root_));
+  }
+
+  std::vector<ServerMessage> ServerState() {
+    auto messages = server_->Messages("alice");
+    EXPECT_TRUE(messages);
+    return messages ? *messages : std::vector<ServerMessage>{};
+  }
+
+  std::unique_ptr<DovecotServer> server_;
+  std::string dir_;
+  std::string root_;
+  std::string config_;
+};
+
+TEST_F(SyncOwnServerTest, NewMailBetweenRunsIsTheOnlyThingFetched) {
+  StartServer({.count = 42, .big_mb = 1});
+  CommandResult result = RunSync(config_);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  ASSERT_TRUE(Compare(ScanLocal(root_), ServerState()).empty());
+
+  const std::string unseen =
+      "From: New Sender <new@example.org>\nTo: alice@example.test\nSubject: arrived between runs\n"
+      "Message-ID: <between-1@mailmirror.test>\nDate: Mon, 01 Jul 2024 10:00:00 +0000\n\n"
+      "Neue Nachricht, ungelesen.\n";
+  const std::string seen =
+      "From: New Sender <new@example.org>\nTo: alice@example.test\nSubject: also new\n"
+      "Message-ID: <between-2@mailmirror.test>\nDate: Mon, 01 Jul 2024 10:05:00 +0000\n\n"
+      "Already read elsewhere.\n";
+  const std::string in_new_folder =
+      "From: New Sender <new@example.org>\nTo: alice@example.test\nSubject: new folder\n"
+      "Message-ID: <between-3@mailmirror.test>\nDate: Mon, 01 Jul 2024 10:10:00 +0000\n\n"
+      "In a folder created between runs.\n";
+  ASSERT_TRUE(server_->AddMessage("alice", "INBOX", unseen));
+  ASSERT_TRUE(server_->AddMessage("alice", "Archive/2023", seen, /*seen=*/true));
+  ASSERT_TRUE(server_->AddMessage("alice", "Projects/Neu", in_new_folder));
+  const std::vector<ServerMessage> server = ServerState();
+
+  const size_t mark = LogSize(*server_);
+  result = RunSync(config_, "-vvv");
+  const FetchStats stats = FetchesSince(*server_, mark, "alice");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  std::cout << "[ info ] run after 3 new messages: " << stats.body_count << " bodies, "
+            << stats.body_bytes << " body bytes (server log); "
+            << BodyFetchCommands(result.err) << " BODY.PEEK[] commands in the trace\n";
+  EXPECT_EQ(stats.body_count, 3);
+  // Only the three new messages, as sent: every LF as CRLF.
+  const std::string all_new = unseen + seen + in_new_folder;
+  EXPECT_EQ(static_cast<size_t>(stats.body_bytes), all_new.size() + CountOccurrences(all_new, "\n"));
+
+  const LocalTree tree = ScanLocal(root_);
+  const std::vector<std::string> problems = Compare(tree, server);
+  EXPECT_TRUE(problems.empty()) << Join(problems) << Describe(tree);
+  EXPECT_EQ(tree.files.size(), server.size());
+  EXPECT_TRUE(tree.folders.count("Projects/Neu")) << Describe(tree);
+}
+
+TEST_F(SyncOwnServerTest, KilledAtManyPointsThenRerunIsExactlyOnceAndComplete) {
+  StartServer({});
+  const std::vector<ServerMessage> server = ServerState();
+  ASSERT_EQ(server.size(), 428u);
+
+  // Kill the sync with SIGKILL after growing delays, each run going on from
+  // where the last one stopped, until a run finishes by itself. After every
+  // kill, whatever is in cur/ and new/ must be complete and correct.
+  const std::vector<int> delays_ms = {5,   20,  40,  60,  80,  100, 130, 160, 200, 250,
+                                      300, 350, 400, 500, 600, 700, 850, 1000, 1200, 1500,
+                                      1800, 2200, 2600, 3000, 4000};
+  int kills = 0;
+  int finished_by_itself = -1;
+  std::vector<size_t> stored_after_kill;
+  for (size_t i = 0; i < delays_ms.size(); ++i) {
+    Child child(SyncCommand(config_), dir_ + "/run.out", dir_ + "/run.err");
+    ASSERT_TRUE(child.started());
+    const auto deadline = Clock::now() + milliseconds(delays_ms[i]);
+    while (Clock::now() < deadline && !child.Exited()) std::this_thread::sleep_for(milliseconds(1));
+    if (child.Exited()) {
+      const ChildExit exit = child.Wait(std::chrono::seconds(1));
+      ASSERT_EQ(exit.exit_code, 0) << "run " << i << " failed by itself:\n" << child.err();
+      finished_by_itself = static_cast<int>(i);
+      break;
+    }
+    child.Kill();
+    const ChildExit exit = child.Wait(std::chrono::seconds(10));
+    ASSERT_EQ(exit.exit_code, 128 + SIGKILL);
+    ++kills;
+    const LocalTree tree = ScanLocal(root_);
+    stored_after_kill.push_back(tree.files.size());
+    const std::vector<std::string> problems =
+        Compare(tree, server, {.allow_missing = true, .check_mtime = true});
+    ASSERT_TRUE(problems.empty()) << "after a SIGKILL at " << delays_ms[i] << " ms (run " << i
+                                  << "):\n"
+                                  << Join(problems) << Describe(tree);
+  }
+  std::ostringstream progress;
+  for (size_t n : stored_after_kill) progress << n << " ";
+  std::cout << "[ info ] " << kills << " kills; files stored after each: " << progress.str()
+            << "\n";
+  RecordProperty("kills", kills);
+  EXPECT_GE(kills, 8) << "the sync finished too fast to be killed often";
+
+  // Then run to completion.
+  CommandResult result = RunSync(config_);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  LocalTree tree = ScanLocal(root_);
+  std::vector<std::string> problems = Compare(tree, server);
+  EXPECT_TRUE(problems.empty()) << Join(problems) << Describe(tree);
+  EXPECT_EQ(tree.files.size(), server.size()) << Describe(tree);
+  // The killed runs' leftovers in tmp/ are gone after a later run.
+  EXPECT_TRUE(tree.tmp_files.empty()) << Describe(tree);
+
+  // And nothing left to download.
+  const size_t mark = LogSize(*server_);
+  result = RunSync(config_);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(FetchesSince(*server_, mark, "alice").body_count, 0);
+  tree = ScanLocal(root_);
+  EXPECT_TRUE(Compare(tree, server).empty());
+  EXPECT_TRUE(tree.tmp_files.empty()) << Describe(tree);
+  (void)finished_by_itself;
+}
+
+TEST_F(SyncOwnServerTest, UidValidityChangeNeitherDuplicatesNorLoses) {
+  StartServer({.count = 84, .big_mb = 0});
+  CommandResult result = RunSync(config_);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  const std::vector<ServerMessage> before = ServerState();
+  ASSERT_TRUE(Compare(ScanLocal(root_), before).empty());
+
+  // Same messages, new UIDVALIDITY and new UIDs.
+  ASSERT_TRUE(server_->Recreate("alice", "Sent Items", 1000));
+  ASSERT_TRUE(server_->Recreate("alice", "Archive/2023", 500));
+  const std::vector<ServerMessage> after = ServerState();
+  ASSERT_EQ(after.size(), before.size());
+  const auto counts = CountPerFolder(after);
+
+  const size_t mark = LogSize(*server_);
+  result = RunSync(config_);
+  const FetchStats stats = FetchesSince(*server_, mark, "alice");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  std::cout << "[ info ] after the UIDVALIDITY change of 2 folders ("
+            << counts.at("Sent Items") + counts.at("Archive/2023") << " messages): "
+            << stats.body_count << " bodies downloaded (server log)\n"
+            << result.out;
+
+  // Exactly once, under the new UIDs, byte for byte.
+  const LocalTree tree = ScanLocal(root_);
+  const std::vector<std::string> problems = Compare(tree, after);
+  EXPECT_TRUE(problems.empty()) << Join(problems) << Describe(tree);
+  EXPECT_EQ(tree.files.size(), after.size()) << Describe(tree);
+  for (const LocalFile& file : tree.files) {
+    if (file.folder == "Sent Items") {
+      EXPECT_GE(file.uid.value_or(0), 1000u) << file.path;
+    }
+    if (file.folder == "Archive/2023") {
+      EXPECT_GE(file.uid.value_or(0), 500u) << file.path;
+    }
+  }
+
+  // And stable afterwards.
+  const size_t mark2 = LogSize(*server_);
+  result = RunSync(config_);
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(FetchesSince(*server_, mark2, "alice").body_count, 0);
+  EXPECT_TRUE(Compare(ScanLocal(root_), after).empty());
+}
+
+// Peak memory: syncing a 20 MiB message must not hold it in memory. Compared
+// with the same account without the big message, so the figure is what the
+// big message costs.
+TEST_F(SyncOwnServerTest, PeakMemoryStaysFarBelowTheBigMessage) {
+  server_ = DovecotServer::Start();
+  ASSERT_NE(server_, nullptr);
+  ASSERT_TRUE(server_->SeedBulk("alice", {.count = 10, .big_mb = 20}));
+  ASSERT_TRUE(server_->SeedBulk("bob", {.count = 10, .big_mb = 0}));
+  dir_ = server_->dir() + "/local";
+  fs::create_directories(dir_);
+
+  auto measure = [&](const std::string& user, const std::string& password) -> ChildExit {
+    const std::string config = WriteConfig(dir_ + "/" + user + ".toml",
+                                           AccountToml(*server_, user, password, dir_ + "/" + user));
+    Child child(SyncCommand(config), dir_ + "/" + user + ".out", dir_ + "/" + user + ".err");
+    EXPECT_TRUE(child.started());
+    ChildExit exit = child.Wait(std::chrono::seconds(120));
+    EXPECT_EQ(exit.exit_code, 0) << child.err();
+    return exit;
+  };
+  const ChildExit baseline = measure("bob", "bob-secret");
+  const ChildExit big = measure("alice", "alice-secret");
+
+  // The big message really arrived.
+  const auto messages = server_->Messages("alice");
+  ASSERT_TRUE(messages);
+  const LocalTree tree = ScanLocal(dir_ + "/alice");
+  const std::vector<std::string> problems = Compare(tree, *messages);
+  EXPECT_TRUE(problems.empty()) << Join(problems) << Describe(tree);
+  uintmax_t biggest = 0;
+  for (const LocalFile& file : tree.files) biggest = std::max(biggest, fs::file_size(file.path));
+  EXPECT_GT(biggest, 20u * 1024 * 1024);
+
+  const long extra_kb = big.max_rss_kb - baseline.max_rss_kb;
+  std::cout << "[ info ] peak RSS: " << baseline.max_rss_kb << " KiB syncing 17 small messages, "
+            << big.max_rss_kb << " KiB with a " << biggest << " byte message as well (+"
+            << extra_kb << " KiB); " << Seconds(big.elapsed) << " s\n";
+  RecordProperty("baseline_max_rss_kb", std::to_string(baseline.max_rss_kb));
+  RecordProperty("big_message_max_rss_kb", std::to_string(big.max_rss_kb));
+  RecordProperty("big_message_bytes", std::to_string(biggest));
+  EXPECT_LT(extra_kb, 8 * 1024) << "the 20 MiB message cost " << extra_kb << " KiB of RSS";
+  EXPECT_LT(big.max_rss_kb, 48 * 1024);
+}
+
+}  // namespace
+}  // namespace mailmirror

@@ -86,8 +86,7 @@ Result<std::string> LocalNameFor(std::string_view raw_name, const ServerNaming& 
     // could not be told apart from personal ones once the prefix is gone,
     // so the mapping would not be reversible.
     if (rest.substr(0, prefix.size()) != prefix) {
-      return Refused(raw_name,
-                     "is outside the personal namespace \"" + Printable(prefix) + "\"");
+      return Refused(raw_name, "is outside the personal namespace \"" + Printable(prefix) + "\"");
     }
     rest.remove_prefix(prefix.size());
     if (IsInbox(rest)) {
@@ -143,8 +142,8 @@ Result<std::string> LocalPathFor(const std::string& root, std::string_view local
   while (base.size() > 1 && base.back() == '/') base.pop_back();
   auto refuse = [&](const std::string& problem) {
     return Error{ErrorKind::kProtocol, "folder \"" + Printable(local_name) +
-                                           "\" has no safe path under " + base +
-                                           ": its name " + problem};
+                                           "\" has no safe path under " + base + ": its name " +
+                                           problem};
   };
   auto under_base = [&](std::string_view relative) {
     std::string path = base;

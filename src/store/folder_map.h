@@ -19,8 +19,8 @@ enum class Layout {
 };
 
 struct ServerNaming {
-  char delimiter = '/';         // hierarchy delimiter, 0 for flat servers
-  std::string namespace_prefix; // personal namespace prefix, e.g. "INBOX."
+  char delimiter = '/';          // hierarchy delimiter, 0 for flat servers
+  std::string namespace_prefix;  // personal namespace prefix, e.g. "INBOX."
 };
 
 // The local name for a server's raw (modified UTF-7) mailbox name. INBOX in

@@ -55,6 +55,8 @@
 
 #include <cerrno>
 #include <limits>
+#include <mutex>
+#include <set>
 #include <system_error>
 #include <utility>
 
@@ -65,7 +67,7 @@ namespace {
 
 constexpr uint32_t kSchemaVersion = 1;
 constexpr uint8_t kRecordFormat = 1;
-constexpr unsigned int kMaxDbs = 8;  // six used, room for two more
+constexpr unsigned int kMaxDbs = 8;  // six used, room for two more (journal, tombstones)
 // The file is sparse, so a large map costs address space, not disk.
 constexpr uint64_t kDefaultMapSize = sizeof(void*) >= 8 ? (uint64_t{8} << 30) : (uint64_t{1} << 30);
 constexpr uint64_t kMapSizeGranule = 64 * 1024;  // a multiple of any page size
@@ -387,6 +389,32 @@ Status MakeDirectories(const std::string& dir) {
 
 Error Internal(std::string message) { return Error{ErrorKind::kInternal, std::move(message)}; }
 
+// Environments open in this process, by directory identity. LMDB forbids
+// opening one twice in a process, and with its fcntl locks the second close
+// would silently drop the first handle's locks; so a second Open fails.
+class OpenDirectories {
+ public:
+  using Id = std::pair<dev_t, ino_t>;
+  static bool Add(Id id) {
+    std::lock_guard<std::mutex> lock(mutex());
+    return ids().insert(id).second;
+  }
+  static void Remove(Id id) {
+    std::lock_guard<std::mutex> lock(mutex());
+    ids().erase(id);
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<Id>& ids() {
+    static std::set<Id> s;
+    return s;
+  }
+};
+
 }  // namespace
 
 class LmdbIndex final : public Index {
@@ -396,6 +424,7 @@ class LmdbIndex final : public Index {
   LmdbIndex& operator=(const LmdbIndex&) = delete;
   ~LmdbIndex() override {
     if (env_ != nullptr) mdb_env_close(env_);
+    if (registered_) OpenDirectories::Remove(*registered_);
   }
 
   Status Init(const IndexOptions& options);
@@ -446,20 +475,29 @@ class LmdbIndex final : public Index {
   MDB_dbi messages_ = 0;
   MDB_dbi stems_ = 0;
   MDB_dbi digests_ = 0;
+  std::optional<OpenDirectories::Id> registered_;
 };
 
 // --- Setup.
 
 Status LmdbIndex::Init(const IndexOptions& options) {
   const std::string context = "open index " + dir_;
+  struct stat st = {};
+  if (stat(dir_.c_str(), &st) != 0) return Error{ErrorKind::kIo, context + ": " + ErrnoText(errno)};
+  if (!OpenDirectories::Add({st.st_dev, st.st_ino})) {
+    return Internal(context + ": already open in this process");
+  }
+  registered_ = OpenDirectories::Id{st.st_dev, st.st_ino};
   int rc = mdb_env_create(&env_);
   if (rc != MDB_SUCCESS) {
     env_ = nullptr;
     return Error{ErrorKind::kIo, context + ": " + LmdbText(rc)};
   }
-  uint64_t map_size = options.map_size == 0 ? kDefaultMapSize : options.map_size;
+  uint64_t map_size = options.map_size;
+  if (map_size == 0 || map_size > std::numeric_limits<size_t>::max() - kMapSizeGranule) {
+    map_size = kDefaultMapSize;
+  }
   map_size = (map_size + kMapSizeGranule - 1) / kMapSizeGranule * kMapSizeGranule;
-  if (map_size > std::numeric_limits<size_t>::max()) map_size = kDefaultMapSize;
   if ((rc = mdb_env_set_maxdbs(env_, kMaxDbs)) != MDB_SUCCESS ||
       (rc = mdb_env_set_mapsize(env_, static_cast<size_t>(map_size))) != MDB_SUCCESS) {
     return Error{ErrorKind::kIo, context + ": " + LmdbText(rc)};

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <system_error>
@@ -37,9 +36,9 @@ struct FlagInfo {
 };
 // In ASCII order of the letters, which is the order a name must list them.
 constexpr FlagInfo kFlags[] = {
-    {'D', kFlagDraft, "\\Draft"},      {'F', kFlagFlagged, "\\Flagged"},
+    {'D', kFlagDraft, "\\Draft"},        {'F', kFlagFlagged, "\\Flagged"},
     {'P', kFlagForwarded, "$Forwarded"}, {'R', kFlagAnswered, "\\Answered"},
-    {'S', kFlagSeen, "\\Seen"},        {'T', kFlagDeleted, "\\Deleted"},
+    {'S', kFlagSeen, "\\Seen"},          {'T', kFlagDeleted, "\\Deleted"},
 };
 
 uint32_t FlagFromLetter(char letter) {
@@ -71,6 +70,7 @@ class UniqueFd {
   // has released the descriptor by then.
   int Close() {
     int fd = std::exchange(fd_, -1);
+    if (fd < 0) return 0;
     return ::close(fd) == 0 ? 0 : errno;
   }
 
@@ -187,7 +187,9 @@ class TmpMessageImpl final : public TmpMessage {
     if (!hash) return Error{ErrorKind::kInternal, "cannot allocate an XXH3 state"};
     for (int attempt = 1;; ++attempt) {
       std::string stem = NewStem();
-      std::string path = folder_path + "/tmp/" + stem;
+      std::string path = folder_path;
+      path += "/tmp/";
+      path += stem;
       int fd = OpenRetrying(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
       if (fd >= 0) {
         return std::unique_ptr<TmpMessageImpl>(
@@ -265,8 +267,7 @@ class TmpMessageImpl final : public TmpMessage {
     }
     if (mtime != 0) {
       // Set before the fsync so that the times are as durable as the data.
-      const timespec times[2] = {{static_cast<time_t>(mtime), 0},
-                                 {static_cast<time_t>(mtime), 0}};
+      const timespec times[2] = {{static_cast<time_t>(mtime), 0}, {static_cast<time_t>(mtime), 0}};
       if (::futimens(fd.get(), times) != 0) {
         int err = errno;
         return IoError("setting the modification time of " + path_, err);
@@ -405,8 +406,8 @@ class MaildirFolderImpl final : public MaildirFolder {
                                                  bool in_cur) override {
     if (file_name.empty() || file_name == "." || file_name == ".." ||
         file_name.find('/') != std::string::npos) {
-      return Error{ErrorKind::kInternal, "not a message file name: \"" + Printable(file_name) +
-                                             "\""};
+      return Error{ErrorKind::kInternal,
+                   "not a message file name: \"" + Printable(file_name) + "\""};
     }
     std::string path = path_ + (in_cur ? "/cur/" : "/new/") + file_name;
     UniqueFd fd(OpenRetrying(path, O_RDONLY | O_CLOEXEC));
@@ -589,7 +590,7 @@ Result<std::unique_ptr<MaildirFolder>> MaildirFolder::Open(const std::string& pa
       if (::mkdir(dir.c_str(), 0700) != 0) {
         int err = errno;
         if (err != EEXIST) {
-          return IoError("creating Maildir " + root + ": creating directory " + dir, err);
+          return IoError("creating directory " + dir, err).Wrap("creating Maildir " + root);
         }
       }
     }
@@ -637,7 +638,9 @@ Status DeliveryBatch::Deliver() {
     const Item& item = items_[i];
     std::string dir = item.folder->path() + ((item.flags & kFlagSeen) != 0 ? "/cur" : "/new");
     std::string name = MakeMaildirName(messages[i]->stem(), item.uid, item.flags);
-    std::string target = dir + "/" + name;
+    std::string target = dir;
+    target += '/';
+    target += name;
     if (::rename(messages[i]->tmp_path().c_str(), target.c_str()) != 0) {
       int err = errno;
       discard_from(i);

@@ -46,8 +46,8 @@ std::vector<std::string> ImapFlagsFromBits(uint32_t flags);
 
 // A parsed Maildir file name.
 struct MaildirName {
-  std::string stem;       // before ",U=" or ":2,"
-  uint32_t uid = 0;       // 0 when the name carries no ",U="
+  std::string stem;  // before ",U=" or ":2,"
+  uint32_t uid = 0;  // 0 when the name carries no ",U="
   uint32_t flags = 0;
   bool has_info = false;  // ":2," present
   // Info letters without a Flag bit (Dovecot keyword letters a-z, unknown

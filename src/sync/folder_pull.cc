@@ -225,8 +225,10 @@ void FolderPull::HandleUidValidityChange() {
 
         store::Index::Batch batch;
         batch.ClearFolderMessages(record_.id);
+        std::set<std::string> stems;  // the index keeps one UID per stem
         for (const store::MaildirFolder::Entry& entry : *entries) {
           if (entry.name.uid == 0) continue;  // a local message: not ours to renumber
+          if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
           std::string path = EntryPath(job_.local_path, entry);
           std::string message_id = MessageIdOfFile(path);
           uint32_t new_uid = 0;
@@ -291,14 +293,22 @@ Status FolderPull::AdoptOrphans() {
   if (!entries.ok()) return entries.error();
   store::Index::Batch batch;
   std::set<uint32_t> adopted;
+  std::set<std::string> stems;  // the index keeps one UID per stem
+  for (const store::MessageRecord& message : *messages) stems.insert(message.stem);
   for (const store::MaildirFolder::Entry& entry : *entries) {
     uint32_t uid = entry.name.uid;
     if (uid == 0 || std::binary_search(known_uids_.begin(), known_uids_.end(), uid)) continue;
+    if (stems.count(entry.name.stem) > 0) {
+      Log(LogLevel::kWarning, job_.local_name + ": " + entry.file_name +
+                                  " repeats the name of another message; leaving it out");
+      continue;
+    }
     if (record_.uidvalidity == 0 && messages->empty()) {
       // A folder the index has never synced: a ",U=" here was written under
       // an unknown UIDVALIDITY (another tool, a lost index). Leave it.
       continue;
     }
+    stems.insert(entry.name.stem);
     if (!adopted.insert(uid).second) {
       Log(LogLevel::kWarning, job_.local_name + ": two files claim UID " + std::to_string(uid) +
                                   "; keeping " + entry.file_name + " out of the index");

@@ -53,8 +53,7 @@ INSTANTIATE_TEST_SUITE_P(
         MapCase{"a.b.c", kFlat, "a.b.c"},
         // Modified UTF-7.
         MapCase{"Entw&APw-rfe", kSlash, "Entwürfe"},
-        MapCase{"INBOX.Entw&APw-rfe.2023", kCourier, "Entwürfe/2023"},
-        MapCase{"R&-D", kDot, "R&D"},
+        MapCase{"INBOX.Entw&APw-rfe.2023", kCourier, "Entwürfe/2023"}, MapCase{"R&-D", kDot, "R&D"},
         MapCase{"~peter/mail/&U,BTFw-/&ZeVnLIqe-", kSlash, "~peter/mail/台北/日本語"},
         MapCase{"Mail &2D3c5w-", kFlat, "Mail \xF0\x9F\x93\xA7"},
         // Names that merely resemble reserved ones.
@@ -67,9 +66,7 @@ struct RefusalCase {
   const char* reason;  // a part of the message
 };
 
-void PrintTo(const RefusalCase& c, std::ostream* os) {
-  *os << ::testing::PrintToString(c.raw);
-}
+void PrintTo(const RefusalCase& c, std::ostream* os) { *os << ::testing::PrintToString(c.raw); }
 
 class LocalNameRefusalTest : public ::testing::TestWithParam<RefusalCase> {};
 
@@ -88,11 +85,10 @@ INSTANTIATE_TEST_SUITE_P(
         RefusalCase{"..", kSlash, "\"..\" level"}, RefusalCase{"a/../b", kSlash, "\"..\" level"},
         RefusalCase{"a..b..", kDot, "empty level"},  // "a", "", "b", "", ""
         RefusalCase{"a.....b", kDot, "empty level"},
-        RefusalCase{"INBOX...", kCourier, "empty level"},
-        RefusalCase{".", kSlash, "\".\" level"}, RefusalCase{"a/./b", kSlash, "\".\" level"},
-        RefusalCase{"/abs", kSlash, "empty level"}, RefusalCase{"a//b", kSlash, "empty level"},
-        RefusalCase{"a/", kSlash, "empty level"}, RefusalCase{"", kSlash, "empty level"},
-        RefusalCase{"INBOX.", kCourier, "empty level"},
+        RefusalCase{"INBOX...", kCourier, "empty level"}, RefusalCase{".", kSlash, "\".\" level"},
+        RefusalCase{"a/./b", kSlash, "\".\" level"}, RefusalCase{"/abs", kSlash, "empty level"},
+        RefusalCase{"a//b", kSlash, "empty level"}, RefusalCase{"a/", kSlash, "empty level"},
+        RefusalCase{"", kSlash, "empty level"}, RefusalCase{"INBOX.", kCourier, "empty level"},
         RefusalCase{std::string("a\0b", 3), kSlash, "NUL byte"},
         RefusalCase{"\x01", kSlash, "control character"},
         RefusalCase{"a\x7f", kSlash, "control character"},
@@ -153,17 +149,17 @@ TEST(RemoteNameForTest, MapsLocalNames) {
 
 TEST(RemoteNameForTest, RefusesWhatCannotBeMappedBack) {
   const std::pair<std::string, ServerNaming> bad[] = {
-      {"a/b", kFlat},        // no hierarchy on the server
-      {"Sent.Old", kDot},    // would read back as Sent/Old
+      {"a/b", kFlat},      // no hierarchy on the server
+      {"Sent.Old", kDot},  // would read back as Sent/Old
       {"Sent.Old", kCourier},
-      {"\xff", kSlash},      // not UTF-8
-      {"caf\xC3", kSlash},   // truncated UTF-8
-      {"../x", kSlash},      //
-      {"a//b", kSlash},      //
-      {"", kSlash},          //
-      {"a/", kSlash},        //
-      {"cur", kSlash},       //
-      {"a\tb", kSlash},      //
+      {"\xff", kSlash},     // not UTF-8
+      {"caf\xC3", kSlash},  // truncated UTF-8
+      {"../x", kSlash},     //
+      {"a//b", kSlash},     //
+      {"", kSlash},         //
+      {"a/", kSlash},       //
+      {"cur", kSlash},      //
+      {"a\tb", kSlash},     //
       {std::string("a\0b", 3), kSlash},
   };
   for (const auto& [local, naming] : bad) {
@@ -224,14 +220,13 @@ INSTANTIATE_TEST_SUITE_P(
         PathCase{"/m", "a/tmp", kV, nullptr},
         PathCase{"/m", std::string("a\0/../../etc", 12), kV, nullptr},
         PathCase{"/m", "INBOX", kPP, "/m"}, PathCase{"/m/", "INBOX", kPP, "/m"},
-        PathCase{"/m", "inbox", kPP, "/m"},
-        PathCase{"/m", "Archive/2023", kPP, "/m/.Archive.2023"},
+        PathCase{"/m", "inbox", kPP, "/m"}, PathCase{"/m", "Archive/2023", kPP, "/m/.Archive.2023"},
         PathCase{"/m", "INBOX/sub", kPP, "/m/.INBOX.sub"},
         PathCase{"/m", "cur", kPP, "/m/.cur"},  // no clash in this layout
-        PathCase{"/m", "Entwürfe", kPP, "/m/.Entwürfe"},
-        PathCase{"/m", "Sent.Old", kPP, nullptr}, PathCase{"/m", "a/b.c", kPP, nullptr},
-        PathCase{"/m", "..", kPP, nullptr}, PathCase{"/m", "a//b", kPP, nullptr},
-        PathCase{"/m", "", kPP, nullptr}, PathCase{"/m", std::string(255, 'x'), kPP, nullptr}));
+        PathCase{"/m", "Entwürfe", kPP, "/m/.Entwürfe"}, PathCase{"/m", "Sent.Old", kPP, nullptr},
+        PathCase{"/m", "a/b.c", kPP, nullptr}, PathCase{"/m", "..", kPP, nullptr},
+        PathCase{"/m", "a//b", kPP, nullptr}, PathCase{"/m", "", kPP, nullptr},
+        PathCase{"/m", std::string(255, 'x'), kPP, nullptr}));
 
 TEST(LocalPathForTest, EmptyRootIsAConfigError) {
   Result<std::string> path = LocalPathFor("", "INBOX", kV);
@@ -262,26 +257,21 @@ TEST_P(GlobTest, Matches) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, GlobTest,
-    ::testing::Values(GlobCase{"*", "", true}, GlobCase{"*", "INBOX", true},
-                      GlobCase{"*", "a/b/c", true}, GlobCase{"", "", true},
-                      GlobCase{"", "a", false}, GlobCase{"INBOX", "INBOX", true},
-                      GlobCase{"INBOX", "inbox", false}, GlobCase{"INBOX", "INBOX/x", false},
-                      GlobCase{"Archive/*", "Archive/2023", true},
-                      GlobCase{"Archive/*", "Archive/2023/Q1", true},
-                      GlobCase{"Archive/*", "Archive", false},
-                      GlobCase{"Archive*", "Archive", true},
-                      GlobCase{"Archive*", "Archives/x", true},
-                      GlobCase{"*/2023", "Archive/2023", true},
-                      GlobCase{"*/2023", "Archive/2023/x", false},
-                      GlobCase{"a?c", "abc", true}, GlobCase{"a?c", "a/c", true},
-                      GlobCase{"a?c", "ac", false}, GlobCase{"a?c", "abbc", false},
-                      GlobCase{"?", "ü", true}, GlobCase{"??", "ü", false},
-                      GlobCase{"Entw?rfe", "Entwürfe", true},
-                      GlobCase{"*?", "日", true}, GlobCase{"*??", "日", false},
-                      GlobCase{"a*b*c", "aXbYc", true}, GlobCase{"a*b*c", "aXbY", false},
-                      GlobCase{"a*b*c", "abcbc", true}, GlobCase{"**", "x", true},
-                      GlobCase{"*.Old", "Sent.Old", true}, GlobCase{"*x", "xxxxy", false},
-                      GlobCase{"[Gmail]/*", "[Gmail]/Sent Mail", true}));
+    ::testing::Values(
+        GlobCase{"*", "", true}, GlobCase{"*", "INBOX", true}, GlobCase{"*", "a/b/c", true},
+        GlobCase{"", "", true}, GlobCase{"", "a", false}, GlobCase{"INBOX", "INBOX", true},
+        GlobCase{"INBOX", "inbox", false}, GlobCase{"INBOX", "INBOX/x", false},
+        GlobCase{"Archive/*", "Archive/2023", true}, GlobCase{"Archive/*", "Archive/2023/Q1", true},
+        GlobCase{"Archive/*", "Archive", false}, GlobCase{"Archive*", "Archive", true},
+        GlobCase{"Archive*", "Archives/x", true}, GlobCase{"*/2023", "Archive/2023", true},
+        GlobCase{"*/2023", "Archive/2023/x", false}, GlobCase{"a?c", "abc", true},
+        GlobCase{"a?c", "a/c", true}, GlobCase{"a?c", "ac", false}, GlobCase{"a?c", "abbc", false},
+        GlobCase{"?", "ü", true}, GlobCase{"??", "ü", false},
+        GlobCase{"Entw?rfe", "Entwürfe", true}, GlobCase{"*?", "日", true},
+        GlobCase{"*??", "日", false}, GlobCase{"a*b*c", "aXbYc", true},
+        GlobCase{"a*b*c", "aXbY", false}, GlobCase{"a*b*c", "abcbc", true},
+        GlobCase{"**", "x", true}, GlobCase{"*.Old", "Sent.Old", true},
+        GlobCase{"*x", "xxxxy", false}, GlobCase{"[Gmail]/*", "[Gmail]/Sent Mail", true}));
 
 TEST(GlobMatchTest, PathologicalPatternIsFast) {
   std::string name(2000, 'a');
@@ -312,8 +302,7 @@ INSTANTIATE_TEST_SUITE_P(
         SelectCase{{}, "INBOX", true}, SelectCase{{"*"}, "Anything/x", true},
         // Only exclusions: everything else is in.
         SelectCase{{"!Trash"}, "Trash", false}, SelectCase{{"!Trash"}, "INBOX", true},
-        SelectCase{{"!Archive/*"}, "Sent", true},
-        SelectCase{{"!Archive/*"}, "Archive/2023", false},
+        SelectCase{{"!Archive/*"}, "Sent", true}, SelectCase{{"!Archive/*"}, "Archive/2023", false},
         // Positive patterns: only what matches.
         SelectCase{{"INBOX", "Archive/*"}, "INBOX", true},
         SelectCase{{"INBOX", "Archive/*"}, "Archive/2023", true},

@@ -553,6 +553,19 @@ TEST_F(IndexTest, MapGrowsWhenFull) {
   CommitOk(batch);
 }
 
+TEST_F(IndexTest, SecondOpenInProcessIsRefused) {
+  OpenIndex();
+  // Same directory under another spelling.
+  Result<std::unique_ptr<Index>> again = Index::Open(root_ + "/account/./index/");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().kind, ErrorKind::kInternal);
+  EXPECT_NE(again.error().message.find("already open"), std::string::npos);
+  // The first handle still works, and after it closes the directory opens.
+  EXPECT_TRUE(index_->AllocateFolderId().ok());
+  index_.reset();
+  OpenIndex();
+}
+
 TEST_F(IndexTest, PathBlockedByFileIsIoError) {
   std::ofstream(root_ + "/account") << "not a directory";
   Result<std::unique_ptr<Index>> opened = Index::Open(dir_);

@@ -185,15 +185,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         // mbsync with its UID tag.
         NameCase{"1700000000.M1P2.host,U=17:2,FS", "1700000000.M1P2.host", 17, kFS, true, ""},
-        NameCase{"1700000000.12345_1.host,U=4711:2,S", "1700000000.12345_1.host", 4711,
-                 kFlagSeen, true, ""},
-        NameCase{"1700000000.12345_1.host,U=4294967295:2,", "1700000000.12345_1.host",
-                 4294967295u, 0, true, ""},
+        NameCase{"1700000000.12345_1.host,U=4711:2,S", "1700000000.12345_1.host", 4711, kFlagSeen,
+                 true, ""},
+        NameCase{"1700000000.12345_1.host,U=4294967295:2,", "1700000000.12345_1.host", 4294967295u,
+                 0, true, ""},
         // mbsync's older pid_counter form, no flags.
         NameCase{"1700000000.123_4.host:2,", "1700000000.123_4.host", 0, 0, true, ""},
         // Dovecot: size attributes stay in the stem, keyword letters are kept.
-        NameCase{"1700000000.M1P2.host,S=1234,W=1260:2,RS", "1700000000.M1P2.host,S=1234,W=1260",
-                 0, kRS, true, ""},
+        NameCase{"1700000000.M1P2.host,S=1234,W=1260:2,RS", "1700000000.M1P2.host,S=1234,W=1260", 0,
+                 kRS, true, ""},
         NameCase{"1491941793.M41850P8566V000000000000FD01I0000000000A3F5E2_0.mx1.example.com,"
                  "S=10956:2,STln",
                  "1491941793.M41850P8566V000000000000FD01I0000000000A3F5E2_0.mx1.example.com,"
@@ -203,8 +203,8 @@ INSTANTIATE_TEST_SUITE_P(
         NameCase{"1700000000.M1P2.host,U=17,S=99:2,T", "1700000000.M1P2.host", 17, kFlagDeleted,
                  true, ""},
         // mutt and notmuch/mu style unique parts.
-        NameCase{"1700000000.R4021739486543721573.laptop:2,RS", "1700000000.R4021739486543721573.laptop",
-                 0, kRS, true, ""},
+        NameCase{"1700000000.R4021739486543721573.laptop:2,RS",
+                 "1700000000.R4021739486543721573.laptop", 0, kRS, true, ""},
         NameCase{"1700000000.6a3a8f0c2d6e1f4b.myhost:2,S", "1700000000.6a3a8f0c2d6e1f4b.myhost", 0,
                  kFlagSeen, true, ""},
         // Names in new/ carry no info.
@@ -212,8 +212,8 @@ INSTANTIATE_TEST_SUITE_P(
         NameCase{"1700000000.M1P2.host,U=3", "1700000000.M1P2.host", 3, 0, false, ""},
         NameCase{"1700000000.V803I1a2M123.host", "1700000000.V803I1a2M123.host", 0, 0, false, ""},
         // Escaped host names, out-of-order and repeated letters, unknown ones.
-        NameCase{"1700000000.M1P2.a\\057b\\072c,U=9:2,SFS", "1700000000.M1P2.a\\057b\\072c", 9,
-                 kFS, true, ""},
+        NameCase{"1700000000.M1P2.a\\057b\\072c,U=9:2,SFS", "1700000000.M1P2.a\\057b\\072c", 9, kFS,
+                 true, ""},
         NameCase{"1700000000.M1P2.host:2,XSa", "1700000000.M1P2.host", 0, kFlagSeen, true, "Xa"},
         // Leading zeros are tolerated.
         NameCase{"x,U=007:2,", "x", 7, 0, true, ""}));
@@ -225,19 +225,19 @@ TEST(ParseMaildirNameTest, RejectsNamesThatAreNotMessages) {
       "..",
       ".hidden",
       ".1700000000.M1P2.host:2,S",
-      "x:1,S",         // obsolete experimental info: left alone
-      "x:2",           // no comma
-      "x:",            //
-      "x:foo",         //
-      "x:2,S:2,F",     // a second info
-      ",U=5:2,S",      // empty stem
-      ":2,S",          //
-      "x,U=:2,",       // tag without a number
-      "x,U=abc:2,",    //
-      "x,U=12a:2,",    //
-      "x,U=-1:2,",     //
-      "x,U=+1:2,",     //
-      "x,U=0:2,",      // UID 0 does not exist
+      "x:1,S",              // obsolete experimental info: left alone
+      "x:2",                // no comma
+      "x:",                 //
+      "x:foo",              //
+      "x:2,S:2,F",          // a second info
+      ",U=5:2,S",           // empty stem
+      ":2,S",               //
+      "x,U=:2,",            // tag without a number
+      "x,U=abc:2,",         //
+      "x,U=12a:2,",         //
+      "x,U=-1:2,",          //
+      "x,U=+1:2,",          //
+      "x,U=0:2,",           // UID 0 does not exist
       "x,U=4294967296:2,",  // too large
   };
   for (const char* name : bad) EXPECT_FALSE(ParseMaildirName(name).has_value()) << name;
@@ -277,6 +277,7 @@ TEST(NewStemTest, UniqueAcrossThreads) {
   constexpr int kPerThread = 2500;
   std::vector<std::vector<std::string>> results(kThreads);
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&results, t] {
       for (int i = 0; i < kPerThread; ++i) results[t].push_back(NewStem());
@@ -525,8 +526,7 @@ TEST(DeliveryBatchTest, SeenGoesToCurOthersToNewWithNamesAndTimes) {
   EXPECT_EQ(batch.delivered_names()[0], seen_stem + ",U=10:2,RS");
   EXPECT_EQ(batch.delivered_names()[1], unseen_stem + ",U=11:2,F");
   EXPECT_EQ(batch.delivered_names()[2], plain_stem + ",U=12:2,");
-  EXPECT_EQ(ListDir(folder->path() + "/cur"),
-            std::vector<std::string>{batch.delivered_names()[0]});
+  EXPECT_EQ(ListDir(folder->path() + "/cur"), std::vector<std::string>{batch.delivered_names()[0]});
   std::vector<std::string> in_new = {batch.delivered_names()[1], batch.delivered_names()[2]};
   std::sort(in_new.begin(), in_new.end());
   EXPECT_EQ(ListDir(folder->path() + "/new"), in_new);
@@ -570,8 +570,8 @@ TEST(DeliveryBatchTest, HundredMessagesAcrossTwoFolders) {
   std::vector<std::string> bodies;
   for (uint32_t i = 0; i < 100; ++i) {
     MaildirFolder* folder = i % 2 == 0 ? inbox.get() : archive.get();
-    bodies.push_back("Message-ID: <" + std::to_string(i) + "@x>\r\n\r\nbody " +
-                     std::to_string(i) + "\r\n");
+    bodies.push_back("Message-ID: <" + std::to_string(i) + "@x>\r\n\r\nbody " + std::to_string(i) +
+                     "\r\n");
     auto message = WriteMessage(*folder, bodies.back());
     ASSERT_TRUE(message);
     batch.Add({folder, std::move(message), i + 1, i % 3 == 0 ? kFlagSeen : 0u,
@@ -615,8 +615,7 @@ TEST(DeliveryBatchTest, RenameFailureKeepsDeliveredFilesAndRemovesTheRest) {
   Status status = batch.Deliver();
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.error().kind, ErrorKind::kIo);
-  EXPECT_NE(status.error().message.find(failing_tmp), std::string::npos)
-      << status.error().message;
+  EXPECT_NE(status.error().message.find(failing_tmp), std::string::npos) << status.error().message;
   EXPECT_NE(status.error().message.find("No such file or directory"), std::string::npos);
   ASSERT_EQ(batch.delivered_names().size(), 1u);
   EXPECT_EQ(ListDir(good->path() + "/new"), batch.delivered_names());
@@ -751,7 +750,7 @@ TEST(MaildirFolderTest, ScanAndDigestReportMissingDirectoriesAndFiles) {
   ASSERT_FALSE(escape.ok());
   EXPECT_EQ(escape.error().kind, ErrorKind::kInternal);
 
-  std::ofstream(folder->path() + "/new/empty");
+  { std::ofstream empty_file(folder->path() + "/new/empty"); }
   Result<std::pair<uint64_t, uint64_t>> empty = folder->DigestOf("empty", false);
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->first, Xxh3(""));

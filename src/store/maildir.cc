@@ -28,6 +28,8 @@ constexpr size_t kBufferSize = 64 * 1024;
 // taken. Stems are unique, so a clash means a foreign file with our name;
 // retrying (as DJB's delivery procedure says) is enough.
 constexpr int kCreateAttempts = 5;
+// Maildir readers leave others' tmp/ files alone for 36 hours.
+constexpr int64_t kForeignTmpGraceSeconds = 36 * 3600;
 
 struct FlagInfo {
   char letter;
@@ -389,7 +391,11 @@ class MaildirFolderImpl final : public MaildirFolder {
         return IoError(dir + "/" + entry.d_name, err);
       }
       // Only plain files are ours; a directory or link is someone else's.
-      if (!S_ISREG(st.st_mode) || st.st_mtim.tv_sec >= before) return Status::Ok();
+      // Another program's file (mutt, a delivery agent) may still be being
+      // written: by Maildir custom it is left alone for 36 hours.
+      if (!S_ISREG(st.st_mode)) return Status::Ok();
+      int64_t limit = IsOwnStem(entry.d_name) ? before : before - kForeignTmpGraceSeconds;
+      if (st.st_mtim.tv_sec >= limit) return Status::Ok();
       if (::unlinkat(dir_fd, entry.d_name, 0) != 0) {
         int err = errno;
         if (err == ENOENT) return Status::Ok();
@@ -556,6 +562,24 @@ std::string MakeMaildirName(std::string_view stem, uint32_t uid, uint32_t flags,
   out += ":2,";
   out += letters;
   return out;
+}
+
+bool IsOwnStem(std::string_view name) {
+  // "<sec>.M<usec>P<pid>Q<counter>.<host>", as NewStem writes on this host.
+  static const std::string host = EscapedHostName();
+  size_t pos = 0;
+  auto digits = [&] {
+    size_t start = pos;
+    while (pos < name.size() && name[pos] >= '0' && name[pos] <= '9') ++pos;
+    return pos > start;
+  };
+  auto expect = [&](std::string_view text) {
+    if (name.substr(pos, text.size()) != text) return false;
+    pos += text.size();
+    return true;
+  };
+  return digits() && expect(".M") && digits() && expect("P") && digits() && expect("Q") &&
+         digits() && expect(".") && name.substr(pos) == host;
 }
 
 std::string NewStem() {

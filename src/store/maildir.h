@@ -41,7 +41,7 @@ uint32_t FlagsFromLetters(std::string_view letters);
 // IMAP flag name (case-insensitive: "\\Seen", "$Forwarded") to its bit, 0 if
 // it has no Maildir letter.
 uint32_t FlagFromImap(std::string_view name);
-// IMAP names of the bits, e.g. {"\\Seen", "\\Flagged"}.
+// IMAP names of the bits in bit order, e.g. {"\\Flagged", "\\Seen"}.
 std::vector<std::string> ImapFlagsFromBits(uint32_t flags);
 
 // A parsed Maildir file name.
@@ -75,6 +75,8 @@ std::string MakeMaildirName(std::string_view stem, uint32_t uid, uint32_t flags,
 // A new unique stem (see the file comment). Thread-safe; unique within the
 // process (counter) and across processes (pid, microseconds).
 std::string NewStem();
+// True when `name` is a stem NewStem wrote on this host (any process).
+bool IsOwnStem(std::string_view name);
 
 // A message being written into tmp/. Write() takes the server's bytes in
 // chunks of any size and splits, stores them with CRLF turned into LF, and
@@ -110,7 +112,9 @@ class MaildirFolder {
   // Starts a message in tmp/ under a fresh stem.
   virtual Result<std::unique_ptr<TmpMessage>> BeginMessage() = 0;
 
-  // Every message name in cur/ and new/ (no stat, no reads).
+  // Every message name in cur/ and new/ (no stat, no reads), cur/ first.
+  // Dot files, subdirectories (when readdir says so) and names that
+  // ParseMaildirName refuses are skipped. Errors: kIo naming the directory.
   struct Entry {
     MaildirName name;
     bool in_cur = false;
@@ -118,11 +122,16 @@ class MaildirFolder {
   };
   virtual Result<std::vector<Entry>> Scan() = 0;
 
-  // Removes files in tmp/ last modified before `before` (seconds since the
-  // epoch): leftovers of a run that died. Returns how many were removed.
+  // Removes leftovers of runs that died from tmp/: our own files (IsOwnStem)
+  // last modified before `before` (seconds since the epoch), and other
+  // programs' files 36 hours older than that, since one may still be being
+  // written. Dot files and anything that is not a regular file are left
+  // alone. Returns how many were removed.
   virtual Result<size_t> CleanTmp(int64_t before) = 0;
 
-  // Reads a stored message and returns its XXH3-64 digest and size.
+  // Reads a stored message and returns its XXH3-64 digest and size. Errors:
+  // kIo naming the file (ENOENT when a reader renamed it meanwhile: rescan),
+  // kInternal for a `file_name` that is not a plain file name.
   virtual Result<std::pair<uint64_t, uint64_t>> DigestOf(const std::string& file_name,
                                                          bool in_cur) = 0;
 };

@@ -237,7 +237,8 @@ void FolderPull::HandleUidValidityChange() {
             new_uid = match->second.front();
             match->second.erase(match->second.begin());
           }
-          std::string new_name = store::MakeMaildirName(entry.name.stem, new_uid, entry.name.flags);
+          std::string new_name = store::MakeMaildirName(entry.name.stem, new_uid, entry.name.flags,
+                                                        entry.name.other_letters);
           std::string new_path = job_.local_path + (entry.in_cur ? "/cur/" : "/new/") + new_name;
           if (new_path != path && std::rename(path.c_str(), new_path.c_str()) != 0) {
             return Finish(MakeError(ErrorKind::kIo, "cannot rename " + path + ": " +

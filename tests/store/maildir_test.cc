@@ -693,16 +693,24 @@ TEST(MaildirFolderTest, CleanTmpRemovesOnlyOldFiles) {
   Result<std::unique_ptr<TmpMessage>> writing = folder->BeginMessage();
   ASSERT_TRUE(writing.ok());
 
-  Result<size_t> removed = folder->CleanTmp(now - 36 * 3600);
+  // One of our own leftovers, from a run a minute ago.
+  const std::string own = NewStem();
+  make(own, now - 60);
+  ASSERT_TRUE(IsOwnStem(own));
+  EXPECT_FALSE(IsOwnStem("old"));
+
+  // Before a run that started now: our leftover goes at once, another
+  // program's file only once it is 36 hours older than the run.
+  Result<size_t> removed = folder->CleanTmp(now);
   ASSERT_TRUE(removed.ok()) << removed.error().message;
-  EXPECT_EQ(*removed, 1u);
+  EXPECT_EQ(*removed, 2u);  // "old" (3 days) and our own leftover
   std::vector<std::string> left = {".old-dotfile", "olddir", "recent", (*writing)->stem()};
   std::sort(left.begin(), left.end());
   EXPECT_EQ(ListDir(tmp), left);
 
   removed = folder->CleanTmp(now - 60);
   ASSERT_TRUE(removed.ok());
-  EXPECT_EQ(*removed, 1u);  // "recent"; the message in progress is newer
+  EXPECT_EQ(*removed, 0u);  // "recent" is another program's; ours is in progress
   EXPECT_TRUE((*writing)->Write("still fine").ok());
 }
 

@@ -299,10 +299,11 @@ int DovecotServer::Count(const std::string& user, const std::string& folder) {
 bool DovecotServer::SeedBulk(const std::string& user, const BulkOptions& options) {
   RunOptions run;
   run.timeout = std::chrono::seconds(120);
-  const CommandResult result = RunCommand(
-      ShellQuote(kScript) + " seed-bulk " + ShellQuote(dir_) + " " + ShellQuote(user) +
-          " --count " + std::to_string(options.count) + " --big-mb " + std::to_string(options.big_mb),
-      run);
+  const CommandResult result =
+      RunCommand(ShellQuote(kScript) + " seed-bulk " + ShellQuote(dir_) + " " + ShellQuote(user) +
+                     " --count " + std::to_string(options.count) + " --big-mb " +
+                     std::to_string(options.big_mb),
+                 run);
   if (result.exit_code != 0) {
     ADD_FAILURE() << "dovecot-fixture seed-bulk " << user << " failed: " << Describe(result);
     return false;
@@ -324,7 +325,8 @@ std::optional<std::vector<ServerMessage>> DovecotServer::Messages(const std::str
     size_t start = 0;
     for (;;) {
       const size_t tab = line.find('\t', start);
-      fields.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      fields.push_back(
+          line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
       if (tab == std::string::npos) break;
       start = tab + 1;
     }

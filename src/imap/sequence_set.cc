@@ -27,17 +27,22 @@ std::string FormatSequenceSet(const std::vector<uint32_t>& uids) {
   return out;
 }
 
-std::string FormatOpenSetExcluding(uint32_t first, const std::vector<uint32_t>& known) {
+std::string FormatSetExcluding(uint32_t first, uint32_t last, const std::vector<uint32_t>& known) {
   std::string out;
   uint32_t next = std::max<uint32_t>(first, 1);
+  if (last != 0 && next > last) return out;
   auto it = std::lower_bound(known.begin(), known.end(), next);
-  for (; it != known.end(); ++it) {
+  for (; it != known.end() && (last == 0 || *it <= last); ++it) {
     if (*it > next) AppendRange(next, *it - 1, out);
-    if (*it == UINT32_MAX) return out;  // nothing can follow the largest UID
+    if (*it == UINT32_MAX || *it == last) return out;  // nothing left above it
     next = *it + 1;
   }
-  if (!out.empty()) out += ',';
-  out += std::to_string(next) + ":*";
+  if (last == 0) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(next) + ":*";
+  } else {
+    AppendRange(next, last, out);
+  }
   return out;
 }
 

@@ -10,9 +10,12 @@ namespace mailmirror::imap {
 // "1:3,7,9:12" for ascending, duplicate-free `uids`.
 std::string FormatSequenceSet(const std::vector<uint32_t>& uids);
 
-// The UIDs from `first` upwards that are not in `known` (ascending), as a
-// set ending in an open range "n:*": e.g. first 1, known {3,4,9} gives
-// "1:2,5:8,10:*". Known UIDs below `first` are ignored.
-std::string FormatOpenSetExcluding(uint32_t first, const std::vector<uint32_t>& known);
+// The UIDs from `first` to `last` that are not in `known` (ascending), e.g.
+// first 1, last 12, known {3,4,9} gives "1:2,5:8,10:12"; empty when none are
+// left. With `last` 0 the set ends in an open range "n:*" instead. Callers
+// that know the mailbox's UIDNEXT pass UIDNEXT - 1 as `last`: "n:*" always
+// matches the highest UID, even below n (RFC 3501 §6.4.8), which would
+// fetch a message again.
+std::string FormatSetExcluding(uint32_t first, uint32_t last, const std::vector<uint32_t>& known);
 
 }  // namespace mailmirror::imap

@@ -1,9 +1,11 @@
 #include "sync/folder_pull.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +25,9 @@ namespace {
 // work on a crash.
 constexpr size_t kBatchMessages = 256;
 constexpr uint64_t kBatchBytes = 32ull << 20;
+// ... or when its first message is this old, so that a slow link still
+// makes regular durable progress.
+constexpr std::chrono::milliseconds kBatchAge{1000};
 
 constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
 
@@ -168,112 +173,164 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
                                 std::to_string(record_.uidvalidity) + " to " +
                                 std::to_string(selected_.uidvalidity) +
                                 "; matching local messages to the new UIDs");
-    return HandleUidValidityChange();
+    return Rematch();
+  }
+  if (record_.uidvalidity == 0) {
+    // The index has never seen this folder, yet files here may carry UIDs
+    // (a lost or deleted index, another tool's mirror). Their UIDVALIDITY is
+    // unknown: match them to the server like after a UIDVALIDITY change,
+    // rather than storing every message a second time.
+    Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+    if (!entries.ok()) return Finish(entries.error());
+    for (const store::MaildirFolder::Entry& entry : *entries) {
+      if (entry.name.uid != 0) {
+        Log(LogLevel::kWarning, job_.local_name +
+                                    ": the index does not know this folder but its files carry "
+                                    "UIDs; matching them to the server's messages");
+        return Rematch();
+      }
+    }
   }
   AdoptAndFetch();
 }
 
-// The server renumbered the folder. Local files are matched to the new UIDs
-// by Message-ID (pairing duplicates in UID order), renamed to carry the new
-// UID and re-indexed; only unmatched server messages are downloaded later.
-// Local files that match nothing lose their ",U=" so no stale UID is ever
-// believed again; they are kept, never deleted.
-void FolderPull::HandleUidValidityChange() {
+namespace {
+
+// What identifies a message across a renumbering: its Message-ID, or for
+// messages without one, its size (with CRLF line ends, as RFC822.SIZE counts)
+// and arrival time.
+std::string MatchKey(const std::string& message_id, uint64_t crlf_size, int64_t internaldate) {
+  if (!message_id.empty()) return "id:" + message_id;
+  return "size:" + std::to_string(crlf_size) + "@" + std::to_string(internaldate);
+}
+
+// Size with CRLF line ends and modification time (our INTERNALDATE) of a
+// stored message, for messages the index has no record of.
+std::pair<uint64_t, int64_t> CrlfSizeAndTime(const std::string& path) {
+  uint64_t size = 0;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return {0, 0};
+  char buffer[65536];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
+    size += n;
+    for (size_t i = 0; i < n; ++i) size += buffer[i] == '\n' ? 1 : 0;
+  }
+  std::fclose(file);
+  struct stat st {};
+  int64_t mtime = ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_mtime) : 0;
+  return {size, mtime};
+}
+
+}  // namespace
+
+// Local files are matched to the server's current UIDs (by Message-ID, or
+// size and date without one; duplicates paired in UID order), renamed to
+// carry the new UID and re-indexed; only unmatched server messages are
+// downloaded later. Local files that match nothing lose their ",U=" so no
+// stale UID is ever believed again; they are kept, never deleted.
+void FolderPull::Rematch() {
   struct Remote {
     uint32_t uid;
-    std::string message_id;
+    std::string key;
   };
   auto remotes = std::make_shared<std::vector<Remote>>();
-  imap::Command command{{"UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n"},
-                        "UID FETCH",
-                        false};
-  if (selected_.exists == 0) {
-    command.parts = {"NOOP\r\n"};
-    command.verb = "NOOP";
-  }
+  imap::Command command{
+      {"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n"},
+      "UID FETCH",
+      false};
+  if (selected_.exists == 0) command = imap::Command{{"NOOP\r\n"}, "NOOP", false};
   session_->Execute(
       std::move(command),
       [remotes](const imap::Response& response) {
         if (response.type != imap::ResponseType::kFetch || !response.fetch.uid) return;
+        const imap::FetchData& fetch = response.fetch;
         std::string message_id;
-        for (const imap::BodySection& body : response.fetch.bodies) {
-          message_id = MessageIdFromHeader(body.data);
-        }
-        remotes->push_back(Remote{*response.fetch.uid, message_id});
+        for (const imap::BodySection& body : fetch.bodies) message_id = MessageIdFromHeader(body.data);
+        int64_t date = fetch.internaldate
+                           ? imap::ParseInternalDate(*fetch.internaldate).value_or(0)
+                           : 0;
+        remotes->push_back(Remote{*fetch.uid, MatchKey(message_id, fetch.rfc822_size.value_or(0), date)});
       },
       [this, remotes](Result<imap::TaggedReply> reply) {
         if (!reply.ok()) return Finish(reply.error());
         if (reply->condition != imap::Condition::kOk) {
           return Finish(MakeError(ErrorKind::kProtocol, "UID FETCH failed: " + reply->text));
         }
-        // Server side: Message-ID -> new UIDs, ascending.
-        std::map<std::string, std::vector<uint32_t>> by_id;
+        std::map<std::string, std::vector<uint32_t>> by_key;  // new UIDs, ascending
         std::sort(remotes->begin(), remotes->end(),
                   [](const Remote& a, const Remote& b) { return a.uid < b.uid; });
-        for (const Remote& remote : *remotes) {
-          if (!remote.message_id.empty()) by_id[remote.message_id].push_back(remote.uid);
-        }
-        Result<std::vector<store::MessageRecord>> old = index_->ListMessages(record_.id);
-        if (!old.ok()) return Finish(old.error());
-        std::map<std::string, store::MessageRecord> old_by_stem;
-        for (const store::MessageRecord& message : *old) old_by_stem[message.stem] = message;
-
-        Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
-        if (!entries.ok()) return Finish(entries.error());
-        std::sort(entries->begin(), entries->end(),
-                  [](const auto& a, const auto& b) { return a.name.uid < b.name.uid; });
-
-        store::Index::Batch batch;
-        batch.ClearFolderMessages(record_.id);
-        std::set<std::string> stems;  // the index keeps one UID per stem
-        for (const store::MaildirFolder::Entry& entry : *entries) {
-          if (entry.name.uid == 0) continue;  // a local message: not ours to renumber
-          if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
-          std::string path = EntryPath(job_.local_path, entry);
-          std::string message_id = MessageIdOfFile(path);
-          uint32_t new_uid = 0;
-          auto match = by_id.find(message_id);
-          if (!message_id.empty() && match != by_id.end() && !match->second.empty()) {
-            new_uid = match->second.front();
-            match->second.erase(match->second.begin());
-          }
-          std::string new_name = store::MakeMaildirName(entry.name.stem, new_uid, entry.name.flags,
-                                                        entry.name.other_letters);
-          std::string new_path = job_.local_path + (entry.in_cur ? "/cur/" : "/new/") + new_name;
-          if (new_path != path && std::rename(path.c_str(), new_path.c_str()) != 0) {
-            return Finish(MakeError(ErrorKind::kIo, "cannot rename " + path + ": " +
-                                                        std::strerror(errno)));
-          }
-          if (new_uid == 0) continue;
-          store::MessageRecord message;
-          auto known = old_by_stem.find(entry.name.stem);
-          if (known != old_by_stem.end()) {
-            message = known->second;
-          } else {
-            Result<std::pair<uint64_t, uint64_t>> digest = folder_->DigestOf(new_name, entry.in_cur);
-            if (!digest.ok()) return Finish(digest.error());
-            message.digest = digest->first;
-            message.size = digest->second;
-          }
-          message.uid = new_uid;
-          message.stem = entry.name.stem;
-          message.in_cur = entry.in_cur;
-          message.flags = entry.name.flags;
-          batch.PutMessage(record_.id, message);
-          ++report_.matched;
-        }
-        for (const char* sub : {"/cur", "/new"}) {
-          Status synced = FsyncDirectory(job_.local_path + sub);
-          if (!synced.ok()) return Finish(synced);
-        }
-        record_.uidvalidity = selected_.uidvalidity;
-        record_.uidnext = 0;
-        record_.highestmodseq = 0;
-        batch.PutFolder(record_);
-        Status committed = index_->Commit(batch);
-        if (!committed.ok()) return Finish(committed);
+        for (const Remote& remote : *remotes) by_key[remote.key].push_back(remote.uid);
+        Status status = ApplyRematch(by_key);
+        if (!status.ok()) return Finish(status);
         AdoptAndFetch();
       });
+}
+
+Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key) {
+  Result<std::vector<store::MessageRecord>> old = index_->ListMessages(record_.id);
+  if (!old.ok()) return old.error();
+  std::map<std::string, store::MessageRecord> old_by_stem;
+  for (const store::MessageRecord& message : *old) old_by_stem[message.stem] = message;
+
+  Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+  if (!entries.ok()) return entries.error();
+  std::sort(entries->begin(), entries->end(),
+            [](const auto& a, const auto& b) { return a.name.uid < b.name.uid; });
+
+  store::Index::Batch batch;
+  batch.ClearFolderMessages(record_.id);
+  std::set<std::string> stems;  // the index keeps one UID per stem
+  for (const store::MaildirFolder::Entry& entry : *entries) {
+    if (entry.name.uid == 0) continue;                    // a local message: not ours
+    if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
+    std::string path = EntryPath(job_.local_path, entry);
+    auto known = old_by_stem.find(entry.name.stem);
+    std::pair<uint64_t, int64_t> size_and_time =
+        known != old_by_stem.end()
+            ? std::make_pair(known->second.remote_size, known->second.internaldate)
+            : CrlfSizeAndTime(path);
+    std::string key = MatchKey(MessageIdOfFile(path), size_and_time.first, size_and_time.second);
+    uint32_t new_uid = 0;
+    auto match = by_key.find(key);
+    if (match != by_key.end() && !match->second.empty()) {
+      new_uid = match->second.front();
+      match->second.erase(match->second.begin());
+    }
+    std::string new_name = store::MakeMaildirName(entry.name.stem, new_uid, entry.name.flags,
+                                                  entry.name.other_letters);
+    std::string new_path = job_.local_path + (entry.in_cur ? "/cur/" : "/new/") + new_name;
+    if (new_path != path && std::rename(path.c_str(), new_path.c_str()) != 0) {
+      return MakeError(ErrorKind::kIo, "cannot rename " + path + ": " + std::strerror(errno));
+    }
+    if (new_uid == 0) continue;
+    store::MessageRecord message;
+    if (known != old_by_stem.end()) {
+      message = known->second;
+    } else {
+      Result<std::pair<uint64_t, uint64_t>> digest = folder_->DigestOf(new_name, entry.in_cur);
+      if (!digest.ok()) return digest.error();
+      message.digest = digest->first;
+      message.size = digest->second;
+      message.remote_size = size_and_time.first;
+      message.internaldate = size_and_time.second;
+    }
+    message.uid = new_uid;
+    message.stem = entry.name.stem;
+    message.in_cur = entry.in_cur;
+    message.flags = entry.name.flags;
+    batch.PutMessage(record_.id, message);
+    ++report_.matched;
+  }
+  for (const char* sub : {"/cur", "/new"}) {
+    Status synced = FsyncDirectory(job_.local_path + sub);
+    if (!synced.ok()) return synced;
+  }
+  record_.uidvalidity = selected_.uidvalidity;
+  record_.uidnext = 0;
+  record_.highestmodseq = 0;
+  batch.PutFolder(record_);
+  return index_->Commit(batch);
 }
 
 void FolderPull::AdoptAndFetch() {
@@ -340,8 +397,11 @@ Status FolderPull::AdoptOrphans() {
 void FolderPull::FetchNew() {
   fetch_from_ = std::max<uint32_t>(record_.uidnext, 1);
   record_.uidvalidity = selected_.uidvalidity;
-  bool nothing_new = selected_.exists == 0 ||
-                     (selected_.uidnext != 0 && selected_.uidnext <= fetch_from_);
+  // Up to UIDNEXT - 1 when the server told it: "n:*" would match the
+  // highest UID even below n.
+  std::string set = imap::FormatSetExcluding(
+      fetch_from_, selected_.uidnext != 0 ? selected_.uidnext - 1 : 0, known_uids_);
+  bool nothing_new = selected_.exists == 0 || set.empty();
   if (nothing_new) {
     if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
     if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
@@ -355,7 +415,6 @@ void FolderPull::FetchNew() {
   batch.PutFolder(record_);
   Status committed = index_->Commit(batch);
   if (!committed.ok()) return Finish(committed);
-  std::string set = imap::FormatOpenSetExcluding(fetch_from_, known_uids_);
   session_->UidFetch(set, kFetchItems, this, [this](const Status& status) { OnFetchDone(status); });
 }
 
@@ -407,9 +466,13 @@ Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
   item.uid = uid;
   item.flags = flags.bits;
   item.mtime = record.internaldate;
+  if (batch_.empty()) batch_started_ = std::chrono::steady_clock::now();
   batch_.Add(std::move(item));
   batch_records_.push_back(std::move(record));
-  if (batch_.size() >= kBatchMessages || batch_bytes_ >= kBatchBytes) return FlushBatch();
+  if (batch_.size() >= kBatchMessages || batch_bytes_ >= kBatchBytes ||
+      std::chrono::steady_clock::now() - batch_started_ >= kBatchAge) {
+    return FlushBatch();
+  }
   return Status::Ok();
 }
 

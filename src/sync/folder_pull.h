@@ -10,8 +10,10 @@
 // Threading: the loop thread. The object must outlive its `done` call.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -63,7 +65,8 @@ class FolderPull : private imap::FetchSink {
   Status OnMessage(const imap::FetchedMessage& message) override;
 
   void OnSelected(Result<imap::SelectedMailbox> selected);
-  void HandleUidValidityChange();
+  void Rematch();
+  Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key);
   void AdoptAndFetch();
   Status AdoptOrphans();
   void FetchNew();
@@ -93,6 +96,7 @@ class FolderPull : private imap::FetchSink {
   store::DeliveryBatch batch_;
   std::vector<store::MessageRecord> batch_records_;
   uint64_t batch_bytes_ = 0;
+  std::chrono::steady_clock::time_point batch_started_;
 };
 
 }  // namespace mailmirror::sync

@@ -13,12 +13,21 @@ TEST(SequenceSetTest, CompressesRuns) {
 }
 
 TEST(SequenceSetTest, OpenSetSkipsKnownUids) {
-  EXPECT_EQ(FormatOpenSetExcluding(1, {}), "1:*");
-  EXPECT_EQ(FormatOpenSetExcluding(0, {}), "1:*");
-  EXPECT_EQ(FormatOpenSetExcluding(1, {3, 4, 9}), "1:2,5:8,10:*");
-  EXPECT_EQ(FormatOpenSetExcluding(5, {1, 2, 5, 6}), "7:*");
-  EXPECT_EQ(FormatOpenSetExcluding(5, {1, 7}), "5:6,8:*");
-  EXPECT_EQ(FormatOpenSetExcluding(1, {1}), "2:*");
+  EXPECT_EQ(FormatSetExcluding(1, 0, {}), "1:*");
+  EXPECT_EQ(FormatSetExcluding(0, 0, {}), "1:*");
+  EXPECT_EQ(FormatSetExcluding(1, 0, {3, 4, 9}), "1:2,5:8,10:*");
+  EXPECT_EQ(FormatSetExcluding(5, 0, {1, 2, 5, 6}), "7:*");
+  EXPECT_EQ(FormatSetExcluding(5, 0, {1, 7}), "5:6,8:*");
+  EXPECT_EQ(FormatSetExcluding(1, 0, {1}), "2:*");
+}
+
+TEST(SequenceSetTest, ClosedSetStopsAtLast) {
+  EXPECT_EQ(FormatSetExcluding(1, 12, {3, 4, 9}), "1:2,5:8,10:12");
+  EXPECT_EQ(FormatSetExcluding(1, 50, {}), "1:50");
+  EXPECT_EQ(FormatSetExcluding(1, 3, {1, 2, 3}), "");  // everything known
+  EXPECT_EQ(FormatSetExcluding(51, 50, {}), "");       // nothing past UIDNEXT - 1
+  EXPECT_EQ(FormatSetExcluding(1, 9, {3, 9, 12}), "1:2,4:8");
+  EXPECT_EQ(FormatSetExcluding(7, 7, {}), "7");
 }
 
 }  // namespace

@@ -818,7 +818,10 @@ std::string NeomuttStatusLine(const std::string& work_dir, const std::string& ro
         << "set mark_old = no\nset help = no\nset wait_key = no\n"
         << "set status_format = \"MMSTATUS msgs=%m unread=%u flagged=%F END\"\n";
   }
-  const std::string socket = "mm-" + std::to_string(getpid());
+  // A fresh tmux server per call: reusing a socket name races with the
+  // previous server's shutdown.
+  static int calls = 0;
+  const std::string socket = "mm-" + std::to_string(getpid()) + "-" + std::to_string(++calls);
   const std::string tmux = "tmux -L " + socket + " -f /dev/null ";
   const std::string command =
       "neomutt -n -R -F " + ShellQuote(muttrc) + " -f " + ShellQuote(root + "/" + folder);

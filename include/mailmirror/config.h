@@ -24,11 +24,11 @@ struct AccountConfig {
   TlsMode tls = TlsMode::kImplicit;
   std::string ca_file;  // extra trusted CA certificates (PEM), may be empty
   std::string user;
-  std::string password;      // set when the config holds the password itself
-  std::string password_cmd;  // else: a shell command printing it
-  std::string maildir;       // local root, "~" expanded; required by sync
-  std::string layout = "verbatim";  // "verbatim" or "maildir++"
-  std::string state_dir;     // index and lock; default <maildir>/.mailmirror
+  std::string password;              // set when the config holds the password itself
+  std::string password_cmd;          // else: a shell command printing it
+  std::string maildir;               // local root, "~" expanded; required by sync
+  std::string layout = "verbatim";   // "verbatim" or "maildir++"
+  std::string state_dir;             // index and lock; default <maildir>/.mailmirror
   std::vector<std::string> folders;  // glob patterns, "!" excludes; empty: all
   uint32_t connect_timeout_seconds = 30;
   uint32_t timeout_seconds = 120;  // no data from the server for this long

@@ -98,7 +98,8 @@ int Main(int argc, char** argv) {
 
   std::vector<std::string> sync_accounts;
   CLI::App* sync = app.add_subcommand(
-      "sync", "Mirror every folder of each account into its Maildir (new mail only after the first run)");
+      "sync",
+      "Mirror every folder of each account into its Maildir (new mail only after the first run)");
   sync->add_option("ACCOUNT", sync_accounts, "Accounts to sync (default: all)");
 
   try {

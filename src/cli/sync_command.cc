@@ -15,14 +15,17 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
   if (folder.fetched == 0) {
     line += "up to date";
   } else {
-    line += std::to_string(folder.fetched) + (folder.fetched == 1 ? " new message (" : " new messages (") +
+    line += std::to_string(folder.fetched) +
+            (folder.fetched == 1 ? " new message (" : " new messages (") +
             HumanBytes(folder.bytes) + ")";
   }
-  if (folder.adopted > 0) line += ", " + std::to_string(folder.adopted) + " recovered from an interrupted run";
+  if (folder.adopted > 0)
+    line += ", " + std::to_string(folder.adopted) + " recovered from an interrupted run";
   if (folder.uidvalidity_changed) {
     line += ", UIDVALIDITY changed: " + std::to_string(folder.matched) + " kept";
   }
-  if (folder.skipped > 0) line += ", " + std::to_string(folder.skipped) + " not delivered by the server";
+  if (folder.skipped > 0)
+    line += ", " + std::to_string(folder.skipped) + " not delivered by the server";
   return line;
 }
 
@@ -36,12 +39,14 @@ std::string SummaryLine(const sync::AccountReport& report) {
     if (!folder.status.ok()) ++failed;
   }
   char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.1f", report.seconds);
+  (void)std::snprintf(seconds, sizeof seconds, "%.1f", report.seconds);
   std::string line = report.account->name + ": " + std::to_string(report.folders.size()) +
                      (report.folders.size() == 1 ? " folder, " : " folders, ") +
-                     std::to_string(messages) + (messages == 1 ? " new message (" : " new messages (") +
-                     HumanBytes(bytes) + ") in " + seconds + " s";
-  if (failed > 0) line += ", " + std::to_string(failed) + (failed == 1 ? " folder" : " folders") + " failed";
+                     std::to_string(messages) +
+                     (messages == 1 ? " new message (" : " new messages (") + HumanBytes(bytes) +
+                     ") in " + seconds + " s";
+  if (failed > 0)
+    line += ", " + std::to_string(failed) + (failed == 1 ? " folder" : " folders") + " failed";
   return line;
 }
 
@@ -57,9 +62,9 @@ std::string HumanBytes(uint64_t bytes) {
   }
   char text[32];
   if (unit == 0) {
-    std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
+    (void)std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
   } else {
-    std::snprintf(text, sizeof text, "%.1f %s", value, kUnits[unit]);
+    (void)std::snprintf(text, sizeof text, "%.1f %s", value, kUnits[unit]);
   }
   return text;
 }
@@ -80,7 +85,8 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   loop.Run();
   if (output.out != nullptr) {
     for (const sync::AccountReport& report : reports) {
-      if (report.account != nullptr && report.status.ok()) *output.out << SummaryLine(report) << '\n';
+      if (report.account != nullptr && report.status.ok())
+        *output.out << SummaryLine(report) << '\n';
     }
     output.out->flush();
   }

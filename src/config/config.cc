@@ -17,8 +17,9 @@ namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
-    "host",    "port",   "tls",       "ca_file", "user",            "password", "password_cmd",
-    "maildir", "layout", "state_dir", "folders", "connect_timeout", "timeout",
+    "host",         "port",    "tls",    "ca_file",   "user",    "password",
+    "password_cmd", "maildir", "layout", "state_dir", "folders", "connect_timeout",
+    "timeout",
 };
 
 std::string KnownKeysList() {

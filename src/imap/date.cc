@@ -44,9 +44,8 @@ std::optional<int64_t> ParseInternalDate(std::string_view text) {
     text = padded;
   }
   // dd-Mon-yyyy hh:mm:ss +zzzz
-  if (text.size() != 26 || text[2] != '-' || text[6] != '-' || text[11] != ' ' ||
-      text[14] != ':' || text[17] != ':' || text[20] != ' ' ||
-      (text[21] != '+' && text[21] != '-')) {
+  if (text.size() != 26 || text[2] != '-' || text[6] != '-' || text[11] != ' ' || text[14] != ':' ||
+      text[17] != ':' || text[20] != ' ' || (text[21] != '+' && text[21] != '-')) {
     return std::nullopt;
   }
   int day = 0, year = 0, hour = 0, minute = 0, second = 0, zone = 0;
@@ -62,8 +61,8 @@ std::optional<int64_t> ParseInternalDate(std::string_view text) {
   if (month == 0 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
     return std::nullopt;
   }
-  int64_t seconds = DaysFromCivil(year, month, static_cast<unsigned>(day)) * 86400 +
-                    hour * 3600 + minute * 60 + second;
+  int64_t seconds = DaysFromCivil(year, month, static_cast<unsigned>(day)) * 86400 + hour * 3600 +
+                    minute * 60 + second;
   int64_t offset = (zone / 100) * 3600 + (zone % 100) * 60;
   return text[21] == '+' ? seconds - offset : seconds + offset;
 }
@@ -77,16 +76,17 @@ std::string FormatInternalDate(int64_t seconds) {
   const auto day_of_era = static_cast<unsigned>(days - era * 146097);
   const unsigned year_of_era =
       (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-  const unsigned day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+  const unsigned day_of_year =
+      day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
   const unsigned mp = (5 * day_of_year + 2) / 153;
   const unsigned day = day_of_year - (153 * mp + 2) / 5 + 1;
   const unsigned month = mp < 10 ? mp + 3 : mp - 9;
   const int64_t year = static_cast<int64_t>(year_of_era) + era * 400 + (month <= 2 ? 1 : 0);
   char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%02u-%s-%04lld %02lld:%02lld:%02lld +0000", day,
-                kMonths[month - 1], static_cast<long long>(year),
-                static_cast<long long>(rest / 3600), static_cast<long long>(rest / 60 % 60),
-                static_cast<long long>(rest % 60));
+  (void)std::snprintf(buffer, sizeof buffer, "%02u-%s-%04lld %02lld:%02lld:%02lld +0000", day,
+                      kMonths[month - 1], static_cast<long long>(year),
+                      static_cast<long long>(rest / 3600), static_cast<long long>(rest / 60 % 60),
+                      static_cast<long long>(rest % 60));
   return buffer;
 }
 

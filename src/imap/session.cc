@@ -566,7 +566,8 @@ void Session::GetPersonalNamespace(
   Execute(
       Command{{"NAMESPACE\r\n"}, "NAMESPACE", false},
       [found](const Response& response) {
-        if (response.type == ResponseType::kOther && EqualsIgnoreCase(response.keyword, "NAMESPACE")) {
+        if (response.type == ResponseType::kOther &&
+            EqualsIgnoreCase(response.keyword, "NAMESPACE")) {
           *found = ParsePersonalNamespace(response.raw);
         }
       },
@@ -613,16 +614,16 @@ void Session::Select(const std::string& raw_name, bool read_only,
       [this, selected, verb, read_only, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol,
-                                std::string(verb) + " " + DisplayMailboxName(selected->raw_name) +
-                                    " failed on " + options_.server + ": " +
-                                    DescribeReply(*reply)));
+          return done(MakeError(ErrorKind::kProtocol, std::string(verb) + " " +
+                                                          DisplayMailboxName(selected->raw_name) +
+                                                          " failed on " + options_.server + ": " +
+                                                          DescribeReply(*reply)));
         }
         selected->read_only = read_only || reply->code == "READ-ONLY";
         if (selected->uidvalidity == 0) {
-          return done(MakeError(ErrorKind::kProtocol,
-                                "server " + options_.server + " reported no UIDVALIDITY for " +
-                                    DisplayMailboxName(selected->raw_name)));
+          return done(MakeError(ErrorKind::kProtocol, "server " + options_.server +
+                                                          " reported no UIDVALIDITY for " +
+                                                          DisplayMailboxName(selected->raw_name)));
         }
         done(std::move(*selected));
       });
@@ -661,8 +662,8 @@ void Session::UidFetch(const std::string& uid_set, const std::string& items, Fet
   pending.on_reply = [this, done = std::move(done)](Result<TaggedReply> reply) {
     if (!reply.ok()) return done(reply.error());
     if (reply->condition != Condition::kOk) {
-      return done(MakeError(ErrorKind::kProtocol,
-                            "UID FETCH failed on " + options_.server + ": " + DescribeReply(*reply)));
+      return done(MakeError(ErrorKind::kProtocol, "UID FETCH failed on " + options_.server + ": " +
+                                                      DescribeReply(*reply)));
     }
     done(Status::Ok());
   };
@@ -680,8 +681,8 @@ Status Session::OnLiteralBegin(uint32_t seq, std::string_view section, uint64_t 
   streaming_sink_ = CurrentFetchSink();
   if (streaming_sink_ == nullptr || !section.empty()) {
     // Not a whole-message body we asked for: there is nowhere to put it.
-    return MakeError(ErrorKind::kProtocol, "server " + options_.server +
-                                               " sent an unrequested message body");
+    return MakeError(ErrorKind::kProtocol,
+                     "server " + options_.server + " sent an unrequested message body");
   }
   sink_status_ = streaming_sink_->OnBodyBegin(seq, size);
   return sink_status_;

@@ -178,8 +178,7 @@ class Session : private ResponseHandler, private LiteralSink {
   // FETCH responses go to `sink` (which must outlive the command); `done`
   // runs after the tagged reply. Unsolicited FETCH responses arriving
   // meanwhile reach the sink too: callers filter by UID.
-  void UidFetch(const std::string& uid_set, const std::string& items, FetchSink* sink,
-                Done done);
+  void UidFetch(const std::string& uid_set, const std::string& items, FetchSink* sink, Done done);
 
   // Sends LOGOUT and closes the transport once the server confirms.
   void Logout(Done done);
@@ -241,8 +240,8 @@ class Session : private ResponseHandler, private LiteralSink {
   std::deque<Pending> queued_;     // built, not sent yet
   std::deque<Pending> in_flight_;  // sent (at least partly), awaiting a tagged reply
   bool awaiting_continuation_ = false;
-  std::optional<Error> failure_;  // the first fatal error
-  std::string bye_text_;          // text of an untagged BYE, for messages
+  std::optional<Error> failure_;         // the first fatal error
+  std::string bye_text_;                 // text of an untagged BYE, for messages
   FetchSink* streaming_sink_ = nullptr;  // receives the literal in progress
   Status sink_status_;                   // first error a fetch sink returned
 

@@ -31,7 +31,7 @@ Status MakeDirectories(const std::string& path, unsigned mode) {
 }
 
 Result<std::unique_ptr<AccountLock>> AccountLock::Acquire(const std::string& state_dir,
-                                                         const std::string& account) {
+                                                          const std::string& account) {
   Status made = MakeDirectories(state_dir, 0700);
   if (!made.ok()) return made.error();
   std::string path = state_dir + "/lock";
@@ -45,7 +45,8 @@ Result<std::unique_ptr<AccountLock>> AccountLock::Acquire(const std::string& sta
     if (err == EWOULDBLOCK) {
       return MakeError(ErrorKind::kTemporary, "account " + account +
                                                   " is being synced by another mailmirror "
-                                                  "(lock " + path + "); try again later");
+                                                  "(lock " +
+                                                  path + "); try again later");
     }
     return MakeError(ErrorKind::kIo, "cannot lock " + path + ": " + std::strerror(err));
   }

@@ -26,7 +26,8 @@ void AccountSync::Start() {
                                                   account_.name + "\" to [accounts." +
                                                   account_.name + "]"));
   }
-  Result<std::unique_ptr<AccountLock>> lock = AccountLock::Acquire(account_.state_dir, account_.name);
+  Result<std::unique_ptr<AccountLock>> lock =
+      AccountLock::Acquire(account_.state_dir, account_.name);
   if (!lock.ok()) return Fail(lock.error());
   lock_ = std::move(lock).value();
   Result<std::unique_ptr<store::Index>> index = store::Index::Open(account_.state_dir + "/index");
@@ -63,9 +64,8 @@ void AccountSync::OnNamespace(Result<std::optional<imap::PersonalNamespace>> per
     return FoldersDone();
   }
   namespace_ = *personal;
-  connection_->session().ListMailboxes([this](Result<std::vector<imap::MailboxInfo>> mailboxes) {
-    OnListed(std::move(mailboxes));
-  });
+  connection_->session().ListMailboxes(
+      [this](Result<std::vector<imap::MailboxInfo>> mailboxes) { OnListed(std::move(mailboxes)); });
 }
 
 void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
@@ -95,8 +95,10 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     }
     // The state directory lives inside the Maildir root by default.
     if (*path == account_.state_dir || path->rfind(account_.state_dir + "/", 0) == 0) {
-      std::string why = "folder \"" + *local_name + "\" skipped: it would be stored in the "
-                        "state directory " + account_.state_dir;
+      std::string why = "folder \"" + *local_name +
+                        "\" skipped: it would be stored in the "
+                        "state directory " +
+                        account_.state_dir;
       report_.skipped.push_back(why);
       Log(LogLevel::kWarning, "account " + account_.name + ": " + why);
       continue;
@@ -120,13 +122,14 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
 void AccountSync::NextFolder() {
   if (next_job_ >= jobs_.size()) return FoldersDone();
   FolderJob job = jobs_[next_job_++];
-  current_ = std::make_unique<FolderPull>(
-      &connection_->session(), index_.get(), std::move(job), [this](FolderReport folder) {
-        report_.folders.push_back(folder);
-        if (on_folder_) on_folder_(account_, folder);
-        // The finished pull is still on the stack: replace it on a later turn.
-        loop_->Post([this] { NextFolder(); });
-      });
+  current_ = std::make_unique<FolderPull>(&connection_->session(), index_.get(), std::move(job),
+                                          [this](const FolderReport& folder) {
+                                            report_.folders.push_back(folder);
+                                            if (on_folder_) on_folder_(account_, folder);
+                                            // The finished pull is still on the stack: replace it
+                                            // on a later turn.
+                                            loop_->Post([this] { NextFolder(); });
+                                          });
   current_->Start();
 }
 
@@ -148,7 +151,8 @@ void AccountSync::FoldersDone() {
 // connection fails the remaining folders one by one before the report.
 void AccountSync::MaybeFinish() {
   if (!folders_done_ || !connection_closed_ || !done_) return;
-  report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  report_.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   current_.reset();
   index_.reset();
   lock_.reset();

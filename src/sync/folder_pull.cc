@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -91,7 +91,7 @@ std::string MessageIdOfFile(const std::string& path) {
     header.append(buffer, n);
     if (header.find("\n\n") != std::string::npos) break;
   }
-  std::fclose(file);
+  (void)std::fclose(file);  // read-only: nothing to lose
   return MessageIdFromHeader(header);
 }
 
@@ -119,7 +119,7 @@ FolderPull::FolderPull(imap::Session* session, store::Index* index, FolderJob jo
 
 FolderPull::~FolderPull() = default;
 
-void FolderPull::Finish(Status status) {
+void FolderPull::Finish(const Status& status) {
   if (!done_) return;
   if (!status.ok()) report_.status = status.error().Wrap("folder " + job_.local_name);
   auto done = std::move(done_);
@@ -158,10 +158,9 @@ void FolderPull::Start() {
   }
 
   // EXAMINE: a pull never changes anything on the server, not even \Recent.
-  session_->Select(job_.remote_name, /*read_only=*/true,
-                   [this](Result<imap::SelectedMailbox> selected) {
-                     OnSelected(std::move(selected));
-                   });
+  session_->Select(
+      job_.remote_name, /*read_only=*/true,
+      [this](Result<imap::SelectedMailbox> selected) { OnSelected(std::move(selected)); });
 }
 
 void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
@@ -216,7 +215,7 @@ std::pair<uint64_t, int64_t> CrlfSizeAndTime(const std::string& path) {
     size += n;
     for (size_t i = 0; i < n; ++i) size += buffer[i] == '\n' ? 1 : 0;
   }
-  std::fclose(file);
+  (void)std::fclose(file);  // read-only: nothing to lose
   struct stat st {};
   int64_t mtime = ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_mtime) : 0;
   return {size, mtime};
@@ -246,11 +245,12 @@ void FolderPull::Rematch() {
         if (response.type != imap::ResponseType::kFetch || !response.fetch.uid) return;
         const imap::FetchData& fetch = response.fetch;
         std::string message_id;
-        for (const imap::BodySection& body : fetch.bodies) message_id = MessageIdFromHeader(body.data);
-        int64_t date = fetch.internaldate
-                           ? imap::ParseInternalDate(*fetch.internaldate).value_or(0)
-                           : 0;
-        remotes->push_back(Remote{*fetch.uid, MatchKey(message_id, fetch.rfc822_size.value_or(0), date)});
+        for (const imap::BodySection& body : fetch.bodies)
+          message_id = MessageIdFromHeader(body.data);
+        int64_t date =
+            fetch.internaldate ? imap::ParseInternalDate(*fetch.internaldate).value_or(0) : 0;
+        remotes->push_back(
+            Remote{*fetch.uid, MatchKey(message_id, fetch.rfc822_size.value_or(0), date)});
       },
       [this, remotes](Result<imap::TaggedReply> reply) {
         if (!reply.ok()) return Finish(reply.error());
@@ -456,7 +456,8 @@ Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
   record.size = body->size();
   record.remote_size = message.rfc822_size.value_or(0);
   record.digest = body->digest();
-  if (message.internaldate) record.internaldate = imap::ParseInternalDate(*message.internaldate).value_or(0);
+  if (message.internaldate)
+    record.internaldate = imap::ParseInternalDate(*message.internaldate).value_or(0);
   batch_bytes_ += record.size;
   report_.bytes += record.size;
 

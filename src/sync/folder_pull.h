@@ -40,11 +40,11 @@ struct FolderJob {
 
 struct FolderReport {
   std::string local_name;
-  uint32_t fetched = 0;        // messages downloaded and stored
-  uint64_t bytes = 0;          // their stored size
-  uint32_t adopted = 0;        // files of an interrupted run taken into the index
-  uint32_t matched = 0;        // local files re-indexed after a UIDVALIDITY change
-  uint32_t skipped = 0;        // messages the server would not deliver (retried later)
+  uint32_t fetched = 0;  // messages downloaded and stored
+  uint64_t bytes = 0;    // their stored size
+  uint32_t adopted = 0;  // files of an interrupted run taken into the index
+  uint32_t matched = 0;  // local files re-indexed after a UIDVALIDITY change
+  uint32_t skipped = 0;  // messages the server would not deliver (retried later)
   bool uidvalidity_changed = false;
   Status status;
 };
@@ -72,7 +72,7 @@ class FolderPull : private imap::FetchSink {
   void FetchNew();
   void OnFetchDone(const Status& status);
   Status FlushBatch();
-  void Finish(Status status);
+  void Finish(const Status& status);
 
   imap::Session* session_;
   store::Index* index_;

@@ -35,15 +35,13 @@ class SyncLayoutTest : public ::testing::Test {
     std::ofstream out(path);
     out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server_->imaps_port()
         << "\nca_file = \"" << server_->ca_file()
-        << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << maildir_
-        << "\"\n"
+        << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << maildir_ << "\"\n"
         << extra;
     return path;
   }
 
   CommandResult Sync(const std::string& config, const std::string& options = "") {
-    return RunCommand(std::string(MAILMIRROR_BINARY) + " -c '" + config + "' " + options +
-                      " sync");
+    return RunCommand(std::string(MAILMIRROR_BINARY) + " -c '" + config + "' " + options + " sync");
   }
 
   // Number of message files in a Maildir folder's cur/ and new/.

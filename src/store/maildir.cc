@@ -413,6 +413,24 @@ class MaildirFolderImpl final : public MaildirFolder {
     return removed;
   }
 
+  Status RenameEntry(const Entry& entry, const std::string& new_file_name) override {
+    if (new_file_name == entry.file_name) return Status::Ok();
+    std::string dir = path_ + (entry.in_cur ? "/cur/" : "/new/");
+    std::string from = dir + entry.file_name;
+    if (::rename(from.c_str(), (dir + new_file_name).c_str()) != 0) {
+      int err = errno;
+      return IoError("renaming " + from, err);
+    }
+    return Status::Ok();
+  }
+
+  Status SyncDirectories() override {
+    for (const char* sub : {"/cur", "/new"}) {
+      if (Status s = SyncDirectory(path_ + sub); !s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
   Result<std::pair<uint64_t, uint64_t>> DigestOf(const std::string& file_name,
                                                  bool in_cur) override {
     if (file_name.empty() || file_name == "." || file_name == ".." ||

@@ -129,6 +129,19 @@ class MaildirFolder {
   // alone. Returns how many were removed.
   virtual Result<size_t> CleanTmp(int64_t before) = 0;
 
+  // Renames a message within its directory (cur/ or new/) to `new_file_name`,
+  // e.g. to change the UID or flags in its name. Not durable until
+  // SyncDirectories. Errors: kIo naming the file.
+  virtual Status RenameEntry(const Entry& entry, const std::string& new_file_name) = 0;
+
+  // fsyncs cur/ and new/, making renames in them durable.
+  virtual Status SyncDirectories() = 0;
+
+  // The full path of a message listed by Scan.
+  std::string EntryPath(const Entry& entry) const {
+    return path() + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
+  }
+
   // Reads a stored message and returns its XXH3-64 digest and size. Errors:
   // kIo naming the file (ENOENT when a reader renamed it meanwhile: rescan),
   // kInternal for a `file_name` that is not a plain file name.

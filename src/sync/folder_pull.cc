@@ -1,14 +1,10 @@
 #include "sync/folder_pull.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <map>
 #include <utility>
 
@@ -93,20 +89,6 @@ std::string MessageIdOfFile(const std::string& path) {
   }
   (void)std::fclose(file);  // read-only: nothing to lose
   return MessageIdFromHeader(header);
-}
-
-Status FsyncDirectory(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return MakeError(ErrorKind::kIo, "cannot open " + path + ": " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return MakeError(ErrorKind::kIo, "fsync " + path + ": " + std::strerror(err));
-  return Status::Ok();
-}
-
-std::string EntryPath(const std::string& folder, const store::MaildirFolder::Entry& entry) {
-  return folder + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
 }
 
 }  // namespace
@@ -284,7 +266,7 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
   for (const store::MaildirFolder::Entry& entry : *entries) {
     if (entry.name.uid == 0) continue;                    // a local message: not ours
     if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
-    std::string path = EntryPath(job_.local_path, entry);
+    std::string path = folder_->EntryPath(entry);
     auto known = old_by_stem.find(entry.name.stem);
     std::pair<uint64_t, int64_t> size_and_time =
         known != old_by_stem.end()
@@ -299,10 +281,8 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     }
     std::string new_name = store::MakeMaildirName(entry.name.stem, new_uid, entry.name.flags,
                                                   entry.name.other_letters);
-    std::string new_path = job_.local_path + (entry.in_cur ? "/cur/" : "/new/") + new_name;
-    if (new_path != path && std::rename(path.c_str(), new_path.c_str()) != 0) {
-      return MakeError(ErrorKind::kIo, "cannot rename " + path + ": " + std::strerror(errno));
-    }
+    Status renamed = folder_->RenameEntry(entry, new_name);
+    if (!renamed.ok()) return renamed;
     if (new_uid == 0) continue;
     store::MessageRecord message;
     if (known != old_by_stem.end()) {
@@ -322,10 +302,8 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     batch.PutMessage(record_.id, message);
     ++report_.matched;
   }
-  for (const char* sub : {"/cur", "/new"}) {
-    Status synced = FsyncDirectory(job_.local_path + sub);
-    if (!synced.ok()) return synced;
-  }
+  Status synced = folder_->SyncDirectories();
+  if (!synced.ok()) return synced;
   record_.uidvalidity = selected_.uidvalidity;
   record_.uidnext = 0;
   record_.highestmodseq = 0;

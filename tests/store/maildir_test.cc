@@ -714,6 +714,26 @@ TEST(MaildirFolderTest, CleanTmpRemovesOnlyOldFiles) {
   EXPECT_TRUE((*writing)->Write("still fine").ok());
 }
 
+TEST(MaildirFolderTest, RenameEntryKeepsTheDirectory) {
+  TempDir dir;
+  auto folder = OpenFolder(dir.path() + "/m");
+  ASSERT_TRUE(folder);
+  std::ofstream(folder->path() + "/cur/1700000000.M1P2.host,U=5:2,S") << "x";
+  Result<std::vector<MaildirFolder::Entry>> entries = folder->Scan();
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 1u);
+  const MaildirFolder::Entry& entry = (*entries)[0];
+  EXPECT_EQ(folder->EntryPath(entry), folder->path() + "/cur/1700000000.M1P2.host,U=5:2,S");
+  ASSERT_TRUE(folder->RenameEntry(entry, "1700000000.M1P2.host,U=9:2,S").ok());
+  EXPECT_TRUE(fs::exists(folder->path() + "/cur/1700000000.M1P2.host,U=9:2,S"));
+  EXPECT_FALSE(fs::exists(folder->path() + "/cur/1700000000.M1P2.host,U=5:2,S"));
+  EXPECT_TRUE(folder->SyncDirectories().ok());
+  Status missing = folder->RenameEntry(entry, "other:2,");  // the old name is gone
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, ErrorKind::kIo);
+  EXPECT_NE(missing.error().message.find("U=5"), std::string::npos) << missing.error().message;
+}
+
 TEST(MaildirFolderTest, ScanSkipsDotFilesDirectoriesAndJunk) {
   TempDir dir;
   auto folder = OpenFolder(dir.path() + "/m");

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "net/event_loop.h"
+#include "util/log.h"
 
 namespace mailmirror::cli {
 namespace {
@@ -12,8 +13,10 @@ namespace {
 std::string FolderLine(const AccountConfig& account, const sync::FolderReport& folder) {
   std::string line = account.name + ": " + folder.local_name + ": ";
   if (!folder.status.ok()) return line + "FAILED";
-  if (folder.fetched == 0) {
+  if (folder.fetched == 0 && folder.flag_changes == 0 && folder.expunged == 0) {
     line += "up to date";
+  } else if (folder.fetched == 0) {
+    line += "no new messages";
   } else {
     line += std::to_string(folder.fetched) +
             (folder.fetched == 1 ? " new message (" : " new messages (") +
@@ -24,8 +27,15 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
   if (folder.uidvalidity_changed) {
     line += ", UIDVALIDITY changed: " + std::to_string(folder.matched) + " kept";
   }
+  if (folder.flag_changes > 0) {
+    line += ", " + std::to_string(folder.flag_changes) +
+            (folder.flag_changes == 1 ? " flag change" : " flag changes");
+  }
+  if (folder.expunged > 0) line += ", " + std::to_string(folder.expunged) + " expunged";
   if (folder.skipped > 0)
     line += ", " + std::to_string(folder.skipped) + " not delivered by the server";
+  // With -v: how the server's changes were found.
+  if (LogEnabled(LogLevel::kInfo) && !folder.path.empty()) line += " [" + folder.path + "]";
   return line;
 }
 

@@ -16,6 +16,54 @@ void AppendRange(uint32_t low, uint32_t high, std::string& out) {
 
 }  // namespace
 
+std::optional<UidRanges> ParseSequenceSet(std::string_view text) {
+  UidRanges ranges;
+  auto number = [&text](size_t& pos, uint32_t& out) {
+    size_t start = pos;
+    uint64_t value = 0;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      value = value * 10 + static_cast<uint64_t>(text[pos] - '0');
+      if (value > UINT32_MAX) return false;
+      ++pos;
+    }
+    out = static_cast<uint32_t>(value);
+    return pos > start && value > 0;
+  };
+  size_t pos = 0;
+  while (pos < text.size()) {
+    uint32_t low = 0;
+    if (!number(pos, low)) return std::nullopt;
+    uint32_t high = low;
+    if (pos < text.size() && text[pos] == ':') {
+      ++pos;
+      if (!number(pos, high)) return std::nullopt;
+    }
+    ranges.emplace_back(std::min(low, high), std::max(low, high));
+    if (pos == text.size()) break;
+    if (text[pos] != ',') return std::nullopt;
+    ++pos;
+    if (pos == text.size()) return std::nullopt;
+  }
+  std::sort(ranges.begin(), ranges.end());
+  UidRanges merged;
+  for (const auto& range : ranges) {
+    if (!merged.empty() && range.first <= static_cast<uint64_t>(merged.back().second) + 1) {
+      merged.back().second = std::max(merged.back().second, range.second);
+    } else {
+      merged.push_back(range);
+    }
+  }
+  return merged;
+}
+
+std::vector<uint32_t> ExpandRanges(const UidRanges& ranges) {
+  std::vector<uint32_t> uids;
+  for (const auto& [low, high] : ranges) {
+    for (uint64_t uid = low; uid <= high; ++uid) uids.push_back(static_cast<uint32_t>(uid));
+  }
+  return uids;
+}
+
 std::string FormatSequenceSet(const std::vector<uint32_t>& uids) {
   std::string out;
   for (size_t i = 0; i < uids.size();) {

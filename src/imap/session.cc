@@ -1,5 +1,6 @@
 #include "imap/session.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <utility>
@@ -582,11 +583,20 @@ void Session::GetPersonalNamespace(
 }
 
 void Session::Select(const std::string& raw_name, bool read_only,
-                     std::function<void(Result<SelectedMailbox>)> done) {
+                     std::function<void(Result<SelectedMailbox>)> done,
+                     std::optional<QresyncParams> qresync) {
   auto selected = std::make_shared<SelectedMailbox>();
   selected->raw_name = raw_name;
   const char* verb = read_only ? "EXAMINE" : "SELECT";
-  Result<Command> command = CommandBuilder(verb, literal_policy()).AString(raw_name).Build();
+  CommandBuilder builder(verb, literal_policy());
+  builder.AString(raw_name);
+  if (qresync) {
+    builder.Raw("(QRESYNC (" + std::to_string(qresync->uidvalidity) + " " +
+                std::to_string(qresync->modseq) + "))");
+  } else if (enabled_.count("CONDSTORE") > 0 || enabled_.count("QRESYNC") > 0) {
+    builder.Raw("(CONDSTORE)");
+  }
+  Result<Command> command = builder.Build();
   if (!command.ok()) {
     done(command.error());
     return;
@@ -596,6 +606,15 @@ void Session::Select(const std::string& raw_name, bool read_only,
       [selected](const Response& response) {
         if (response.type == ResponseType::kExists) {
           selected->exists = response.number;
+        } else if (response.type == ResponseType::kVanished && response.vanished.earlier) {
+          selected->vanished_earlier.emplace_back(response.vanished.uid_set);
+        } else if (response.type == ResponseType::kFetch && response.fetch.uid &&
+                   response.fetch.has_flags) {
+          FlagUpdate update;
+          update.uid = *response.fetch.uid;
+          update.flags.assign(response.fetch.flags.begin(), response.fetch.flags.end());
+          update.modseq = response.fetch.modseq.value_or(0);
+          selected->changed.push_back(std::move(update));
         } else if (response.type == ResponseType::kCondition && response.code) {
           const ResponseCode& code = *response.code;
           if (EqualsIgnoreCase(code.name, "UIDVALIDITY") && code.number) {
@@ -668,6 +687,78 @@ void Session::UidFetch(const std::string& uid_set, const std::string& items, Fet
     done(Status::Ok());
   };
   Enqueue(std::move(pending));
+}
+
+void Session::FetchFlags(const std::string& uid_set, uint64_t changed_since,
+                         std::function<void(Result<std::vector<FlagUpdate>>)> done) {
+  auto updates = std::make_shared<std::vector<FlagUpdate>>();
+  std::string line = "UID FETCH " + uid_set + " (UID FLAGS)";
+  if (changed_since != 0) line += " (CHANGEDSINCE " + std::to_string(changed_since) + ")";
+  Execute(
+      Command{{line + "\r\n"}, "UID FETCH", false},
+      [updates](const Response& response) {
+        if (response.type != ResponseType::kFetch || !response.fetch.uid ||
+            !response.fetch.has_flags) {
+          return;
+        }
+        FlagUpdate update;
+        update.uid = *response.fetch.uid;
+        update.flags.assign(response.fetch.flags.begin(), response.fetch.flags.end());
+        update.modseq = response.fetch.modseq.value_or(0);
+        updates->push_back(std::move(update));
+      },
+      [this, updates, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(
+              ErrorKind::kProtocol,
+              "UID FETCH FLAGS failed on " + options_.server + ": " + DescribeReply(*reply)));
+        }
+        done(std::move(*updates));
+      });
+}
+
+void Session::SearchAllUids(std::function<void(Result<UidRanges>)> done) {
+  auto found = std::make_shared<UidRanges>();
+  auto malformed = std::make_shared<bool>(false);
+  const bool esearch = capabilities_.Has("ESEARCH");
+  std::string line = esearch ? "UID SEARCH RETURN (ALL) ALL\r\n" : "UID SEARCH ALL\r\n";
+  Execute(
+      Command{{line}, "UID SEARCH", false},
+      [found, malformed](const Response& response) {
+        if (response.type == ResponseType::kSearch) {
+          std::vector<uint32_t> uids(response.numbers.begin(), response.numbers.end());
+          std::sort(uids.begin(), uids.end());
+          for (uint32_t uid : uids) {
+            if (!found->empty() && found->back().second + 1 == uid) {
+              found->back().second = uid;
+            } else {
+              found->emplace_back(uid, uid);
+            }
+          }
+        } else if (response.type == ResponseType::kEsearch) {
+          // "(TAG "A5") UID ALL 1:5,9": the set follows the ALL keyword.
+          std::string_view raw = response.raw;
+          size_t all = raw.find(" ALL ");
+          if (all == std::string_view::npos) return;  // no matches at all
+          std::string_view set = raw.substr(all + 5);
+          set = set.substr(0, set.find(' '));
+          std::optional<UidRanges> ranges = ParseSequenceSet(set);
+          if (!ranges) {
+            *malformed = true;
+            return;
+          }
+          *found = std::move(*ranges);
+        }
+      },
+      [this, found, malformed, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk || *malformed) {
+          return done(MakeError(ErrorKind::kProtocol, "UID SEARCH failed on " + options_.server +
+                                                          ": " + DescribeReply(*reply)));
+        }
+        done(std::move(*found));
+      });
 }
 
 FetchSink* Session::CurrentFetchSink() const {

@@ -23,6 +23,7 @@
 
 #include "imap/command.h"
 #include "imap/parser.h"
+#include "imap/sequence_set.h"
 #include "mailmirror/status.h"
 
 namespace mailmirror::imap {
@@ -85,6 +86,19 @@ struct MailboxInfo {
   std::optional<uint64_t> highestmodseq;
 };
 
+// A message's flags as the server reported them (FETCH ... FLAGS).
+struct FlagUpdate {
+  uint32_t uid = 0;
+  std::vector<std::string> flags;
+  uint64_t modseq = 0;  // 0 when not reported
+};
+
+// QRESYNC parameters for SELECT (RFC 7162 §3.2.5): what the client knew.
+struct QresyncParams {
+  uint32_t uidvalidity = 0;
+  uint64_t modseq = 0;
+};
+
 // The state of a mailbox after SELECT or EXAMINE.
 struct SelectedMailbox {
   std::string raw_name;
@@ -95,6 +109,9 @@ struct SelectedMailbox {
   bool nomodseq = false;  // [NOMODSEQ]: the mailbox keeps no mod-sequences
   bool read_only = false;
   std::vector<std::string> permanent_flags;
+  // With QRESYNC parameters: what changed since the given mod-sequence.
+  std::vector<std::string> vanished_earlier;  // raw UID sets of VANISHED (EARLIER)
+  std::vector<FlagUpdate> changed;            // FETCH FLAGS reported during SELECT
 };
 
 // The personal namespace (RFC 2342), e.g. prefix "INBOX." delimiter '.'.
@@ -172,7 +189,17 @@ class Session : private ResponseHandler, private LiteralSink {
   // SELECT (read_only: EXAMINE) a mailbox by its raw name. A NO is a
   // kProtocol error naming the mailbox; the session stays usable.
   void Select(const std::string& raw_name, bool read_only,
-              std::function<void(Result<SelectedMailbox>)> done);
+              std::function<void(Result<SelectedMailbox>)> done,
+              std::optional<QresyncParams> qresync = std::nullopt);
+
+  // UID FETCH <uid_set> (UID FLAGS) [(CHANGEDSINCE modseq)]: the flags of the
+  // messages in the set (changed since `changed_since` when non-zero).
+  void FetchFlags(const std::string& uid_set, uint64_t changed_since,
+                  std::function<void(Result<std::vector<FlagUpdate>>)> done);
+
+  // Every UID of the selected mailbox (UID SEARCH ALL, as ESEARCH ranges
+  // when offered).
+  void SearchAllUids(std::function<void(Result<UidRanges>)> done);
 
   // UID FETCH <uid_set> (<items>) on the selected mailbox. Body literals and
   // FETCH responses go to `sink` (which must outlive the command); `done`

@@ -358,6 +358,7 @@ class TmpMessageImpl final : public TmpMessage {
 
 class MaildirFolderImpl final : public MaildirFolder {
  public:
+  using MaildirFolder::RenameEntry;
   explicit MaildirFolderImpl(std::string path) : path_(std::move(path)) {}
 
   const std::string& path() const override { return path_; }
@@ -413,13 +414,22 @@ class MaildirFolderImpl final : public MaildirFolder {
     return removed;
   }
 
-  Status RenameEntry(const Entry& entry, const std::string& new_file_name) override {
-    if (new_file_name == entry.file_name) return Status::Ok();
-    std::string dir = path_ + (entry.in_cur ? "/cur/" : "/new/");
-    std::string from = dir + entry.file_name;
-    if (::rename(from.c_str(), (dir + new_file_name).c_str()) != 0) {
+  Status RenameEntry(const Entry& entry, const std::string& new_file_name, bool to_cur) override {
+    if (new_file_name == entry.file_name && to_cur == entry.in_cur) return Status::Ok();
+    std::string from = path_ + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
+    std::string to = path_ + (to_cur ? "/cur/" : "/new/") + new_file_name;
+    if (::rename(from.c_str(), to.c_str()) != 0) {
       int err = errno;
       return IoError("renaming " + from, err);
+    }
+    return Status::Ok();
+  }
+
+  Status RemoveEntry(const Entry& entry) override {
+    std::string path = EntryPath(entry);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      int err = errno;
+      return IoError("removing " + path, err);
     }
     return Status::Ok();
   }

@@ -129,10 +129,17 @@ class MaildirFolder {
   // alone. Returns how many were removed.
   virtual Result<size_t> CleanTmp(int64_t before) = 0;
 
-  // Renames a message within its directory (cur/ or new/) to `new_file_name`,
-  // e.g. to change the UID or flags in its name. Not durable until
-  // SyncDirectories. Errors: kIo naming the file.
-  virtual Status RenameEntry(const Entry& entry, const std::string& new_file_name) = 0;
+  // Renames a message to `new_file_name` in cur/ (`to_cur`) or new/, e.g. to
+  // change the UID or flags in its name. Not durable until SyncDirectories.
+  // Errors: kIo naming the file.
+  virtual Status RenameEntry(const Entry& entry, const std::string& new_file_name, bool to_cur) = 0;
+  Status RenameEntry(const Entry& entry, const std::string& new_file_name) {
+    return RenameEntry(entry, new_file_name, entry.in_cur);
+  }
+
+  // Deletes a message file. Not durable until SyncDirectories. A file that
+  // is already gone is not an error.
+  virtual Status RemoveEntry(const Entry& entry) = 0;
 
   // fsyncs cur/ and new/, making renames in them durable.
   virtual Status SyncDirectories() = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <set>
 #include <utility>
 
 #include "store/folder_map.h"
@@ -52,9 +53,18 @@ void AccountSync::OnLoggedIn(const Status& status) {
     report_.status = status;
     return FoldersDone();
   }
-  connection_->session().GetPersonalNamespace(
-      [this](Result<std::optional<imap::PersonalNamespace>> personal) {
-        OnNamespace(std::move(personal));
+  // QRESYNC (which implies CONDSTORE) lets each folder report only what
+  // changed since the last run; CONDSTORE alone at least the flag changes.
+  connection_->session().Enable(
+      {"QRESYNC", "CONDSTORE"}, [this](Result<std::set<std::string>> enabled) {
+        if (!enabled.ok()) {
+          report_.status = enabled.error();
+          return FoldersDone();
+        }
+        connection_->session().GetPersonalNamespace(
+            [this](Result<std::optional<imap::PersonalNamespace>> personal) {
+              OnNamespace(std::move(personal));
+            });
       });
 }
 
@@ -110,6 +120,7 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     job.run_started = run_started_;
     job.status_uidvalidity = mailbox.uidvalidity;
     job.status_uidnext = mailbox.uidnext;
+    job.status_highestmodseq = mailbox.highestmodseq;
     jobs_.push_back(std::move(job));
   }
   std::stable_sort(jobs_.begin(), jobs_.end(), [](const FolderJob& a, const FolderJob& b) {

@@ -132,17 +132,30 @@ void FolderPull::Start() {
   }
   record_.local_name = job_.local_name;
 
-  // Nothing arrived since the last run (same UIDVALIDITY, UIDNEXT not past
-  // what is stored): no need to select the folder at all.
-  if (record_.uidvalidity != 0 && job_.status_uidvalidity == record_.uidvalidity &&
-      job_.status_uidnext && *job_.status_uidnext <= record_.uidnext) {
+  // Nothing happened since the last run: same UIDVALIDITY, UIDNEXT not past
+  // what is stored, and the same HIGHESTMODSEQ (every flag change and, with
+  // Dovecot and RFC 7162 servers, every expunge raises it). No need to select
+  // the folder at all. Without CONDSTORE there is no such proof.
+  if (record_.uidvalidity != 0 && record_.highestmodseq != 0 &&
+      job_.status_uidvalidity == record_.uidvalidity && job_.status_uidnext &&
+      *job_.status_uidnext <= record_.uidnext &&
+      job_.status_highestmodseq == record_.highestmodseq) {
+    report_.path = "unchanged";
     return Finish(Status::Ok());
   }
 
   // EXAMINE: a pull never changes anything on the server, not even \Recent.
+  // With QRESYNC the server reports what changed since the last run in its
+  // SELECT responses (RFC 7162 §3.2.5).
+  std::optional<imap::QresyncParams> qresync;
+  if (session_->enabled().count("QRESYNC") > 0 && record_.uidvalidity != 0 &&
+      record_.highestmodseq != 0) {
+    qresync = imap::QresyncParams{record_.uidvalidity, record_.highestmodseq};
+    qresync_select_ = true;
+  }
   session_->Select(
       job_.remote_name, /*read_only=*/true,
-      [this](Result<imap::SelectedMailbox> selected) { OnSelected(std::move(selected)); });
+      [this](Result<imap::SelectedMailbox> selected) { OnSelected(std::move(selected)); }, qresync);
 }
 
 void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
@@ -150,6 +163,7 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
   selected_ = std::move(selected).value();
   if (record_.uidvalidity != 0 && record_.uidvalidity != selected_.uidvalidity) {
     report_.uidvalidity_changed = true;
+    report_.path = "UIDVALIDITY changed";
     Log(LogLevel::kWarning, job_.local_name + ": UIDVALIDITY changed from " +
                                 std::to_string(record_.uidvalidity) + " to " +
                                 std::to_string(selected_.uidvalidity) +
@@ -314,6 +328,161 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
 void FolderPull::AdoptAndFetch() {
   Status adopted = AdoptOrphans();
   if (!adopted.ok()) return Finish(adopted);
+  SyncKnown();
+}
+
+void FolderPull::SyncKnown() {
+  if (known_uids_.empty() || record_.uidnext == 0) {
+    if (report_.path.empty()) report_.path = "initial";
+    return FetchNew();
+  }
+  const bool modseqs =
+      selected_.highestmodseq.has_value() && !selected_.nomodseq && record_.highestmodseq != 0;
+  if (modseqs && *selected_.highestmodseq < record_.highestmodseq) {
+    return FullScan("HIGHESTMODSEQ went backwards (" + std::to_string(record_.highestmodseq) +
+                    " -> " + std::to_string(*selected_.highestmodseq) + ")");
+  }
+  if (qresync_select_ && modseqs && selected_.uidvalidity == record_.uidvalidity) {
+    report_.path = "QRESYNC";
+    std::vector<uint32_t> vanished;
+    for (const std::string& set : selected_.vanished_earlier) {
+      std::optional<imap::UidRanges> ranges = imap::ParseSequenceSet(set);
+      if (!ranges) return FullScan("unreadable VANISHED set");
+      // Only UIDs we hold matter; the set may span millions of others.
+      for (uint32_t uid : known_uids_) {
+        for (const auto& [low, high] : *ranges) {
+          if (uid >= low && uid <= high) {
+            vanished.push_back(uid);
+            break;
+          }
+        }
+      }
+    }
+    ApplyKnownChanges(selected_.changed, std::nullopt, vanished);
+    return;
+  }
+  if (modseqs &&
+      session_->enabled().count("CONDSTORE") + session_->enabled().count("QRESYNC") > 0) {
+    report_.path = "CONDSTORE";
+    const std::string known_range = "1:" + std::to_string(known_uids_.back());
+    auto updates = std::make_shared<std::optional<Result<std::vector<imap::FlagUpdate>>>>();
+    auto existing = std::make_shared<std::optional<Result<imap::UidRanges>>>();
+    // Both commands go out at once; whichever answers last applies.
+    auto join = [this, updates, existing] {
+      if (!updates->has_value() || !existing->has_value()) return;
+      if (!(*updates)->ok()) return Finish((*updates)->error());
+      if (!(*existing)->ok()) return Finish((*existing)->error());
+      ApplyKnownChanges((*updates)->value(), (*existing)->value(), {});
+    };
+    session_->FetchFlags(known_range, record_.highestmodseq,
+                         [updates, join](Result<std::vector<imap::FlagUpdate>> result) {
+                           *updates = std::move(result);
+                           join();
+                         });
+    session_->SearchAllUids([existing, join](Result<imap::UidRanges> result) {
+      *existing = std::move(result);
+      join();
+    });
+    return;
+  }
+  FullScan(selected_.nomodseq ? "the folder has no mod-sequences (NOMODSEQ)"
+                              : "the server offers no CONDSTORE");
+}
+
+void FolderPull::FullScan(const std::string& why) {
+  Log(LogLevel::kDebug, job_.local_name + ": full flag scan: " + why);
+  report_.path = "full scan";
+  session_->FetchFlags("1:" + std::to_string(known_uids_.back()), 0,
+                       [this](Result<std::vector<imap::FlagUpdate>> updates) {
+                         if (!updates.ok()) return Finish(updates.error());
+                         // Every message still there answered: the rest is gone.
+                         std::vector<uint32_t> present;
+                         for (const imap::FlagUpdate& update : *updates)
+                           present.push_back(update.uid);
+                         std::sort(present.begin(), present.end());
+                         imap::UidRanges ranges;
+                         for (uint32_t uid : present) ranges.emplace_back(uid, uid);
+                         ApplyKnownChanges(*updates, ranges, {});
+                       });
+}
+
+// Applies server-side flag changes and expunges to the local files, then
+// records them, and the folder's HIGHESTMODSEQ only with them: a run killed
+// before the commit finds the same changes again.
+void FolderPull::ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
+                                   const std::optional<imap::UidRanges>& existing,
+                                   const std::vector<uint32_t>& vanished) {
+  Result<std::vector<store::MessageRecord>> records = index_->ListMessages(record_.id);
+  if (!records.ok()) return Finish(records.error());
+  std::map<uint32_t, const store::MessageRecord*> by_uid;
+  for (const store::MessageRecord& record : *records) by_uid[record.uid] = &record;
+  Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+  if (!entries.ok()) return Finish(entries.error());
+  std::map<std::string, const store::MaildirFolder::Entry*> by_stem;
+  for (const store::MaildirFolder::Entry& entry : *entries) by_stem[entry.name.stem] = &entry;
+
+  store::Index::Batch batch;
+  std::set<uint32_t> removed;
+  auto remove = [&](uint32_t uid) -> Status {
+    auto record = by_uid.find(uid);
+    if (record == by_uid.end() || !removed.insert(uid).second) return Status::Ok();
+    auto entry = by_stem.find(record->second->stem);
+    if (entry != by_stem.end()) {
+      Status gone = folder_->RemoveEntry(*entry->second);
+      if (!gone.ok()) return gone;
+    }
+    batch.DeleteMessage(record_.id, uid);
+    ++report_.expunged;
+    return Status::Ok();
+  };
+  for (uint32_t uid : vanished) {
+    if (Status s = remove(uid); !s.ok()) return Finish(s);
+  }
+  if (existing) {
+    size_t next = 0;
+    for (const auto& [uid, record] : by_uid) {
+      while (next < existing->size() && (*existing)[next].second < uid) ++next;
+      bool present = next < existing->size() && (*existing)[next].first <= uid;
+      if (!present) {
+        if (Status s = remove(uid); !s.ok()) return Finish(s);
+      }
+    }
+  }
+  for (const imap::FlagUpdate& update : updates) {
+    auto record = by_uid.find(update.uid);
+    if (record == by_uid.end() || removed.count(update.uid) > 0) continue;
+    ParsedFlags flags = ParseFlags(update.flags);
+    const store::MessageRecord& old = *record->second;
+    if (flags.bits == old.flags && flags.keywords == old.keywords) continue;
+    store::MessageRecord changed = old;
+    changed.flags = flags.bits;
+    changed.keywords = std::move(flags.keywords);
+    auto entry = by_stem.find(old.stem);
+    if (entry != by_stem.end()) {
+      // Read mail belongs in cur/; a message never moves back to new/.
+      bool to_cur = entry->second->in_cur || (flags.bits & store::kFlagSeen) != 0;
+      std::string name = store::MakeMaildirName(old.stem, update.uid, flags.bits,
+                                                entry->second->name.other_letters);
+      Status renamed = folder_->RenameEntry(*entry->second, name, to_cur);
+      if (!renamed.ok()) return Finish(renamed);
+      changed.in_cur = to_cur;
+    }
+    batch.PutMessage(record_.id, changed);
+    ++report_.flag_changes;
+  }
+  if (!batch.empty()) {
+    Status synced = folder_->SyncDirectories();
+    if (!synced.ok()) return Finish(synced);
+  }
+  if (selected_.highestmodseq && !selected_.nomodseq) {
+    record_.highestmodseq = *selected_.highestmodseq;
+  }
+  batch.PutFolder(record_);
+  Status committed = index_->Commit(batch);
+  if (!committed.ok()) return Finish(committed);
+  known_uids_.erase(std::remove_if(known_uids_.begin(), known_uids_.end(),
+                                   [&removed](uint32_t uid) { return removed.count(uid) > 0; }),
+                    known_uids_.end());
   FetchNew();
 }
 

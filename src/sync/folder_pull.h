@@ -36,16 +36,22 @@ struct FolderJob {
   // without even selecting it.
   std::optional<uint32_t> status_uidvalidity;
   std::optional<uint32_t> status_uidnext;
+  std::optional<uint64_t> status_highestmodseq;  // with CONDSTORE
 };
 
 struct FolderReport {
   std::string local_name;
-  uint32_t fetched = 0;  // messages downloaded and stored
-  uint64_t bytes = 0;    // their stored size
-  uint32_t adopted = 0;  // files of an interrupted run taken into the index
-  uint32_t matched = 0;  // local files re-indexed after a UIDVALIDITY change
-  uint32_t skipped = 0;  // messages the server would not deliver (retried later)
+  uint32_t fetched = 0;       // messages downloaded and stored
+  uint64_t bytes = 0;         // their stored size
+  uint32_t adopted = 0;       // files of an interrupted run taken into the index
+  uint32_t matched = 0;       // local files re-indexed after a UIDVALIDITY change
+  uint32_t skipped = 0;       // messages the server would not deliver (retried later)
+  uint32_t flag_changes = 0;  // local files renamed for server flag changes
+  uint32_t expunged = 0;      // local files removed: gone from the server
   bool uidvalidity_changed = false;
+  // How the server's changes were found: "unchanged" (not even selected),
+  // "initial", "QRESYNC", "CONDSTORE" or "full scan".
+  std::string path;
   Status status;
 };
 
@@ -68,6 +74,14 @@ class FolderPull : private imap::FetchSink {
   void Rematch();
   Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key);
   void AdoptAndFetch();
+  // Finds what changed on the server among the messages the index knows
+  // (flags, expunges) by the cheapest means the server offers, applies it,
+  // then fetches what is new.
+  void SyncKnown();
+  void FullScan(const std::string& why);
+  void ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
+                         const std::optional<imap::UidRanges>& existing,
+                         const std::vector<uint32_t>& vanished);
   Status AdoptOrphans();
   void FetchNew();
   void OnFetchDone(const Status& status);
@@ -83,6 +97,7 @@ class FolderPull : private imap::FetchSink {
   std::unique_ptr<store::MaildirFolder> folder_;
   store::FolderRecord record_;
   imap::SelectedMailbox selected_;
+  bool qresync_select_ = false;       // SELECT carried QRESYNC parameters
   std::vector<uint32_t> known_uids_;  // ascending: UIDs the index holds
   uint32_t fetch_from_ = 1;
   uint32_t highest_fetched_ = 0;

@@ -21,6 +21,21 @@ TEST(SequenceSetTest, OpenSetSkipsKnownUids) {
   EXPECT_EQ(FormatSetExcluding(1, 0, {1}), "2:*");
 }
 
+TEST(SequenceSetTest, ParsesNormalizesAndMerges) {
+  using R = UidRanges;
+  EXPECT_EQ(ParseSequenceSet("1:3,7,12:10"), (R{{1, 3}, {7, 7}, {10, 12}}));
+  EXPECT_EQ(ParseSequenceSet("5,1:4,9,8"), (R{{1, 5}, {8, 9}}));
+  EXPECT_EQ(ParseSequenceSet("4294967295"), (R{{4294967295u, 4294967295u}}));
+  EXPECT_EQ(ParseSequenceSet(""), R{});
+  EXPECT_FALSE(ParseSequenceSet("1:*"));
+  EXPECT_FALSE(ParseSequenceSet("0"));
+  EXPECT_FALSE(ParseSequenceSet("1,,2"));
+  EXPECT_FALSE(ParseSequenceSet("1,"));
+  EXPECT_FALSE(ParseSequenceSet("4294967296"));
+  EXPECT_FALSE(ParseSequenceSet("1 2"));
+  EXPECT_EQ(ExpandRanges(R{{1, 3}, {7, 7}}), (std::vector<uint32_t>{1, 2, 3, 7}));
+}
+
 TEST(SequenceSetTest, ClosedSetStopsAtLast) {
   EXPECT_EQ(FormatSetExcluding(1, 12, {3, 4, 9}), "1:2,5:8,10:12");
   EXPECT_EQ(FormatSetExcluding(1, 50, {}), "1:50");

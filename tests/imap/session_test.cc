@@ -507,6 +507,63 @@ TEST_F(LoggedInSessionTest, SinkErrorFailsTheSessionWithItsOwnKind) {
   EXPECT_TRUE(transport_.closed);
 }
 
+TEST_F(LoggedInSessionTest, QresyncExamineCollectsVanishedAndChangedFlags) {
+  LogIn("IMAP4rev1 ENABLE QRESYNC CONDSTORE");
+  session_->Enable({"QRESYNC"}, [](Result<std::set<std::string>>) {});
+  Server("* ENABLED QRESYNC\r\nA2 OK done\r\n");
+  transport_.TakeSent();
+  std::optional<Result<SelectedMailbox>> selected;
+  session_->Select(
+      "INBOX", true, [&](Result<SelectedMailbox> result) { selected = std::move(result); },
+      QresyncParams{67890007, 90060115194045000ull});
+  EXPECT_EQ(transport_.TakeSent(), "A3 EXAMINE INBOX (QRESYNC (67890007 90060115194045000))\r\n");
+  Server(
+      "* 314 EXISTS\r\n* OK [UIDVALIDITY 67890007] ok\r\n* OK [UIDNEXT 567] ok\r\n"
+      "* OK [HIGHESTMODSEQ 90060115205545359] ok\r\n"
+      "* VANISHED (EARLIER) 41,43:116,118,120:211,214:540\r\n"
+      "* 49 FETCH (UID 117 FLAGS (\\Seen \\Answered) MODSEQ (90060115194045001))\r\n"
+      "* 50 FETCH (UID 119 FLAGS (\\Draft $MDNSent) MODSEQ (90060115194045308))\r\n"
+      "A3 OK [READ-ONLY] done\r\n");
+  ASSERT_TRUE(selected.has_value() && selected->ok());
+  const SelectedMailbox& box = selected->value();
+  ASSERT_EQ(box.vanished_earlier.size(), 1u);
+  EXPECT_EQ(box.vanished_earlier[0], "41,43:116,118,120:211,214:540");
+  ASSERT_EQ(box.changed.size(), 2u);
+  EXPECT_EQ(box.changed[0].uid, 117u);
+  EXPECT_EQ(box.changed[0].flags, (std::vector<std::string>{"\\Seen", "\\Answered"}));
+  EXPECT_EQ(box.changed[1].modseq, 90060115194045308ull);
+  EXPECT_EQ(box.highestmodseq, 90060115205545359ull);
+}
+
+TEST_F(LoggedInSessionTest, CondstoreFlagsAndEsearchUids) {
+  LogIn("IMAP4rev1 ESEARCH CONDSTORE");
+  std::optional<Result<std::vector<FlagUpdate>>> updates;
+  std::optional<Result<UidRanges>> uids;
+  session_->FetchFlags(
+      "1:600", 12345, [&](Result<std::vector<FlagUpdate>> result) { updates = std::move(result); });
+  session_->SearchAllUids([&](Result<UidRanges> result) { uids = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 UID FETCH 1:600 (UID FLAGS) (CHANGEDSINCE 12345)\r\n"
+            "A3 UID SEARCH RETURN (ALL) ALL\r\n");
+  Server("* 7 FETCH (UID 9 FLAGS (\\Flagged) MODSEQ (12350))\r\nA2 OK done\r\n");
+  Server("* ESEARCH (TAG \"A3\") UID ALL 1:5,9,12:600\r\nA3 OK done\r\n");
+  ASSERT_TRUE(updates.has_value() && updates->ok());
+  ASSERT_EQ(updates->value().size(), 1u);
+  EXPECT_EQ(updates->value()[0].uid, 9u);
+  ASSERT_TRUE(uids.has_value() && uids->ok());
+  EXPECT_EQ(uids->value(), (UidRanges{{1, 5}, {9, 9}, {12, 600}}));
+}
+
+TEST_F(LoggedInSessionTest, PlainSearchWithoutEsearch) {
+  LogIn("IMAP4rev1");
+  std::optional<Result<UidRanges>> uids;
+  session_->SearchAllUids([&](Result<UidRanges> result) { uids = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 UID SEARCH ALL\r\n");
+  Server("* SEARCH 4 2 3 9\r\nA2 OK done\r\n");
+  ASSERT_TRUE(uids.has_value() && uids->ok());
+  EXPECT_EQ(uids->value(), (UidRanges{{2, 4}, {9, 9}}));
+}
+
 TEST_F(LoggedInSessionTest, UnknownTagIsIgnored) {
   LogIn("IMAP4rev1");
   Server("Z9 OK stray\r\n");

@@ -188,13 +188,7 @@ Status Session::OnResponse(const Response& response) {
       }
       [[fallthrough]];
     default:
-      // Untagged data goes to the oldest command in flight that asked for it.
-      for (Pending& pending : in_flight_) {
-        if (pending.on_untagged) {
-          pending.on_untagged(response);
-          break;
-        }
-      }
+      DispatchUntagged(response);
       break;
   }
   if (!sink_status_.ok()) {
@@ -202,6 +196,30 @@ Status Session::OnResponse(const Response& response) {
     return sink_status_;
   }
   return failure_ ? Status(*failure_) : Status::Ok();
+}
+
+// Untagged data goes to every command in flight that asked for it, each
+// taking the kinds it cares about: a server may interleave the responses of
+// pipelined commands (Dovecot runs some in parallel), so "the oldest command"
+// is not a safe owner. ESEARCH names its command with (TAG "...").
+void Session::DispatchUntagged(const Response& response) {
+  if (response.type == ResponseType::kEsearch) {
+    std::string_view raw = response.raw;
+    size_t open = raw.find("(TAG \"");
+    if (open != std::string_view::npos) {
+      size_t start = open + 6;
+      std::string_view tag = raw.substr(start, raw.find('"', start) - start);
+      for (Pending& pending : in_flight_) {
+        if (pending.tag == tag && pending.on_untagged) pending.on_untagged(response);
+      }
+      return;
+    }
+  }
+  // Handlers may queue commands; index-based so that growth is harmless.
+  const size_t count = in_flight_.size();
+  for (size_t i = 0; i < count && i < in_flight_.size(); ++i) {
+    if (in_flight_[i].on_untagged) in_flight_[i].on_untagged(response);
+  }
 }
 
 Status Session::OnGreeting(const Response& response) {

@@ -211,10 +211,10 @@ class Session : private ResponseHandler, private LiteralSink {
   void Logout(Done done);
 
   // Sends one command, pipelined behind those in flight. Each untagged
-  // response goes to the oldest in-flight command that has an on_untagged
-  // handler (commands of one job share state, so the exact owner of a
-  // response never matters). If the session has already failed, on_reply
-  // is called at once with the error.
+  // response goes to every in-flight command that has an on_untagged handler
+  // (ESEARCH only to the command its TAG names): handlers pick the kinds of
+  // response they asked for. If the session has already failed, on_reply is
+  // called at once with the error.
   void Execute(Command command, UntaggedHandler on_untagged, ReplyHandler on_reply);
 
   const Capabilities& capabilities() const { return capabilities_; }
@@ -240,6 +240,7 @@ class Session : private ResponseHandler, private LiteralSink {
   Status OnLiteralEnd() override;
   FetchSink* CurrentFetchSink() const;
   Status OnGreeting(const Response& response);
+  void DispatchUntagged(const Response& response);
   void OnTagged(const Response& response);
   void OnContinuation();
 

@@ -554,6 +554,23 @@ TEST_F(LoggedInSessionTest, CondstoreFlagsAndEsearchUids) {
   EXPECT_EQ(uids->value(), (UidRanges{{1, 5}, {9, 9}, {12, 600}}));
 }
 
+TEST_F(LoggedInSessionTest, InterleavedResponsesOfPipelinedCommandsReachTheirCommands) {
+  LogIn("IMAP4rev1 ESEARCH CONDSTORE");
+  std::optional<Result<std::vector<FlagUpdate>>> updates;
+  std::optional<Result<UidRanges>> uids;
+  session_->FetchFlags(
+      "1:9", 7, [&](Result<std::vector<FlagUpdate>> result) { updates = std::move(result); });
+  session_->SearchAllUids([&](Result<UidRanges> result) { uids = std::move(result); });
+  // The search result arrives while the FETCH is still in flight.
+  Server("* ESEARCH (TAG \"A3\") UID ALL 1:4,9\r\n");
+  Server("* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (8))\r\nA3 OK done\r\nA2 OK done\r\n");
+  ASSERT_TRUE(uids.has_value() && uids->ok());
+  EXPECT_EQ(uids->value(), (UidRanges{{1, 4}, {9, 9}}));
+  ASSERT_TRUE(updates.has_value() && updates->ok());
+  ASSERT_EQ(updates->value().size(), 1u);
+  EXPECT_EQ(updates->value()[0].uid, 2u);
+}
+
 TEST_F(LoggedInSessionTest, PlainSearchWithoutEsearch) {
   LogIn("IMAP4rev1");
   std::optional<Result<UidRanges>> uids;

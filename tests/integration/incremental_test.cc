@@ -304,6 +304,16 @@ LocalTree ScanLocal(const std::string& root) {
   return tree;
 }
 
+// The messages (folder, UID) whose files are in cur/.
+std::set<std::pair<std::string, uint32_t>> InCur(const LocalTree* tree) {
+  std::set<std::pair<std::string, uint32_t>> keys;
+  if (tree == nullptr) return keys;
+  for (const LocalFile& file : tree->files) {
+    if (file.uid && file.subdir == "cur") keys.insert({file.folder, *file.uid});
+  }
+  return keys;
+}
+
 std::set<std::string> LocalPaths(const LocalTree& tree) {
   std::set<std::string> paths;
   for (const LocalFile& file : tree.files) paths.insert(file.path);
@@ -368,7 +378,15 @@ ServerState TakeState(const std::vector<ServerMessage>& messages) {
 // Every difference between the local tree and the server state `want`, one
 // line each: exactly one file per server message, right name, place, flags
 // and bytes, and no other file.
-std::vector<std::string> CompareExact(const LocalTree& local, const ServerState& want) {
+//
+// Read mail must be in cur/. Unread mail must be in new/, except a message
+// that was in cur/ in `previous` (the tree before the run, if given): read
+// once and marked unread again, it may stay in cur/ (mailmirror, like mutt,
+// never moves a message back to new/). Without `previous`, all unread mail
+// must be in new/.
+std::vector<std::string> CompareExact(const LocalTree& local, const ServerState& want,
+                                      const LocalTree* previous = nullptr) {
+  const auto was_in_cur = InCur(previous);
   std::vector<std::string> problems;
   std::map<Key, std::vector<std::string>> seen_keys;
   std::map<std::string, std::vector<std::string>> seen_stems;
@@ -404,6 +422,9 @@ std::vector<std::string> CompareExact(const LocalTree& local, const ServerState&
     // moves a message back to new/).
     if (letters.find('S') != std::string::npos && file.subdir != "cur") {
       problems.push_back(file.path + " is in " + file.subdir + "/, want cur/");
+    } else if (letters.find('S') == std::string::npos && file.subdir == "cur" &&
+               was_in_cur.count(key) == 0) {
+      problems.push_back(file.path + " is in cur/, want new/ (unread, and not in cur/ before)");
     }
   }
   for (const auto& [key, paths] : seen_keys) {
@@ -437,8 +458,12 @@ std::vector<std::string> CompareExact(const LocalTree& local, const ServerState&
 // on the server in both states is missing (a rename is atomic: there is no
 // moment without the file). New messages may be missing, expunged ones may
 // still be there.
+// As in CompareExact, unread mail in cur/ must have been in cur/ in
+// `previous` (if given).
 std::vector<std::string> CompareInBetween(const LocalTree& local, const ServerState& before,
-                                          const ServerState& after) {
+                                          const ServerState& after,
+                                          const LocalTree* previous = nullptr) {
+  const auto was_in_cur = InCur(previous);
   std::vector<std::string> problems;
   std::map<Key, std::vector<std::string>> seen_keys;
   std::map<std::string, std::vector<std::string>> seen_stems;
@@ -474,6 +499,9 @@ std::vector<std::string> CompareInBetween(const LocalTree& local, const ServerSt
     } else {
       if (file.flags->find('S') != std::string::npos && file.subdir != "cur") {
         problems.push_back(file.path + " is in " + file.subdir + "/, want cur/");
+      } else if (file.flags->find('S') == std::string::npos && file.subdir == "cur" &&
+                 was_in_cur.count(key) == 0) {
+        problems.push_back(file.path + " is in cur/, want new/ (unread, and not in cur/ before)");
       }
     }
   }
@@ -873,7 +901,7 @@ TEST_P(IncrementalSyncTest, RemoteFlagChangesExpungesAndAppendsMakeAnExactMirror
 
   // The Maildir is the server's state, exactly.
   const LocalTree tree = ScanLocal(root_);
-  const std::vector<std::string> problems = CompareExact(tree, changed);
+  const std::vector<std::string> problems = CompareExact(tree, changed, &local_before);
   EXPECT_TRUE(problems.empty()) << problems.size() << " differences from the server:\n"
                                 << JoinByKind(problems) << Describe(tree) << Report(result);
   EXPECT_EQ(tree.files.size(), changed.size()) << Describe(tree);
@@ -940,6 +968,7 @@ TEST_P(IncrementalSyncTest, NothingChangedMeansNoSelectAndNoFetch) {
   ASSERT_NO_FATAL_FAILURE(StartServer(300));
   (void)InitialSync();
   ASSERT_FALSE(HasFailure());
+  const LocalTree synced_tree = ScanLocal(root_);
   // One incremental sync first, so that what it stored is what is checked.
   Flags("add", "\\Flagged $Forwarded", "INBOX", "1:3");
   Flags("remove", "\\Seen", "Sent Items", "1");
@@ -949,7 +978,7 @@ TEST_P(IncrementalSyncTest, NothingChangedMeansNoSelectAndNoFetch) {
   CommandResult result = Sync();
   ASSERT_EQ(result.exit_code, 0) << Report(result);
   const LocalTree before = ScanLocal(root_);
-  const std::vector<std::string> problems = CompareExact(before, state);
+  const std::vector<std::string> problems = CompareExact(before, state, &synced_tree);
   EXPECT_TRUE(problems.empty()) << JoinByKind(problems) << Report(result);
 
   for (int run = 1; run <= 2; ++run) {
@@ -993,6 +1022,7 @@ TEST_P(IncrementalSyncTest, KilledDuringFlagAndExpungePhaseConverges) {
   ASSERT_NO_FATAL_FAILURE(StartServer(600));
   const ServerState synced = InitialSync();
   ASSERT_FALSE(HasFailure());
+  const LocalTree synced_tree = ScanLocal(root_);
 
   // Change nearly every message, so the phase lasts long enough to be hit.
   Flags("add", "\\Flagged $Forwarded", "INBOX", "1:*");
@@ -1069,7 +1099,10 @@ TEST_P(IncrementalSyncTest, KilledDuringFlagAndExpungePhaseConverges) {
       for (const auto& [key, flags] : target.flags) missing += stored.count(key) == 0 ? 1 : 0;
     }
     const size_t mark = LogSize(*server_);
-    Child child(SyncCommand(config_, "-vvv"), dir_ + "/run.out", dir_ + "/run.err");
+    // Files of its own per run: the child truncates them only once it runs,
+    // and the previous run's trace must not fire this run's trigger.
+    const std::string run_files = dir_ + "/run" + std::to_string(i);
+    Child child(SyncCommand(config_, "-vvv"), run_files + ".out", run_files + ".err");
     ASSERT_TRUE(child.started());
     const auto started = Clock::now();
     Progress progress;
@@ -1117,7 +1150,7 @@ TEST_P(IncrementalSyncTest, KilledDuringFlagAndExpungePhaseConverges) {
     for (const std::string& path : start_paths) still_old += fs::exists(path) ? 1 : 0;
     const size_t changed_now = start_paths.size() - still_old;
     const bool mid_phase =
-        changed_now > 0 && still_old > 0 && CompareExact(tree, target).size() > 0;
+        changed_now > 0 && still_old > 0 && CompareExact(tree, target, &synced_tree).size() > 0;
     if (mid_phase) ++kills_mid_phase;
     const FetchStats stats = FetchesSince(*server_, mark, "alice");
     log << "  run " << i << ": killed at \"" << triggers[i].name << "\" after "
@@ -1127,7 +1160,7 @@ TEST_P(IncrementalSyncTest, KilledDuringFlagAndExpungePhaseConverges) {
         << missing << " missing\n";
     if (stats.body_count > static_cast<long>(missing))
       redownloaded += stats.body_count - static_cast<long>(missing);
-    const std::vector<std::string> problems = CompareInBetween(tree, synced, target);
+    const std::vector<std::string> problems = CompareInBetween(tree, synced, target, &synced_tree);
     ASSERT_TRUE(problems.empty()) << "after a SIGKILL at \"" << triggers[i].name << "\" (run " << i
                                   << "):\n"
                                   << JoinByKind(problems) << Describe(tree) << log.str();
@@ -1146,7 +1179,7 @@ TEST_P(IncrementalSyncTest, KilledDuringFlagAndExpungePhaseConverges) {
   std::cout << "[ info ] completing run:\n" << result.out;
   (void)FetchesSince(*server_, mark, "alice");
   LocalTree tree = ScanLocal(root_);
-  std::vector<std::string> problems = CompareExact(tree, target);
+  std::vector<std::string> problems = CompareExact(tree, target, &synced_tree);
   EXPECT_TRUE(problems.empty()) << problems.size() << " differences after the kills and a rerun:\n"
                                 << JoinByKind(problems) << Describe(tree) << log.str();
   EXPECT_TRUE(tree.tmp_files.empty()) << Describe(tree);
@@ -1164,7 +1197,7 @@ TEST_P(IncrementalSyncTest, KilledDuringFlagAndExpungePhaseConverges) {
     EXPECT_EQ(counts.fetches, 0u) << counts.listing;
   }
   tree = ScanLocal(root_);
-  problems = CompareExact(tree, target);
+  problems = CompareExact(tree, target, &synced_tree);
   EXPECT_TRUE(problems.empty()) << JoinByKind(problems) << Describe(tree);
 
   // No run changed the server.
@@ -1249,6 +1282,19 @@ TEST(IncrementalSyncHelpers, ChecksReportDamage) {
       Join(CompareExact(ScanLocal(root), after), 100).find("a,U=1:2,PS is in new/, want cur/"),
       std::string::npos);
   fs::rename(root + "/F/new/a,U=1:2,PS", root + "/F/cur/a,U=1:2,PS");
+  // Unread mail in cur/ is damage, unless it was in cur/ before the run.
+  fs::rename(root + "/F/new/e,U=5:2,T", root + "/F/cur/e,U=5:2,T");
+  {
+    const LocalTree with_e_in_cur = ScanLocal(root);
+    EXPECT_NE(Join(CompareExact(with_e_in_cur, after), 100)
+                  .find("e,U=5:2,T is in cur/, want new/ (unread, and not in cur/ before)"),
+              std::string::npos);
+    EXPECT_NE(Join(CompareInBetween(with_e_in_cur, before, after), 100)
+                  .find("e,U=5:2,T is in cur/, want new/"),
+              std::string::npos);
+    EXPECT_EQ(CompareExact(with_e_in_cur, after, &with_e_in_cur), std::vector<std::string>{});
+  }
+  fs::rename(root + "/F/cur/e,U=5:2,T", root + "/F/new/e,U=5:2,T");
   // Damage: 3 lost, 4 twice, 1 with a flag of neither state.
   fs::remove(root + "/F/new/c,U=3:2,");
   write(root + "/F/new/d2,U=4:2,", "m4\n");

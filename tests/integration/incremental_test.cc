@@ -13,8 +13,8 @@
 // server's log (body_count= in Dovecot's imap_logout_format), and what it
 // sent from the -vvv protocol trace ("mailmirror: C: A5 EXAMINE ...").
 //
-// The helpers for the local tree, the server log and child processes follow
-// sync_test.cc (issue 3's tests); Compare here also knows $Forwarded -> P.
+// The helpers for the local tree, the server log and child processes are
+// shared with sync_test.cc (issue 3's tests) in tests/support/sync_checks.h.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -43,6 +43,7 @@
 
 #include "support/dovecot_fixture.h"
 #include "support/run_command.h"
+#include "support/sync_checks.h"
 
 namespace mailmirror {
 namespace {
@@ -51,13 +52,28 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using testing::BulkOptions;
+using testing::Child;
+using testing::ChildExit;
 using testing::CommandResult;
 using testing::DovecotOptions;
 using testing::DovecotServer;
+using testing::Excerpt;
+using testing::ExpectedLetters;
+using testing::FetchesSince;
+using testing::FetchStats;
+using testing::Join;
+using testing::LocalFile;
+using testing::LocalTree;
+using testing::LogSize;
+using testing::ReadFile;
+using testing::Report;
 using testing::RunCommand;
 using testing::RunOptions;
+using testing::ScanLocal;
+using testing::Seconds;
 using testing::ServerMessage;
 using testing::ShellQuote;
+using testing::SyncCommand;
 
 const std::string kDrafts = "Entw\xC3\xBCrfe";
 // A keyword of our own: no Maildir letter, but it must not upset anything.
@@ -66,29 +82,6 @@ const std::string kCustomKeyword = "mmcustom";
 using Key = std::pair<std::string, uint32_t>;  // folder, UID
 
 // --- Small helpers -------------------------------------------------------------
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::string Excerpt(const std::string& text, size_t max = 3000) {
-  if (text.size() <= max) return text;
-  return text.substr(0, max / 2) + "\n[... " + std::to_string(text.size() - max) + " bytes ...]\n" +
-         text.substr(text.size() - max / 2);
-}
-
-std::string Join(const std::vector<std::string>& problems, size_t max = 40) {
-  std::string text;
-  for (size_t i = 0; i < problems.size() && i < max; ++i) text += "  " + problems[i] + "\n";
-  if (problems.size() > max)
-    text += "  ... and " + std::to_string(problems.size() - max) + " more\n";
-  return text;
-}
 
 // Problems sorted so that the worst kinds come first (lost or duplicated
 // mail, wrong bytes, then wrong flags, then the wrong directory), so that a
@@ -132,177 +125,7 @@ std::string JoinByKind(std::vector<std::string> problems, size_t max = 40) {
 
 std::string KeyText(const Key& key) { return key.first + " UID " + std::to_string(key.second); }
 
-// --- A child process we can kill -------------------------------------------------
-
-struct ChildExit {
-  int exit_code = -1;  // 128 + N when killed by signal N
-  bool timed_out = false;
-  Clock::duration elapsed{};
-};
-
-class Child {
- public:
-  // Runs `command` with /bin/sh -c "exec COMMAND" in its own process group,
-  // stdout and stderr to files.
-  Child(const std::string& command, const std::string& out_path, const std::string& err_path)
-      : out_path_(out_path), err_path_(err_path), start_(Clock::now()) {
-    const std::string script = "exec " + command;
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      int in = open("/dev/null", O_RDONLY);
-      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (in < 0 || out < 0 || err < 0) _exit(127);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(err, 2);
-      execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    if (pid_ > 0) setpgid(pid_, pid_);  // either side may win the race
-  }
-  ~Child() {
-    if (pid_ > 0 && !reaped_) {
-      Kill();
-      (void)Wait(std::chrono::seconds(10));
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  bool started() const { return pid_ > 0; }
-
-  void Kill() {
-    if (pid_ > 0 && !reaped_) kill(-pid_, SIGKILL);
-  }
-
-  // True once the child has exited (reaps it).
-  bool Exited() {
-    if (reaped_) return true;
-    int status = 0;
-    const pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) Record(status);
-    return reaped_;
-  }
-
-  // Waits at most `timeout`, then kills the group and reaps it.
-  ChildExit Wait(Clock::duration timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!Exited()) {
-      if (Clock::now() >= deadline) {
-        exit_.timed_out = true;
-        kill(-pid_, SIGKILL);
-        int status = 0;
-        if (waitpid(pid_, &status, 0) == pid_) Record(status);
-        reaped_ = true;
-        break;
-      }
-      std::this_thread::sleep_for(milliseconds(2));
-    }
-    return exit_;
-  }
-
-  std::string out() const { return ReadFile(out_path_); }
-  std::string err() const { return ReadFile(err_path_); }
-
- private:
-  void Record(int status) {
-    reaped_ = true;
-    exit_.elapsed = Clock::now() - start_;
-    if (WIFEXITED(status)) exit_.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) exit_.exit_code = 128 + WTERMSIG(status);
-  }
-
-  std::string out_path_;
-  std::string err_path_;
-  Clock::time_point start_;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  ChildExit exit_;
-};
-
 // --- The local Maildir tree ---------------------------------------------------------
-
-struct LocalFile {
-  std::string folder;  // relative path under the root, "/"-separated
-  std::string subdir;  // "cur" or "new"
-  std::string name;
-  std::string path;
-  std::string stem;  // name before ",U="
-  std::optional<uint32_t> uid;
-  std::optional<std::string> flags;  // letters after ":2,"
-};
-
-struct LocalTree {
-  std::set<std::string> folders;
-  std::vector<LocalFile> files;
-  std::vector<std::string> tmp_files;
-};
-
-std::optional<uint32_t> ParseUid(const std::string& name) {
-  const size_t pos = name.find(",U=");
-  if (pos == std::string::npos) return std::nullopt;
-  size_t i = pos + 3;
-  uint64_t value = 0;
-  size_t digits = 0;
-  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 11) {
-    value = value * 10 + static_cast<uint64_t>(name[i] - '0');
-    ++i;
-    ++digits;
-  }
-  if (digits == 0 || value == 0 || value > UINT32_MAX) return std::nullopt;
-  if (i < name.size() && name[i] != ':' && name[i] != ',') return std::nullopt;
-  return static_cast<uint32_t>(value);
-}
-
-LocalFile ParseLocal(const std::string& folder, const std::string& subdir, const fs::path& path) {
-  LocalFile file;
-  file.folder = folder;
-  file.subdir = subdir;
-  file.name = path.filename().string();
-  file.path = path.string();
-  const size_t info = file.name.find(":2,");
-  if (info != std::string::npos) file.flags = file.name.substr(info + 3);
-  const std::string base = file.name.substr(0, info);
-  file.stem = base.substr(0, base.find(",U="));
-  file.uid = ParseUid(base);
-  return file;
-}
-
-void VisitLocal(const fs::path& dir, const std::string& rel, LocalTree& tree) {
-  std::error_code ec;
-  const bool is_maildir = fs::is_directory(dir / "cur", ec) && fs::is_directory(dir / "new", ec) &&
-                          fs::is_directory(dir / "tmp", ec);
-  if (is_maildir) {
-    tree.folders.insert(rel.empty() ? "(root)" : rel);
-    for (const char* sub : {"cur", "new"}) {
-      for (const auto& entry : fs::directory_iterator(dir / sub, ec)) {
-        if (entry.is_regular_file(ec)) {
-          tree.files.push_back(ParseLocal(rel.empty() ? "(root)" : rel, sub, entry.path()));
-        }
-      }
-    }
-    for (const auto& entry : fs::directory_iterator(dir / "tmp", ec)) {
-      tree.tmp_files.push_back(entry.path().string());
-    }
-  }
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (!entry.is_directory(ec) || entry.is_symlink(ec)) continue;
-    const std::string name = entry.path().filename().string();
-    if (is_maildir && (name == "cur" || name == "new" || name == "tmp")) continue;
-    if (rel.empty() && (name == ".mailmirror" || name == ".notmuch")) continue;
-    VisitLocal(entry.path(), rel.empty() ? name : rel + "/" + name, tree);
-  }
-}
-
-LocalTree ScanLocal(const std::string& root) {
-  LocalTree tree;
-  VisitLocal(root, "", tree);
-  std::sort(tree.files.begin(), tree.files.end(),
-            [](const LocalFile& a, const LocalFile& b) { return a.path < b.path; });
-  return tree;
-}
 
 // The messages (folder, UID) whose files are in cur/.
 std::set<std::pair<std::string, uint32_t>> InCur(const LocalTree* tree) {
@@ -318,22 +141,6 @@ std::set<std::string> LocalPaths(const LocalTree& tree) {
   std::set<std::string> paths;
   for (const LocalFile& file : tree.files) paths.insert(file.path);
   return paths;
-}
-
-// Maildir flag letters for the server's flags, in ASCII order: the system
-// flags, and P for the keyword $Forwarded.
-std::string ExpectedLetters(const std::vector<std::string>& flags) {
-  std::string letters;
-  for (const std::string& flag : flags) {
-    if (flag == "\\Draft") letters += 'D';
-    if (flag == "\\Flagged") letters += 'F';
-    if (flag == "$Forwarded") letters += 'P';
-    if (flag == "\\Answered") letters += 'R';
-    if (flag == "\\Seen") letters += 'S';
-    if (flag == "\\Deleted") letters += 'T';
-  }
-  std::sort(letters.begin(), letters.end());
-  return letters;
 }
 
 std::string Describe(const LocalTree& tree) {
@@ -547,52 +354,6 @@ std::vector<std::string> ServerFlagChanges(const ServerState& from, const Server
   return changes;
 }
 
-// --- The server's log: what a run downloaded -------------------------------------------
-
-struct FetchStats {
-  int logins = 0;
-  int sessions_ended = 0;
-  long body_count = 0;
-  long body_bytes = 0;
-};
-
-long ParseField(const std::string& line, const std::string& key) {
-  const size_t pos = line.find(" " + key + "=");
-  if (pos == std::string::npos) return 0;
-  return std::strtol(line.c_str() + pos + key.size() + 2, nullptr, 10);
-}
-
-size_t LogSize(const DovecotServer& server) {
-  std::error_code ec;
-  const auto size = fs::file_size(server.log_path(), ec);
-  return ec ? 0 : static_cast<size_t>(size);
-}
-
-// Sums body_count and body_bytes over the sessions of `user` that logged in
-// after `offset` in the log, waiting (at most 10 s) until each has ended.
-FetchStats FetchesSince(const DovecotServer& server, size_t offset, const std::string& user) {
-  FetchStats stats;
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  for (;;) {
-    stats = {};
-    const std::string log = ReadFile(server.log_path());
-    std::istringstream lines(offset < log.size() ? log.substr(offset) : std::string());
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (line.find("imap-login: Info: Login: user=<" + user + ">") != std::string::npos) {
-        ++stats.logins;
-      } else if (line.find("imap(" + user + ")") != std::string::npos &&
-                 line.find("body_count=") != std::string::npos) {
-        ++stats.sessions_ended;
-        stats.body_count += ParseField(line, "body_count");
-        stats.body_bytes += ParseField(line, "body_bytes");
-      }
-    }
-    if (stats.sessions_ended >= stats.logins || Clock::now() >= deadline) return stats;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-}
-
 // --- The -vvv trace and the -v folder lines ---------------------------------------------
 
 // The commands the client sent, from a -vvv trace ("mailmirror: C: A5 EXAMINE
@@ -698,15 +459,6 @@ const CapabilitySet kCapabilitySets[] = {
     {"CondstoreOnly", {"QRESYNC"}, "[CONDSTORE]", true},
     {"Neither", {"CONDSTORE", "QRESYNC"}, "[full scan]", false},
 };
-
-std::string SyncCommand(const std::string& config, const std::string& flags = "") {
-  return ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config) + " " + flags + " sync";
-}
-
-std::string Report(const CommandResult& result) {
-  return "exit " + std::to_string(result.exit_code) + (result.timed_out ? " (timed out)" : "") +
-         "\nstdout:\n" + Excerpt(result.out) + "\nstderr:\n" + Excerpt(result.err);
-}
 
 class IncrementalSyncTest : public ::testing::TestWithParam<CapabilitySet> {
  protected:

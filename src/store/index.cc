@@ -60,6 +60,7 @@
 #include <system_error>
 #include <utility>
 
+#include "util/fs.h"
 #include "util/strings.h"
 
 namespace mailmirror::store {
@@ -368,24 +369,6 @@ class WriteTxn {
   MDB_txn* txn_;
   int rc_ = MDB_SUCCESS;
 };
-
-// Creates `dir` and its missing parents with mode 0700. Existing
-// directories keep their mode.
-Status MakeDirectories(const std::string& dir) {
-  struct stat st = {};
-  if (stat(dir.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) return Status::Ok();
-    return Error{ErrorKind::kIo, "create index directory " + dir + ": not a directory"};
-  }
-  for (size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
-    std::string part = dir.substr(0, slash);
-    if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Error{ErrorKind::kIo, "create index directory " + part + ": " + ErrnoText(errno)};
-    }
-    if (slash == std::string::npos) break;
-  }
-  return Status::Ok();
-}
 
 Error Internal(std::string message) { return Error{ErrorKind::kInternal, std::move(message)}; }
 
@@ -1089,7 +1072,9 @@ Result<std::unique_ptr<Index>> Index::Open(const std::string& dir) {
 
 Result<std::unique_ptr<Index>> Index::Open(const std::string& dir, const IndexOptions& options) {
   if (dir.empty()) return Error{ErrorKind::kIo, "open index: empty directory name"};
-  if (Status made = MakeDirectories(dir); !made.ok()) return made.error();
+  if (Status made = MakeDirectories(dir); !made.ok()) {
+    return made.error().Wrap("creating index directory");
+  }
   auto index = std::make_unique<LmdbIndex>(dir);
   if (Status status = index->Init(options); !status.ok()) return status.error();
   return std::unique_ptr<Index>(std::move(index));

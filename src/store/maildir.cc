@@ -15,6 +15,7 @@
 #include <system_error>
 #include <utility>
 
+#include "util/fs.h"
 #include "util/strings.h"
 
 namespace mailmirror::store {
@@ -126,19 +127,6 @@ Status SyncDirectory(const std::string& dir) {
   }
   if (int err = fd.Close(); err != 0) return IoError("closing directory " + dir, err);
   return Status::Ok();
-}
-
-// mkdir -p with mode 0700 for what it creates; existing parents are left as
-// they are.
-Status MakeDirectories(const std::string& path) {
-  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
-    std::string prefix = path.substr(0, pos);
-    if (!prefix.empty() && prefix.back() != '/' && ::mkdir(prefix.c_str(), 0700) != 0) {
-      int err = errno;
-      if (err != EEXIST) return IoError("creating directory " + prefix, err);
-    }
-    if (pos == std::string::npos) return Status::Ok();
-  }
 }
 
 Status CheckDirectory(const std::string& path) {

@@ -9,26 +9,9 @@
 #include <cstring>
 #include <string>
 
-namespace mailmirror::sync {
+#include "util/fs.h"
 
-Status MakeDirectories(const std::string& path, unsigned mode) {
-  std::string partial;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    partial = path.substr(0, pos);
-    if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), mode) != 0 && errno != EEXIST) {
-      return MakeError(ErrorKind::kIo,
-                       "cannot create directory " + partial + ": " + std::strerror(errno));
-    }
-  }
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    return MakeError(ErrorKind::kIo, path + " is not a directory");
-  }
-  return Status::Ok();
-}
+namespace mailmirror::sync {
 
 Result<std::unique_ptr<AccountLock>> AccountLock::Acquire(const std::string& state_dir,
                                                           const std::string& account) {

@@ -26,7 +26,4 @@ class AccountLock {
   int fd_;
 };
 
-// mkdir -p with `mode` for the directories it creates. Errors: kIo.
-Status MakeDirectories(const std::string& path, unsigned mode);
-
 }  // namespace mailmirror::sync

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "store/folder_map.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 namespace mailmirror::sync {

@@ -74,7 +74,7 @@ uint32_t AddFolder(Index* index, const std::string& name) {
   Result<uint32_t> id = index->AllocateFolderId();
   if (!id.ok()) return 0;
   Index::Batch batch;
-  batch.PutFolder(FolderRecord{*id, name, name, 1, 1, 0});
+  batch.PutFolder(FolderRecord{*id, name, name, 1, 1, 0, std::nullopt, false});
   return index->Commit(batch).ok() ? *id : 0;
 }
 

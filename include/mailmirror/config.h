@@ -32,6 +32,7 @@ struct AccountConfig {
   std::vector<std::string> folders;  // glob patterns, "!" excludes; empty: all
   uint32_t connect_timeout_seconds = 30;
   uint32_t timeout_seconds = 120;  // no data from the server for this long
+  uint32_t connections = 4;        // IMAP sessions at most, folders in parallel
 };
 
 struct Config {

@@ -5,8 +5,9 @@
 namespace mailmirror::account {
 namespace {
 
-imap::SessionOptions MakeSessionOptions(const AccountConfig& account) {
+imap::SessionOptions MakeSessionOptions(const AccountConfig& account, std::string label) {
   imap::SessionOptions options;
+  options.trace_label = std::move(label);
   options.server = account.host + ":" + std::to_string(account.port);
   switch (account.tls) {
     case TlsMode::kImplicit:
@@ -24,11 +25,12 @@ imap::SessionOptions MakeSessionOptions(const AccountConfig& account) {
 
 }  // namespace
 
-ImapConnection::ImapConnection(net::EventLoop* loop, const AccountConfig& account)
+ImapConnection::ImapConnection(net::EventLoop* loop, const AccountConfig& account,
+                               std::string label)
     : loop_(loop),
       account_(account),
       connection_(loop, this),
-      session_(this, MakeSessionOptions(account)) {}
+      session_(this, MakeSessionOptions(account, std::move(label))) {}
 
 ImapConnection::~ImapConnection() = default;
 

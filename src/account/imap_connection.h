@@ -18,7 +18,9 @@ namespace mailmirror::account {
 // callback given to Open has run (or before Open). Loop thread only.
 class ImapConnection : private net::ConnectionObserver, private imap::Transport {
  public:
-  ImapConnection(net::EventLoop* loop, const AccountConfig& account);
+  // `label` tells this session apart from the account's others in the
+  // protocol trace ("" for none).
+  ImapConnection(net::EventLoop* loop, const AccountConfig& account, std::string label = "");
   ~ImapConnection() override;
   ImapConnection(const ImapConnection&) = delete;
   ImapConnection& operator=(const ImapConnection&) = delete;

@@ -17,9 +17,9 @@ namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
-    "host",         "port",    "tls",    "ca_file",   "user",    "password",
-    "password_cmd", "maildir", "layout", "state_dir", "folders", "connect_timeout",
-    "timeout",
+    "host",         "port",        "tls",    "ca_file",   "user",    "password",
+    "password_cmd", "maildir",     "layout", "state_dir", "folders", "connect_timeout",
+    "timeout",      "connections",
 };
 
 std::string KnownKeysList() {
@@ -152,6 +152,14 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     if (!seconds) return seconds.error();
     (key == "timeout" ? account.timeout_seconds : account.connect_timeout_seconds) =
         static_cast<uint32_t>(*seconds);
+    return Status::Ok();
+  }
+  if (key == "connections") {
+    // More than a server's usual per-user limit (Dovecot: 10, Gmail: 15)
+    // would only be refused.
+    Result<int64_t> count = GetInteger(v, node, key_path, 1, 16);
+    if (!count) return count.error();
+    account.connections = static_cast<uint32_t>(*count);
     return Status::Ok();
   }
   return v.At(node.source(), key_path, "unknown key (known keys: " + KnownKeysList() + ")");

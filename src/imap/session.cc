@@ -111,7 +111,8 @@ void Session::OnData(std::string_view data) {
   // After STARTTLS succeeded, plaintext bytes still buffered are never
   // interpreted: they may have been injected before the handshake.
   if (state_ == State::kClosed || state_ == State::kStartingTls) return;
-  if (LogEnabled(LogLevel::kTrace)) Log(LogLevel::kTrace, "S: " + Printable(data, 500));
+  if (LogEnabled(LogLevel::kTrace))
+    Log(LogLevel::kTrace, TracePrefix() + "S: " + Printable(data, 500));
   Status status = parser_.Feed(data);
   if (status.ok()) return;
   // Protocol errors are the server's; others (a full disk under a fetch
@@ -330,8 +331,9 @@ void Session::SendNextPart(Pending& pending) {
   awaiting_continuation_ = pending.parts_sent < pending.command.parts.size();
   if (LogEnabled(LogLevel::kTrace)) {
     Log(LogLevel::kTrace,
-        "C: " + (pending.command.sensitive ? pending.tag + " " + pending.command.verb + " <secret>"
-                                           : Printable(bytes, 500)));
+        TracePrefix() + "C: " +
+            (pending.command.sensitive ? pending.tag + " " + pending.command.verb + " <secret>"
+                                       : Printable(bytes, 500)));
   }
   transport_->Send(bytes);
 }

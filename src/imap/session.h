@@ -63,6 +63,7 @@ struct SessionOptions {
   Security security = Security::kTls;
   ParserLimits limits;
   size_t max_in_flight = 64;  // pipelined commands awaiting their tagged reply
+  std::string trace_label;    // tells sessions apart in the protocol trace
 };
 
 // A tagged reply, copied out of the parser's buffer.
@@ -258,6 +259,10 @@ class Session : private ResponseHandler, private LiteralSink {
   void FailAll(const Error& error);
 
   Transport* transport_;
+  std::string TracePrefix() const {
+    return options_.trace_label.empty() ? "" : "[" + options_.trace_label + "] ";
+  }
+
   SessionOptions options_;
   ResponseParser parser_;
   State state_ = State::kGreeting;

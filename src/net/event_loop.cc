@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <unordered_set>
 #include <utility>
@@ -81,6 +82,41 @@ EventLoop::~EventLoop() {
 }
 
 void EventLoop::Run() { uv_run(&impl_->loop, UV_RUN_DEFAULT); }
+
+namespace {
+
+struct PoolCall {
+  uv_work_t request;
+  std::function<void()> work;
+  std::function<void()> after;
+};
+
+void RunPoolCall(uv_work_t* request) { static_cast<PoolCall*>(request->data)->work(); }
+
+void AfterPoolCall(uv_work_t* request, int /*status: never cancelled*/) {
+  std::unique_ptr<PoolCall> call(static_cast<PoolCall*>(request->data));
+  call->after();
+}
+
+}  // namespace
+
+void EventLoop::RunInPool(std::function<void()> work, std::function<void()> after) {
+  auto call = std::make_unique<PoolCall>();
+  call->work = std::move(work);
+  call->after = std::move(after);
+  call->request.data = call.get();
+  int rc = uv_queue_work(&impl_->loop, &call->request, RunPoolCall, AfterPoolCall);
+  if (rc != 0) {
+    // Only for a null callback, which cannot happen here; keep the promise
+    // to run both anyway.
+    std::function<void()> run = std::move(call->work);
+    std::function<void()> then = std::move(call->after);
+    run();
+    Post(std::move(then));
+    return;
+  }
+  (void)call.release();  // freed by AfterPoolCall
+}
 
 void EventLoop::Post(std::function<void()> fn, uint64_t delay_ms) {
   auto* call = new PostedCall{};

@@ -22,6 +22,12 @@ class EventLoop {
   // Calls fn once from the loop after delay_ms (0: next loop turn).
   void Post(std::function<void()> fn, uint64_t delay_ms = 0);
 
+  // Runs `work` on a thread of libuv's pool (blocking file system work:
+  // fsync, rename, index commits), then `after` on the loop. The loop keeps
+  // running meanwhile and does not end before `after` has run. `work` must
+  // touch nothing the loop thread uses until `after`.
+  void RunInPool(std::function<void()> work, std::function<void()> after);
+
   // The underlying uv_loop_t*, for net/ internals only.
   void* raw();
 

@@ -2,9 +2,12 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -24,6 +27,25 @@ Cache& TheCache() {
   // after OpenSSL's own atexit cleanup.
   static Cache* cache = new Cache;
   return *cache;
+}
+
+// The system's trusted CAs. The hashed directory (/etc/ssl/certs on Debian)
+// is read lazily, one file per lookup during verification; the bundle file
+// would be parsed whole (some 150 certificates, tens of milliseconds) on
+// every run, which a cron job syncing an unchanged mailbox would notice.
+// SSL_CERT_FILE / SSL_CERT_DIR in the environment keep OpenSSL's own rules.
+Status LoadSystemCertificates(SSL_CTX* ctx) {
+  const char* dir = X509_get_default_cert_dir();
+  struct stat st {};
+  bool lazy_dir = std::getenv(X509_get_default_cert_file_env()) == nullptr &&
+                  std::getenv(X509_get_default_cert_dir_env()) == nullptr && dir != nullptr &&
+                  ::stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+  if (lazy_dir ? SSL_CTX_load_verify_locations(ctx, nullptr, dir) == 1
+               : SSL_CTX_set_default_verify_paths(ctx) == 1) {
+    return Status::Ok();
+  }
+  return MakeError(ErrorKind::kInternal,
+                   "cannot load the system CA certificates: " + OpenSslErrorText());
 }
 
 }  // namespace
@@ -73,10 +95,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(const std::string& ca_fil
   // Idle IMAP sessions are common; don't keep 2 x 16 KiB of buffers each.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-    return MakeError(ErrorKind::kInternal,
-                     "cannot load the system CA certificates: " + OpenSslErrorText());
-  }
+  if (Status system = LoadSystemCertificates(ctx); !system.ok()) return system.error();
   if (!ca_file.empty() && SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
     std::string reason = OpenSslErrorText();
     return MakeError(ErrorKind::kConfig, "cannot load CA certificates from " + ca_file + ": " +

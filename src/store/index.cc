@@ -1,11 +1,11 @@
 // LmdbIndex: the Index of index.h on one LMDB environment.
 //
-// On-disk schema, version 1
+// On-disk schema, version 2
 // -------------------------
 // Files: <dir>/data.mdb and <dir>/lock.mdb (mode 0600; <dir> is 0700).
 // Named databases (key -> value):
 //
-//   meta        "schema_version"           -> u32 LE (currently 1)
+//   meta        "schema_version"           -> u32 LE (currently 2)
 //               "next_folder_id"           -> u32 LE, the next id to hand out
 //   folders     folder key                 -> FolderRecord value
 //   folder_ids  u32 BE folder id           -> remote name (raw bytes)
@@ -28,12 +28,18 @@
 // varints, signed ones zigzag-encoded varints, strings a varint length and
 // the bytes, digests 8 bytes little-endian (hashes do not shrink as varints).
 //
-//   FolderRecord:  0x01 | id | remote_name | local_name | uidvalidity |
-//                  uidnext | highestmodseq
+//   FolderRecord:  0x02 | id | remote_name | local_name | uidvalidity |
+//                  uidnext | highestmodseq | messages + 1 (0: unknown) |
+//                  bits (bit 0: fetch_pending)
+//                  Schema 1 wrote format 0x01, without the last two fields;
+//                  it still reads, as messages unknown and fetch pending
+//                  (nothing proves that its last download completed).
 //   MessageRecord: 0x01 | bits (one byte; bit 0: in_cur) | flags | stem |
 //                  keyword count | keywords... | size | remote_size |
 //                  internaldate (zigzag) | digest (8 bytes LE)
 //                  The UID is not repeated: it is in the key.
+//
+// Opening a schema 1 index stores version 2: its records stay readable.
 //
 // A value with another format byte or with trailing bytes is reported as
 // corruption (kIo): a format change bumps the schema version, and Open
@@ -57,6 +63,7 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <system_error>
 #include <utility>
 
@@ -66,8 +73,9 @@
 namespace mailmirror::store {
 namespace {
 
-constexpr uint32_t kSchemaVersion = 1;
-constexpr uint8_t kRecordFormat = 1;
+constexpr uint32_t kSchemaVersion = 2;
+constexpr uint8_t kRecordFormat = 1;  // messages; folders written by schema 1
+constexpr uint8_t kFolderFormat = 2;
 constexpr unsigned int kMaxDbs = 8;  // six used, room for two more (journal, tombstones)
 // The file is sparse, so a large map costs address space, not disk.
 constexpr uint64_t kDefaultMapSize = sizeof(void*) >= 8 ? (uint64_t{8} << 30) : (uint64_t{1} << 30);
@@ -192,24 +200,43 @@ class Decoder {
 
 std::string EncodeFolder(const FolderRecord& folder) {
   std::string out;
-  out.reserve(16 + folder.remote_name.size() + folder.local_name.size());
-  out.push_back(static_cast<char>(kRecordFormat));
+  out.reserve(24 + folder.remote_name.size() + folder.local_name.size());
+  out.push_back(static_cast<char>(kFolderFormat));
   AppendVarint(out, folder.id);
   AppendString(out, folder.remote_name);
   AppendString(out, folder.local_name);
   AppendVarint(out, folder.uidvalidity);
   AppendVarint(out, folder.uidnext);
   AppendVarint(out, folder.highestmodseq);
+  AppendVarint(out, folder.messages ? uint64_t{*folder.messages} + 1 : 0);
+  out.push_back(static_cast<char>(folder.fetch_pending ? 1 : 0));
   return out;
 }
 
 bool DecodeFolder(std::string_view in, FolderRecord* folder) {
   Decoder d(in);
   uint8_t format = 0;
-  return d.Byte(&format) && format == kRecordFormat && d.Varint32(&folder->id) &&
-         d.String(&folder->remote_name) && d.String(&folder->local_name) &&
-         d.Varint32(&folder->uidvalidity) && d.Varint32(&folder->uidnext) &&
-         d.Varint(&folder->highestmodseq) && d.remaining() == 0;
+  if (!d.Byte(&format) || (format != kFolderFormat && format != kRecordFormat) ||
+      !d.Varint32(&folder->id) || !d.String(&folder->remote_name) ||
+      !d.String(&folder->local_name) || !d.Varint32(&folder->uidvalidity) ||
+      !d.Varint32(&folder->uidnext) || !d.Varint(&folder->highestmodseq)) {
+    return false;
+  }
+  if (format == kRecordFormat) {
+    folder->messages.reset();
+    folder->fetch_pending = true;
+    return d.remaining() == 0;
+  }
+  uint64_t messages = 0;
+  uint8_t bits = 0;
+  if (!d.Varint(&messages) || messages > uint64_t{std::numeric_limits<uint32_t>::max()} + 1 ||
+      !d.Byte(&bits) || bits > 1 || d.remaining() != 0) {
+    return false;
+  }
+  folder->messages =
+      messages == 0 ? std::nullopt : std::optional<uint32_t>(static_cast<uint32_t>(messages - 1));
+  folder->fetch_pending = (bits & 1) != 0;
+  return true;
 }
 
 std::string EncodeMessage(const MessageRecord& message) {
@@ -416,6 +443,9 @@ class LmdbIndex final : public Index {
   Result<std::vector<FolderRecord>> ListFolders() override;
   Result<std::optional<MessageRecord>> GetMessage(uint32_t folder_id, uint32_t uid) override;
   Result<std::vector<MessageRecord>> ListMessages(uint32_t folder_id) override;
+  Result<std::vector<uint32_t>> ListUids(uint32_t folder_id) override;
+  Result<std::vector<MessageRecord>> GetMessages(uint32_t folder_id,
+                                                 const std::vector<uint32_t>& uids) override;
   Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id, std::string_view stem) override;
   Result<std::vector<std::pair<uint32_t, uint32_t>>> FindDigest(uint64_t digest) override;
   Result<uint32_t> AllocateFolderId() override;
@@ -459,6 +489,7 @@ class LmdbIndex final : public Index {
   MDB_dbi stems_ = 0;
   MDB_dbi digests_ = 0;
   std::optional<OpenDirectories::Id> registered_;
+  std::shared_mutex map_mutex_;  // readers shared, GrowMap exclusive
 };
 
 // --- Setup.
@@ -545,6 +576,16 @@ Status LmdbIndex::InitSchema(WriteTxn& txn) {
                                            " was written by a newer mailmirror (this one knows " +
                                            std::to_string(kSchemaVersion) + ")"};
     }
+    if (*version < kSchemaVersion) {
+      // Older records stay readable; newer writes need a newer reader.
+      std::string version_bytes = Le32(kSchemaVersion);
+      MDB_val upgraded = Val(version_bytes);
+      if (Status s =
+              txn.Check(mdb_put(txn.get(), meta_, &key, &upgraded, 0), "write schema version");
+          !s.ok()) {
+        return s;
+      }
+    }
   }
   struct Db {
     const char* name;
@@ -608,7 +649,11 @@ Status LmdbIndex::Write(Fn&& apply) {
   }
 }
 
+// mdb_env_set_mapsize needs every transaction of the process ended: read
+// transactions may run on another thread than Commit, so they hold the map
+// lock shared and this holds it exclusively.
 Status LmdbIndex::GrowMap() {
+  std::unique_lock map_lock(map_mutex_);
   MDB_envinfo info = {};
   if (int rc = mdb_env_info(env_, &info); rc != MDB_SUCCESS) {
     return Error{ErrorKind::kIo, "grow map: " + LmdbText(rc)};
@@ -628,6 +673,7 @@ Status LmdbIndex::GrowMap() {
 
 Result<std::optional<FolderRecord>> LmdbIndex::GetFolder(std::string_view remote_name) {
   if (remote_name.empty()) return std::optional<FolderRecord>();
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   std::string key_bytes = FolderKey(remote_name);
@@ -644,6 +690,7 @@ Result<std::optional<FolderRecord>> LmdbIndex::GetFolder(std::string_view remote
 }
 
 Result<std::vector<FolderRecord>> LmdbIndex::ListFolders() {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   CursorGuard cursor;
@@ -665,6 +712,7 @@ Result<std::vector<FolderRecord>> LmdbIndex::ListFolders() {
 }
 
 Result<std::optional<MessageRecord>> LmdbIndex::GetMessage(uint32_t folder_id, uint32_t uid) {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   std::string key_bytes = MessageKey(folder_id, uid);
@@ -682,6 +730,7 @@ Result<std::optional<MessageRecord>> LmdbIndex::GetMessage(uint32_t folder_id, u
 }
 
 Result<std::vector<MessageRecord>> LmdbIndex::ListMessages(uint32_t folder_id) {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   CursorGuard cursor;
@@ -708,8 +757,55 @@ Result<std::vector<MessageRecord>> LmdbIndex::ListMessages(uint32_t folder_id) {
   return messages;
 }
 
+Result<std::vector<uint32_t>> LmdbIndex::ListUids(uint32_t folder_id) {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
+  TxnGuard txn;
+  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  CursorGuard cursor;
+  if (int rc = mdb_cursor_open(txn.get(), messages_, cursor.out()); rc != MDB_SUCCESS) {
+    return ReadError(rc, "list UIDs");
+  }
+  std::vector<uint32_t> uids;
+  std::string start = MessageKey(folder_id, 0);
+  MDB_val key = Val(start);
+  MDB_val value;
+  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
+    std::string_view key_view = View(key);
+    if (key_view.size() != 8 || key_view.substr(0, 4) != std::string_view(start).substr(0, 4)) {
+      break;  // the next folder's messages
+    }
+    uids.push_back(ReadBe32(key_view.data() + 4));
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list UIDs");
+  return uids;
+}
+
+Result<std::vector<MessageRecord>> LmdbIndex::GetMessages(uint32_t folder_id,
+                                                          const std::vector<uint32_t>& uids) {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
+  TxnGuard txn;
+  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  std::vector<MessageRecord> messages;
+  messages.reserve(uids.size());
+  for (uint32_t uid : uids) {
+    std::string key_bytes = MessageKey(folder_id, uid);
+    MDB_val key = Val(key_bytes);
+    MDB_val value;
+    int rc = mdb_get(txn.get(), messages_, &key, &value);
+    if (rc == MDB_NOTFOUND) continue;
+    if (rc != MDB_SUCCESS) return ReadError(rc, "get messages");
+    if (!DecodeMessage(View(value), uid, &messages.emplace_back())) {
+      return Corrupt("record of UID " + std::to_string(uid) + " in folder " +
+                     std::to_string(folder_id));
+    }
+  }
+  return messages;
+}
+
 Result<std::optional<uint32_t>> LmdbIndex::UidForStem(uint32_t folder_id, std::string_view stem) {
   if (stem.empty()) return std::optional<uint32_t>();
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   std::string key_bytes = StemKey(folder_id, stem);
@@ -725,6 +821,7 @@ Result<std::optional<uint32_t>> LmdbIndex::UidForStem(uint32_t folder_id, std::s
 Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindDigest(uint64_t digest) {
   std::vector<std::pair<uint32_t, uint32_t>> found;
   if (digest == 0) return found;
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   CursorGuard cursor;

@@ -7,11 +7,13 @@
 // a crash could lose. The reverse is allowed (a durable file the index does
 // not know yet); the engine recovers those from the UID in the file name.
 //
-// Threading: an Index may be used from one thread at a time. Only this
-// module includes lmdb.h.
+// Threading: reads may run on one thread while Commit runs on another (as
+// the sync engine commits on a pool thread); beyond that, one thread at a
+// time. Only this module includes lmdb.h.
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +35,13 @@ struct FolderRecord {
   uint32_t uidvalidity = 0;  // 0: never synced
   uint32_t uidnext = 0;      // every UID below it has been seen and stored
   uint64_t highestmodseq = 0;
+  // The server's MESSAGES when the last sync completed; nullopt when
+  // unknown (an index written before schema 2, or no sync completed yet).
+  std::optional<uint32_t> messages;
+  // A download of new messages began and has not completed: files of it may
+  // be in the Maildir under their UID without index records (see
+  // sync/folder_pull.h), so the next run must look for them.
+  bool fetch_pending = false;
 };
 
 // A message as of the last sync.
@@ -78,6 +87,13 @@ class Index {
   virtual Result<std::optional<MessageRecord>> GetMessage(uint32_t folder_id, uint32_t uid) = 0;
   // All messages of a folder in ascending UID order.
   virtual Result<std::vector<MessageRecord>> ListMessages(uint32_t folder_id) = 0;
+  // The UIDs of a folder's messages, ascending; reads keys only, so it costs
+  // little more than the walk (no record is decoded).
+  virtual Result<std::vector<uint32_t>> ListUids(uint32_t folder_id) = 0;
+  // The records of those of `uids` the index holds, in one read transaction,
+  // in the order of `uids` (unknown UIDs are left out).
+  virtual Result<std::vector<MessageRecord>> GetMessages(uint32_t folder_id,
+                                                         const std::vector<uint32_t>& uids) = 0;
   // The UID of the folder's message whose file has this stem (nullopt for an
   // empty stem: those are not indexed).
   virtual Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id, std::string_view stem) = 0;
@@ -111,6 +127,12 @@ class Index {
     // Removes every message of the folder (UIDVALIDITY change); the folder
     // record stays.
     void ClearFolderMessages(uint32_t folder_id);
+    // Moves `other`'s operations to the end of this batch, in their order.
+    void Append(Batch& other) {
+      ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),
+                  std::make_move_iterator(other.ops_.end()));
+      other.ops_.clear();
+    }
     bool empty() const { return ops_.empty(); }
     size_t size() const { return ops_.size(); }
     void clear() { ops_.clear(); }

@@ -10,8 +10,10 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <csignal>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <system_error>
 #include <utility>
 
@@ -233,6 +235,10 @@ class TmpMessageImpl final : public TmpMessage {
     }
     if (Status s = Flush(); !s.ok()) return s;
     digest_ = XXH3_64bits_digest(hash_.get());
+    // A delivery batch holds hundreds of finished messages: keep none of
+    // the 64 KiB buffers or hash states.
+    std::string().swap(buffer_);
+    hash_.reset();
     // Closed now rather than kept for DeliveryBatch: a batch may hold
     // thousands of messages, more than the default descriptor limit.
     // Deliver reopens the file to fsync it, which Linux allows on a
@@ -388,8 +394,14 @@ class MaildirFolderImpl final : public MaildirFolder {
       // Another program's file (mutt, a delivery agent) may still be being
       // written: by Maildir custom it is left alone for 36 hours.
       if (!S_ISREG(st.st_mode)) return Status::Ok();
-      int64_t limit = IsOwnStem(entry.d_name) ? before : before - kForeignTmpGraceSeconds;
-      if (st.st_mtim.tv_sec >= limit) return Status::Ok();
+      std::optional<pid_t> writer = OwnStemWriter(entry.d_name);
+      int64_t limit = writer ? before : before - kForeignTmpGraceSeconds;
+      // Ours, from a process that is gone: stale however recent (a run
+      // killed a moment before this one started). A reused pid only delays
+      // this to the time rule.
+      bool writer_gone =
+          writer && *writer != ::getpid() && ::kill(*writer, 0) != 0 && errno == ESRCH;
+      if (st.st_mtim.tv_sec >= limit && !writer_gone) return Status::Ok();
       if (::unlinkat(dir_fd, entry.d_name, 0) != 0) {
         int err = errno;
         if (err == ENOENT) return Status::Ok();
@@ -403,23 +415,26 @@ class MaildirFolderImpl final : public MaildirFolder {
   }
 
   Status RenameEntry(const Entry& entry, const std::string& new_file_name, bool to_cur) override {
-    if (new_file_name == entry.file_name && to_cur == entry.in_cur) return Status::Ok();
-    std::string from = path_ + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
-    std::string to = path_ + (to_cur ? "/cur/" : "/new/") + new_file_name;
-    if (::rename(from.c_str(), to.c_str()) != 0) {
-      int err = errno;
-      return IoError("renaming " + from, err);
-    }
-    return Status::Ok();
+    Result<bool> renamed = Rename(entry, new_file_name, to_cur, /*missing_ok=*/false);
+    return renamed.ok() ? Status::Ok() : Status(renamed.error());
+  }
+
+  Result<bool> RenameIfPresent(const Entry& entry, const std::string& new_file_name,
+                               bool to_cur) override {
+    return Rename(entry, new_file_name, to_cur, /*missing_ok=*/true);
   }
 
   Status RemoveEntry(const Entry& entry) override {
+    Result<bool> removed = RemoveIfPresent(entry);
+    return removed.ok() ? Status::Ok() : Status(removed.error());
+  }
+
+  Result<bool> RemoveIfPresent(const Entry& entry) override {
     std::string path = EntryPath(entry);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      int err = errno;
-      return IoError("removing " + path, err);
-    }
-    return Status::Ok();
+    if (::unlink(path.c_str()) == 0) return true;
+    int err = errno;
+    if (err == ENOENT) return false;
+    return IoError("removing " + path, err);
   }
 
   Status SyncDirectories() override {
@@ -461,6 +476,21 @@ class MaildirFolderImpl final : public MaildirFolder {
   }
 
  private:
+  Result<bool> Rename(const Entry& entry, const std::string& new_file_name, bool to_cur,
+                      bool missing_ok) {
+    std::string from = path_ + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
+    if (new_file_name == entry.file_name && to_cur == entry.in_cur) {
+      // Nothing to rename; the caller still learns whether the file is there.
+      if (!missing_ok || ::access(from.c_str(), F_OK) == 0) return true;
+      return false;
+    }
+    std::string to = path_ + (to_cur ? "/cur/" : "/new/") + new_file_name;
+    if (::rename(from.c_str(), to.c_str()) == 0) return true;
+    int err = errno;
+    if (err == ENOENT && missing_ok) return false;
+    return IoError("renaming " + from, err);
+  }
+
   // Calls `visit(dir_fd, entry)` for every entry of `dir` except those whose
   // name starts with '.' (".", "..", and hidden files, which Maildir readers
   // ignore too); stops at the first error `visit` returns.
@@ -585,13 +615,19 @@ std::string MakeMaildirName(std::string_view stem, uint32_t uid, uint32_t flags,
   return out;
 }
 
-bool IsOwnStem(std::string_view name) {
+bool IsOwnStem(std::string_view name) { return OwnStemWriter(name).has_value(); }
+
+std::optional<pid_t> OwnStemWriter(std::string_view name) {
   // "<sec>.M<usec>P<pid>Q<counter>.<host>", as NewStem writes on this host.
   static const std::string host = EscapedHostName();
   size_t pos = 0;
-  auto digits = [&] {
+  uint64_t pid = 0;
+  auto digits = [&](uint64_t* value) {
     size_t start = pos;
-    while (pos < name.size() && name[pos] >= '0' && name[pos] <= '9') ++pos;
+    for (; pos < name.size() && name[pos] >= '0' && name[pos] <= '9'; ++pos) {
+      if (value != nullptr && *value < (uint64_t{1} << 40))
+        *value = *value * 10 + (name[pos] - '0');
+    }
     return pos > start;
   };
   auto expect = [&](std::string_view text) {
@@ -599,8 +635,12 @@ bool IsOwnStem(std::string_view name) {
     pos += text.size();
     return true;
   };
-  return digits() && expect(".M") && digits() && expect("P") && digits() && expect("Q") &&
-         digits() && expect(".") && name.substr(pos) == host;
+  if (digits(nullptr) && expect(".M") && digits(nullptr) && expect("P") && digits(&pid) &&
+      expect("Q") && digits(nullptr) && expect(".") && name.substr(pos) == host &&
+      pid <= static_cast<uint64_t>(std::numeric_limits<pid_t>::max())) {
+    return static_cast<pid_t>(pid);
+  }
+  return std::nullopt;
 }
 
 std::string NewStem() {
@@ -695,7 +735,10 @@ Status DeliveryBatch::Deliver() {
   std::vector<std::string> file_systems;  // one folder path per distinct device
   if (group) {
     std::vector<dev_t> devices;
+    std::vector<const MaildirFolder*> seen;  // one stat per folder, not per message
     for (const Item& item : items_) {
+      if (std::find(seen.begin(), seen.end(), item.folder) != seen.end()) continue;
+      seen.push_back(item.folder);
       struct stat st {};
       if (::stat(item.folder->path().c_str(), &st) != 0) {
         int err = errno;

@@ -11,8 +11,10 @@
 // Like mbsync, names written into new/ carry the info too (":2," plus any
 // flags other than S); every Maildir reader accepts that.
 //
-// Threading: one thread at a time per MaildirFolder.
+// Threading: see MaildirFolder and DeliveryBatch.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -77,6 +79,8 @@ std::string MakeMaildirName(std::string_view stem, uint32_t uid, uint32_t flags,
 std::string NewStem();
 // True when `name` is a stem NewStem wrote on this host (any process).
 bool IsOwnStem(std::string_view name);
+// The pid of the process that wrote such a stem; nullopt for other names.
+std::optional<pid_t> OwnStemWriter(std::string_view name);
 
 // A message being written into tmp/. Write() takes the server's bytes in
 // chunks of any size and splits, stores them with CRLF turned into LF, and
@@ -100,6 +104,10 @@ class TmpMessage {
 };
 
 // One folder's directory with cur/, new/ and tmp/.
+//
+// Threading: one thread at a time, except that BeginMessage, path and
+// EntryPath may run on one thread while a DeliveryBatch delivers into the
+// folder, or SyncDirectories runs, on another.
 class MaildirFolder {
  public:
   // Opens the Maildir at `path`, creating it and its parents (mode 0700)
@@ -123,10 +131,10 @@ class MaildirFolder {
   virtual Result<std::vector<Entry>> Scan() = 0;
 
   // Removes leftovers of runs that died from tmp/: our own files (IsOwnStem)
-  // last modified before `before` (seconds since the epoch), and other
-  // programs' files 36 hours older than that, since one may still be being
-  // written. Dot files and anything that is not a regular file are left
-  // alone. Returns how many were removed.
+  // last modified before `before` (seconds since the epoch) or written by a
+  // process that no longer exists, and other programs' files 36 hours older
+  // than `before`, since one may still be being written. Dot files and anything that is not a
+  // regular file are left alone. Returns how many were removed.
   virtual Result<size_t> CleanTmp(int64_t before) = 0;
 
   // Renames a message to `new_file_name` in cur/ (`to_cur`) or new/, e.g. to
@@ -140,6 +148,14 @@ class MaildirFolder {
   // Deletes a message file. Not durable until SyncDirectories. A file that
   // is already gone is not an error.
   virtual Status RemoveEntry(const Entry& entry) = 0;
+
+  // RenameEntry and RemoveEntry for an entry the caller expects rather than
+  // one Scan listed (its name computed from the index): a file that is not
+  // there is reported as false, not as an error, since a reader may have
+  // renamed it meanwhile; the caller then finds it with a Scan.
+  virtual Result<bool> RenameIfPresent(const Entry& entry, const std::string& new_file_name,
+                                       bool to_cur) = 0;
+  virtual Result<bool> RemoveIfPresent(const Entry& entry) = 0;
 
   // fsyncs cur/ and new/, making renames in them durable.
   virtual Status SyncDirectories() = 0;
@@ -173,6 +189,11 @@ class DeliveryBatch {
     int64_t mtime = 0;  // INTERNALDATE, seconds since the epoch; 0: leave
   };
   void Add(Item item) { items_.push_back(std::move(item)); }
+  // Moves `other`'s items to the end of this batch (one delivery for both).
+  void Append(DeliveryBatch& other) {
+    for (Item& item : other.items_) items_.push_back(std::move(item));
+    other.Clear();
+  }
   bool empty() const { return items_.empty(); }
   size_t size() const { return items_.size(); }
 

@@ -35,18 +35,19 @@ void AccountSync::Start() {
   Result<std::unique_ptr<store::Index>> index = store::Index::Open(account_.state_dir + "/index");
   if (!index.ok()) return Fail(index.error());
   index_ = std::move(index).value();
+  disk_ = std::make_unique<DiskWriter>(loop_, index_.get());
   Status root = MakeDirectories(account_.maildir, 0700);
   if (!root.ok()) return Fail(root.error());
   Result<std::string> password = ResolvePassword(account_);
   if (!password.ok()) return Fail(password.error());
+  password_ = std::move(password).value();
 
-  connection_ = std::make_unique<account::ImapConnection>(loop_, account_);
-  connection_->Open(
-      std::move(password).value(), [this](const Status& status) { OnLoggedIn(status); },
-      [this] {
-        connection_closed_ = true;
-        MaybeFinish();
-      });
+  Worker* first = workers_.emplace_back(std::make_unique<Worker>()).get();
+  first->connection = std::make_unique<account::ImapConnection>(loop_, account_);
+  first->busy = true;  // logging in and listing
+  first->connection->Open(
+      password_, [this](const Status& status) { OnLoggedIn(status); },
+      [this, first] { OnWorkerClosed(first); });
 }
 
 void AccountSync::OnLoggedIn(const Status& status) {
@@ -56,13 +57,13 @@ void AccountSync::OnLoggedIn(const Status& status) {
   }
   // QRESYNC (which implies CONDSTORE) lets each folder report only what
   // changed since the last run; CONDSTORE alone at least the flag changes.
-  connection_->session().Enable(
+  workers_[0]->connection->session().Enable(
       {"QRESYNC", "CONDSTORE"}, [this](Result<std::set<std::string>> enabled) {
         if (!enabled.ok()) {
           report_.status = enabled.error();
           return FoldersDone();
         }
-        connection_->session().GetPersonalNamespace(
+        workers_[0]->connection->session().GetPersonalNamespace(
             [this](Result<std::optional<imap::PersonalNamespace>> personal) {
               OnNamespace(std::move(personal));
             });
@@ -75,7 +76,7 @@ void AccountSync::OnNamespace(Result<std::optional<imap::PersonalNamespace>> per
     return FoldersDone();
   }
   namespace_ = *personal;
-  connection_->session().ListMailboxes(
+  workers_[0]->connection->session().ListMailboxes(
       [this](Result<std::vector<imap::MailboxInfo>> mailboxes) { OnListed(std::move(mailboxes)); });
 }
 
@@ -122,50 +123,144 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     job.status_uidvalidity = mailbox.uidvalidity;
     job.status_uidnext = mailbox.uidnext;
     job.status_highestmodseq = mailbox.highestmodseq;
+    job.status_messages = mailbox.messages;
     jobs_.push_back(std::move(job));
   }
+  // Largest first, so that the longest folder does not start last; INBOX
+  // first among equals, where new mail is awaited.
   std::stable_sort(jobs_.begin(), jobs_.end(), [](const FolderJob& a, const FolderJob& b) {
+    uint32_t size_a = a.status_messages.value_or(0);
+    uint32_t size_b = b.status_messages.value_or(0);
+    if (size_a != size_b) return size_a > size_b;
     if ((a.local_name == "INBOX") != (b.local_name == "INBOX")) return a.local_name == "INBOX";
     return a.local_name < b.local_name;
   });
-  NextFolder();
+  // Extra sessions only for folders that need one: an account where nothing
+  // changed costs a single login.
+  size_t needing_session = 0;
+  for (const FolderJob& job : jobs_) {
+    Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job.remote_name);
+    if (!record.ok() || !record->has_value() || !UnchangedSinceLastSync(job, **record)) {
+      ++needing_session;
+    }
+  }
+  size_t extra = std::min<size_t>(account_.connections, needing_session);
+  for (size_t i = 1; i < extra; ++i) OpenExtraWorker();
+  workers_[0]->busy = false;
+  NextFolder(workers_[0].get());
 }
 
-void AccountSync::NextFolder() {
-  if (next_job_ >= jobs_.size()) return FoldersDone();
+void AccountSync::OpenExtraWorker() {
+  Worker* worker = workers_.emplace_back(std::make_unique<Worker>()).get();
+  worker->number = workers_.size() - 1;
+  worker->connection = std::make_unique<account::ImapConnection>(
+      loop_, account_, std::to_string(worker->number + 1));
+  worker->busy = true;  // logging in
+  worker->connection->Open(
+      password_, [this, worker](const Status& status) { OnExtraReady(worker, status); },
+      [this, worker] { OnWorkerClosed(worker); });
+}
+
+void AccountSync::OnExtraReady(Worker* worker, const Status& status) {
+  auto refused = [this, worker](const Error& error) {
+    // Servers cap sessions per user (Dovecot's mail_max_userip_connections,
+    // Gmail's 15): fewer sessions, not a failed sync.
+    Log(LogLevel::kInfo, "account " + account_.name + ": session " +
+                             std::to_string(worker->number + 1) +
+                             " not available, continuing with fewer: " + error.message);
+    worker->busy = false;
+    CloseWorker(worker);
+  };
+  if (!status.ok()) return refused(status.error());
+  worker->connection->session().Enable(
+      {"QRESYNC", "CONDSTORE"}, [this, worker, refused](Result<std::set<std::string>> enabled) {
+        if (!enabled.ok()) return refused(enabled.error());
+        worker->busy = false;
+        NextFolder(worker);
+      });
+}
+
+bool AccountSync::AnyLiveWorkerBesides(const Worker* worker) const {
+  for (const std::unique_ptr<Worker>& other : workers_) {
+    if (other.get() != worker && !other->closed && !other->closing) return true;
+  }
+  return false;
+}
+
+void AccountSync::NextFolder(Worker* worker) {
+  if (folders_done_ || worker->busy) return;
+  if (next_job_ >= jobs_.size()) {
+    CloseWorker(worker);  // nothing left for it
+    if (running_ == 0) FoldersDone();
+    return;
+  }
+  // A session that died leaves the remaining folders to the others; when
+  // there are none, each remaining folder fails (or, unchanged, succeeds)
+  // on it in turn, so that the report names them all.
+  if ((worker->closed || worker->closing) && AnyLiveWorkerBesides(worker)) return;
   FolderJob job = jobs_[next_job_++];
-  current_ = std::make_unique<FolderPull>(&connection_->session(), index_.get(), std::move(job),
-                                          [this](const FolderReport& folder) {
-                                            report_.folders.push_back(folder);
-                                            if (on_folder_) on_folder_(account_, folder);
-                                            // The finished pull is still on the stack: replace it
-                                            // on a later turn.
-                                            loop_->Post([this] { NextFolder(); });
-                                          });
-  current_->Start();
+  ++running_;
+  worker->busy = true;
+  worker->pull =
+      std::make_unique<FolderPull>(&worker->connection->session(), index_.get(), disk_.get(),
+                                   std::move(job), [this, worker](const FolderReport& folder) {
+                                     report_.folders.push_back(folder);
+                                     if (on_folder_) on_folder_(account_, folder);
+                                     --running_;
+                                     worker->busy = false;
+                                     // The finished pull is still on the stack: replace it on a
+                                     // later turn.
+                                     PostNextFolder(worker);
+                                   });
+  worker->pull->Start();
+}
+
+void AccountSync::PostNextFolder(Worker* worker) {
+  // The owner may destroy this object once `done` ran, which can happen
+  // before the posted call.
+  loop_->Post([this, worker, alive = std::weak_ptr<const bool>(alive_)] {
+    if (!alive.expired()) NextFolder(worker);
+  });
+}
+
+void AccountSync::CloseWorker(Worker* worker) {
+  if (worker->closed || worker->closing) return;
+  worker->closing = true;
+  worker->connection->Finish();  // LOGOUT; the close callback follows
+}
+
+void AccountSync::OnWorkerClosed(Worker* worker) {
+  worker->closed = true;
+  // An idle session that dropped may be the last one: the remaining folders
+  // then need it to report them.
+  if (!folders_done_ && !worker->busy) PostNextFolder(worker);
+  MaybeFinish();
 }
 
 void AccountSync::Fail(const Error& error) {
   report_.status = error;
-  folders_done_ = true;
-  connection_closed_ = true;  // never opened
+  folders_done_ = true;  // no session was opened
   // Report from the loop, as every other outcome is.
   loop_->Post([this] { MaybeFinish(); });
 }
 
 void AccountSync::FoldersDone() {
   folders_done_ = true;
-  if (connection_closed_) return MaybeFinish();
-  connection_->Finish();  // LOGOUT; the close callback finishes
+  for (const std::unique_ptr<Worker>& worker : workers_) CloseWorker(worker.get());
+  MaybeFinish();
 }
 
-// Reports once both the folder jobs and the connection are over: a dropped
+// Reports once the folders are over and every session is closed: a dropped
 // connection fails the remaining folders one by one before the report.
 void AccountSync::MaybeFinish() {
-  if (!folders_done_ || !connection_closed_ || !done_) return;
+  if (!folders_done_ || !done_) return;
+  for (const std::unique_ptr<Worker>& worker : workers_) {
+    if (!worker->closed) return;
+  }
   report_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  current_.reset();
+  for (const std::unique_ptr<Worker>& worker : workers_) worker->pull.reset();
+  disk_.reset();  // idle: each folder waited for its disk work
   index_.reset();
   lock_.reset();
   auto done = std::move(done_);

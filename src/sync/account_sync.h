@@ -1,5 +1,9 @@
-// A pull sync of one account: lock, index, connection, folder list, then
-// each selected folder in turn (INBOX first) on one IMAP session.
+// A pull sync of one account: lock, index, a first connection that lists
+// the folders, then the selected folders on a pool of up to `connections`
+// IMAP sessions, largest folder first. Extra sessions are opened only when
+// more than one folder needs work (an unchanged account costs one login);
+// each takes the next folder when it finishes one. A server that refuses an
+// extra session leaves the pool smaller, not the sync failed.
 //
 // Threading: the loop thread. Lifetime: keep the object until `done` ran.
 #pragma once
@@ -16,6 +20,7 @@
 #include "net/event_loop.h"
 #include "store/index.h"
 #include "sync/account_lock.h"
+#include "sync/disk_writer.h"
 #include "sync/folder_pull.h"
 
 namespace mailmirror::sync {
@@ -42,7 +47,23 @@ class AccountSync {
   void OnLoggedIn(const Status& status);
   void OnNamespace(Result<std::optional<imap::PersonalNamespace>> personal);
   void OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes);
-  void NextFolder();
+
+  // One IMAP session of the pool and the folder it works on.
+  struct Worker {
+    size_t number = 0;  // 0: the session that logged in first and listed
+    std::unique_ptr<account::ImapConnection> connection;
+    std::unique_ptr<FolderPull> pull;
+    bool busy = false;     // logging in, listing or syncing a folder
+    bool closing = false;  // LOGOUT sent or close asked
+    bool closed = false;   // the connection is gone
+  };
+  void OpenExtraWorker();
+  void OnExtraReady(Worker* worker, const Status& status);
+  void NextFolder(Worker* worker);
+  void PostNextFolder(Worker* worker);
+  void CloseWorker(Worker* worker);
+  void OnWorkerClosed(Worker* worker);
+  bool AnyLiveWorkerBesides(const Worker* worker) const;
   void Fail(const Error& error);
   void FoldersDone();
   void MaybeFinish();
@@ -57,13 +78,15 @@ class AccountSync {
 
   std::unique_ptr<AccountLock> lock_;
   std::unique_ptr<store::Index> index_;
-  std::unique_ptr<account::ImapConnection> connection_;
+  std::unique_ptr<DiskWriter> disk_;
+  std::string password_;  // for the extra sessions
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<imap::PersonalNamespace> namespace_;
   std::vector<FolderJob> jobs_;
   size_t next_job_ = 0;
+  size_t running_ = 0;  // folders being synced now
   bool folders_done_ = false;
-  bool connection_closed_ = false;
-  std::unique_ptr<FolderPull> current_;
+  std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
 
 }  // namespace mailmirror::sync

@@ -93,9 +93,21 @@ std::string MessageIdOfFile(const std::string& path) {
 
 }  // namespace
 
-FolderPull::FolderPull(imap::Session* session, store::Index* index, FolderJob job,
+// Nothing happened since the last run: same UIDVALIDITY, UIDNEXT not past
+// what is stored, the same MESSAGES and the same HIGHESTMODSEQ (every flag
+// change and, with RFC 7162 servers, every expunge raises it; MESSAGES
+// catches expunges on servers where it does not), and the last download
+// completed. Without CONDSTORE there is no such proof.
+bool UnchangedSinceLastSync(const FolderJob& job, const store::FolderRecord& record) {
+  return record.uidvalidity != 0 && record.highestmodseq != 0 && !record.fetch_pending &&
+         record.messages && job.status_messages == record.messages &&
+         job.status_uidvalidity == record.uidvalidity && job.status_uidnext &&
+         *job.status_uidnext <= record.uidnext && job.status_highestmodseq == record.highestmodseq;
+}
+
+FolderPull::FolderPull(imap::Session* session, store::Index* index, DiskWriter* disk, FolderJob job,
                        std::function<void(FolderReport)> done)
-    : session_(session), index_(index), job_(std::move(job)), done_(std::move(done)) {
+    : session_(session), index_(index), disk_(disk), job_(std::move(job)), done_(std::move(done)) {
   report_.local_name = job_.local_name;
 }
 
@@ -103,23 +115,32 @@ FolderPull::~FolderPull() = default;
 
 void FolderPull::Finish(const Status& status) {
   if (!done_) return;
-  if (!status.ok()) report_.status = status.error().Wrap("folder " + job_.local_name);
+  if (!status.ok() && report_.status.ok()) {
+    report_.status = status.error().Wrap("folder " + job_.local_name);
+  }
+  // Work handed to the disk writer refers to this object and its folder:
+  // report only once the last of it has come back.
+  finishing_ = true;
+  if (disk_pending_ > 0) return;
   auto done = std::move(done_);
   done_ = nullptr;
   done(report_);
 }
 
-void FolderPull::Start() {
-  Result<std::unique_ptr<store::MaildirFolder>> folder =
-      store::MaildirFolder::Open(job_.local_path, /*create=*/true);
-  if (!folder.ok()) return Finish(folder.error());
-  folder_ = std::move(folder).value();
-  Result<size_t> cleaned = folder_->CleanTmp(job_.run_started);
-  if (cleaned.ok() && *cleaned > 0) {
-    Log(LogLevel::kInfo, job_.local_name + ": removed " + std::to_string(*cleaned) +
-                             " unfinished file(s) from tmp/");
-  }
+void FolderPull::SubmitDiskWork(std::unique_ptr<DiskWork> work,
+                                std::function<void(const Status&)> then) {
+  ++disk_pending_;
+  work->wanted = [this] { return disk_status_.ok(); };
+  work->done = [this, then = std::move(then)](const Status& status) {
+    --disk_pending_;
+    if (!status.ok() && disk_status_.ok()) disk_status_ = status;
+    if (then) then(status);
+    if (finishing_ && disk_pending_ == 0) Finish(Status::Ok());
+  };
+  disk_->Submit(std::move(work));
+}
 
+void FolderPull::Start() {
   Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job_.remote_name);
   if (!record.ok()) return Finish(record.error());
   if (record->has_value()) {
@@ -132,16 +153,20 @@ void FolderPull::Start() {
   }
   record_.local_name = job_.local_name;
 
-  // Nothing happened since the last run: same UIDVALIDITY, UIDNEXT not past
-  // what is stored, and the same HIGHESTMODSEQ (every flag change and, with
-  // Dovecot and RFC 7162 servers, every expunge raises it). No need to select
-  // the folder at all. Without CONDSTORE there is no such proof.
-  if (record_.uidvalidity != 0 && record_.highestmodseq != 0 &&
-      job_.status_uidvalidity == record_.uidvalidity && job_.status_uidnext &&
-      *job_.status_uidnext <= record_.uidnext &&
-      job_.status_highestmodseq == record_.highestmodseq) {
+  // No need to select the folder, nor even to look at the Maildir.
+  if (UnchangedSinceLastSync(job_, record_)) {
     report_.path = "unchanged";
     return Finish(Status::Ok());
+  }
+
+  Result<std::unique_ptr<store::MaildirFolder>> folder =
+      store::MaildirFolder::Open(job_.local_path, /*create=*/true);
+  if (!folder.ok()) return Finish(folder.error());
+  folder_ = std::move(folder).value();
+  Result<size_t> cleaned = folder_->CleanTmp(job_.run_started);
+  if (cleaned.ok() && *cleaned > 0) {
+    Log(LogLevel::kInfo, job_.local_name + ": removed " + std::to_string(*cleaned) +
+                             " unfinished file(s) from tmp/");
   }
 
   // EXAMINE: a pull never changes anything on the server, not even \Recent.
@@ -349,12 +374,10 @@ void FolderPull::SyncKnown() {
       std::optional<imap::UidRanges> ranges = imap::ParseSequenceSet(set);
       if (!ranges) return FullScan("unreadable VANISHED set");
       // Only UIDs we hold matter; the set may span millions of others.
-      for (uint32_t uid : known_uids_) {
-        for (const auto& [low, high] : *ranges) {
-          if (uid >= low && uid <= high) {
-            vanished.push_back(uid);
-            break;
-          }
+      for (const auto& [low, high] : *ranges) {
+        for (auto it = std::lower_bound(known_uids_.begin(), known_uids_.end(), low);
+             it != known_uids_.end() && *it <= high; ++it) {
+          vanished.push_back(*it);
         }
       }
     }
@@ -406,94 +429,157 @@ void FolderPull::FullScan(const std::string& why) {
                        });
 }
 
+// One message's server-side change, to be applied to its local file.
+struct FolderPull::LocalChange {
+  store::MessageRecord record;  // as the index knows it
+  bool remove = false;          // expunged on the server
+  uint32_t flags = 0;           // else its new flags and keywords
+  std::vector<std::string> keywords;
+};
+
 // Applies server-side flag changes and expunges to the local files, then
-// records them, and the folder's HIGHESTMODSEQ only with them: a run killed
-// before the commit finds the same changes again.
+// queues their index updates, and the folder's HIGHESTMODSEQ, for the
+// folder's next commit: a run killed before it finds the same changes again.
 void FolderPull::ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
                                    const std::optional<imap::UidRanges>& existing,
                                    const std::vector<uint32_t>& vanished) {
-  Result<std::vector<store::MessageRecord>> records = index_->ListMessages(record_.id);
-  if (!records.ok()) return Finish(records.error());
-  std::map<uint32_t, const store::MessageRecord*> by_uid;
-  for (const store::MessageRecord& record : *records) by_uid[record.uid] = &record;
-  Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
-  if (!entries.ok()) return Finish(entries.error());
-  std::map<std::string, const store::MaildirFolder::Entry*> by_stem;
-  for (const store::MaildirFolder::Entry& entry : *entries) by_stem[entry.name.stem] = &entry;
-
-  store::Index::Batch batch;
-  std::set<uint32_t> removed;
-  auto remove = [&](uint32_t uid) -> Status {
-    auto record = by_uid.find(uid);
-    if (record == by_uid.end() || !removed.insert(uid).second) return Status::Ok();
-    auto entry = by_stem.find(record->second->stem);
-    if (entry != by_stem.end()) {
-      Status gone = folder_->RemoveEntry(*entry->second);
-      if (!gone.ok()) return gone;
-    }
-    batch.DeleteMessage(record_.id, uid);
-    ++report_.expunged;
-    return Status::Ok();
-  };
-  for (uint32_t uid : vanished) {
-    if (Status s = remove(uid); !s.ok()) return Finish(s);
-  }
+  std::vector<uint32_t> gone = vanished;
   if (existing) {
     size_t next = 0;
-    for (const auto& [uid, record] : by_uid) {
+    for (uint32_t uid : known_uids_) {
       while (next < existing->size() && (*existing)[next].second < uid) ++next;
       bool present = next < existing->size() && (*existing)[next].first <= uid;
-      if (!present) {
-        if (Status s = remove(uid); !s.ok()) return Finish(s);
-      }
+      if (!present) gone.push_back(uid);
     }
+  }
+  std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+
+  // The records of the messages involved: point lookups when few are, one
+  // walk over the folder when most are (the full scan path).
+  std::vector<uint32_t> wanted = gone;
+  for (const imap::FlagUpdate& update : updates) wanted.push_back(update.uid);
+  Result<std::vector<store::MessageRecord>> records = wanted.size() * 4 > known_uids_.size()
+                                                          ? index_->ListMessages(record_.id)
+                                                          : index_->GetMessages(record_.id, wanted);
+  if (!records.ok()) return Finish(records.error());
+  std::map<uint32_t, store::MessageRecord*> by_uid;
+  for (store::MessageRecord& record : *records) by_uid[record.uid] = &record;
+
+  std::vector<LocalChange> changes;
+  for (uint32_t uid : gone) {
+    auto record = by_uid.find(uid);
+    if (record == by_uid.end()) continue;
+    changes.push_back(LocalChange{std::move(*record->second), true, 0, {}});
+    by_uid.erase(record);  // an expunged message takes no flag change
   }
   for (const imap::FlagUpdate& update : updates) {
     auto record = by_uid.find(update.uid);
-    if (record == by_uid.end() || removed.count(update.uid) > 0) continue;
+    if (record == by_uid.end()) continue;
     ParsedFlags flags = ParseFlags(update.flags);
     const store::MessageRecord& old = *record->second;
     if (flags.bits == old.flags && flags.keywords == old.keywords) continue;
-    store::MessageRecord changed = old;
-    changed.flags = flags.bits;
-    changed.keywords = std::move(flags.keywords);
-    auto entry = by_stem.find(old.stem);
-    if (entry != by_stem.end()) {
-      // Read mail belongs in cur/; a message never moves back to new/.
-      bool to_cur = entry->second->in_cur || (flags.bits & store::kFlagSeen) != 0;
-      std::string name = store::MakeMaildirName(old.stem, update.uid, flags.bits,
-                                                entry->second->name.other_letters);
-      Status renamed = folder_->RenameEntry(*entry->second, name, to_cur);
-      if (!renamed.ok()) return Finish(renamed);
-      changed.in_cur = to_cur;
-    }
-    batch.PutMessage(record_.id, changed);
-    ++report_.flag_changes;
+    changes.push_back(LocalChange{old, false, flags.bits, std::move(flags.keywords)});
   }
-  if (!batch.empty()) {
-    Status synced = folder_->SyncDirectories();
-    if (!synced.ok()) return Finish(synced);
-  }
+
+  Status applied = ApplyLocally(changes);
+  if (!applied.ok()) return Finish(applied);
   if (selected_.highestmodseq && !selected_.nomodseq) {
     record_.highestmodseq = *selected_.highestmodseq;
   }
-  batch.PutFolder(record_);
-  Status committed = index_->Commit(batch);
-  if (!committed.ok()) return Finish(committed);
   known_uids_.erase(std::remove_if(known_uids_.begin(), known_uids_.end(),
-                                   [&removed](uint32_t uid) { return removed.count(uid) > 0; }),
+                                   [&gone](uint32_t uid) {
+                                     return std::binary_search(gone.begin(), gone.end(), uid);
+                                   }),
                     known_uids_.end());
   FetchNew();
 }
 
+// Renames or removes each file under the name the index predicts; files a
+// reader renamed meanwhile are found by one scan of the folder. Then makes
+// it all durable and queues the index updates in applied_.
+Status FolderPull::ApplyLocally(std::vector<LocalChange>& changes) {
+  // Returns whether the file was there under `entry`'s name.
+  auto apply = [this](LocalChange& change, const store::MaildirFolder::Entry& entry,
+                      bool predicted) -> Result<bool> {
+    if (change.remove) {
+      if (predicted) return folder_->RemoveIfPresent(entry);
+      Status removed = folder_->RemoveEntry(entry);
+      if (!removed.ok()) return removed.error();
+      return true;
+    }
+    if (change.flags == change.record.flags) return true;  // a keyword: the name stays
+    // Read mail belongs in cur/; a message never moves back to new/.
+    bool to_cur = entry.in_cur || (change.flags & store::kFlagSeen) != 0;
+    std::string name = store::MakeMaildirName(change.record.stem, change.record.uid, change.flags,
+                                              entry.name.other_letters);
+    Result<bool> renamed = true;
+    if (predicted) {
+      renamed = folder_->RenameIfPresent(entry, name, to_cur);
+    } else if (Status s = folder_->RenameEntry(entry, name, to_cur); !s.ok()) {
+      return s.error();
+    }
+    if (renamed.ok() && *renamed) change.record.in_cur = to_cur;
+    return renamed;
+  };
+
+  std::vector<LocalChange*> elsewhere;
+  for (LocalChange& change : changes) {
+    const store::MessageRecord& record = change.record;
+    store::MaildirFolder::Entry predicted;
+    predicted.name.stem = record.stem;
+    predicted.name.uid = record.uid;
+    predicted.name.flags = record.flags;
+    predicted.name.has_info = true;
+    predicted.in_cur = record.in_cur;
+    predicted.file_name = store::MakeMaildirName(record.stem, record.uid, record.flags);
+    Result<bool> found = apply(change, predicted, /*predicted=*/true);
+    if (!found.ok()) return found.error();
+    if (!*found) elsewhere.push_back(&change);
+  }
+  if (!elsewhere.empty()) {
+    Log(LogLevel::kDebug, job_.local_name + ": " + std::to_string(elsewhere.size()) +
+                              " file(s) renamed locally; scanning the folder for them");
+    Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+    if (!entries.ok()) return entries.error();
+    std::map<std::string_view, const store::MaildirFolder::Entry*> by_stem;
+    for (const store::MaildirFolder::Entry& entry : *entries) by_stem[entry.name.stem] = &entry;
+    for (LocalChange* change : elsewhere) {
+      auto entry = by_stem.find(change->record.stem);
+      // Gone locally too: an expunge has nothing left to do, and a flag
+      // change is still recorded (a pull does not download it again).
+      if (entry == by_stem.end()) continue;
+      Result<bool> applied = apply(*change, *entry->second, /*predicted=*/false);
+      if (!applied.ok()) return applied.error();
+    }
+  }
+  if (changes.empty()) return Status::Ok();
+  renamed_locally_ = true;  // durable with the folder's next disk work
+  for (LocalChange& change : changes) {
+    if (change.remove) {
+      applied_.DeleteMessage(record_.id, change.record.uid);
+      ++report_.expunged;
+      continue;
+    }
+    change.record.flags = change.flags;
+    change.record.keywords = std::move(change.keywords);
+    applied_.PutMessage(record_.id, change.record);
+    ++report_.flag_changes;
+  }
+  return Status::Ok();
+}
+
 // Files renamed into place by a run that died before its index commit carry
 // their UID in the name: take them into the index instead of fetching again.
+// Only a run that was downloading (fetch_pending) can have left such files.
 Status FolderPull::AdoptOrphans() {
+  Result<std::vector<uint32_t>> uids = index_->ListUids(record_.id);
+  if (!uids.ok()) return uids.error();
+  known_uids_ = std::move(uids).value();
+  if (!record_.fetch_pending) return Status::Ok();
+
   Result<std::vector<store::MessageRecord>> messages = index_->ListMessages(record_.id);
   if (!messages.ok()) return messages.error();
-  known_uids_.clear();
-  for (const store::MessageRecord& message : *messages) known_uids_.push_back(message.uid);
-
   Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
   if (!entries.ok()) return entries.error();
   store::Index::Batch batch;
@@ -552,17 +638,29 @@ void FolderPull::FetchNew() {
   if (nothing_new) {
     if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
     if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
-    store::Index::Batch batch;
-    batch.PutFolder(record_);
-    return Finish(index_->Commit(batch));
+    record_.messages = selected_.exists;
+    record_.fetch_pending = false;
+    auto work = std::make_unique<DiskWork>();
+    if (renamed_locally_) work->synced_folders.push_back(folder_.get());
+    work->index.Append(applied_);
+    work->index.PutFolder(record_);
+    return SubmitDiskWork(std::move(work), [this](const Status& status) { Finish(status); });
   }
   // Record the folder (and its UIDVALIDITY) before the first message lands,
-  // so that a run killed mid-fetch finds this folder's messages again.
-  store::Index::Batch batch;
-  batch.PutFolder(record_);
-  Status committed = index_->Commit(batch);
-  if (!committed.ok()) return Finish(committed);
-  session_->UidFetch(set, kFetchItems, this, [this](const Status& status) { OnFetchDone(status); });
+  // with the download marked as under way, so that a run killed mid-fetch
+  // looks for this folder's files again: nothing is renamed into place
+  // before this is durable (ends_group).
+  record_.fetch_pending = true;
+  auto work = std::make_unique<DiskWork>();
+  if (renamed_locally_) work->synced_folders.push_back(folder_.get());
+  work->index.Append(applied_);
+  work->index.PutFolder(record_);
+  work->ends_group = true;
+  SubmitDiskWork(std::move(work), [this, set](const Status& status) {
+    if (!status.ok()) return Finish(status);
+    session_->UidFetch(set, kFetchItems, this,
+                       [this](const Status& fetched) { OnFetchDone(fetched); });
+  });
 }
 
 Status FolderPull::OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) {
@@ -579,6 +677,7 @@ Status FolderPull::OnBodyEnd() { return current_->Finish(); }
 
 Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
   std::unique_ptr<store::TmpMessage> body = std::move(current_);
+  if (!disk_status_.ok()) return disk_status_;                 // stops the download
   if (!message.uid || !message.has_body) return Status::Ok();  // unsolicited update
   uint32_t uid = *message.uid;
   // "n:*" also matches the highest UID below n (RFC 3501 §6.4.8).
@@ -624,40 +723,37 @@ Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
   return Status::Ok();
 }
 
-Status FolderPull::FlushBatch() {
-  if (batch_.empty()) return Status::Ok();
-  Status delivered = batch_.Deliver();
-  if (!delivered.ok()) {
-    batch_.Clear();
-    batch_records_.clear();
-    return delivered;
-  }
-  store::Index::Batch index_batch;
+// Hands the batch to the disk writer; the loop goes on receiving. With
+// `folder_done`, the folder record (UIDNEXT, MESSAGES, the download over)
+// goes into the same index commit, after every message below it.
+Status FolderPull::FlushBatch(bool folder_done) {
+  if (batch_.empty() && !folder_done) return Status::Ok();
+  auto work = std::make_unique<DiskWork>();
+  work->delivery.Append(batch_);
   for (const store::MessageRecord& record : batch_records_) {
-    index_batch.PutMessage(record_.id, record);
-  }
-  Status committed = index_->Commit(index_batch);
-  report_.fetched += static_cast<uint32_t>(batch_records_.size());
-  for (const store::MessageRecord& record : batch_records_) {
+    work->index.PutMessage(record_.id, record);
     known_uids_.insert(std::upper_bound(known_uids_.begin(), known_uids_.end(), record.uid),
                        record.uid);
   }
-  batch_.Clear();
+  if (folder_done) work->index.PutFolder(record_);
+  auto count = static_cast<uint32_t>(batch_records_.size());
   batch_records_.clear();
   batch_bytes_ = 0;
-  return committed;
+  SubmitDiskWork(std::move(work), [this, count, folder_done](const Status& status) {
+    if (status.ok()) report_.fetched += count;
+    if (folder_done) Finish(status);
+  });
+  return Status::Ok();
 }
 
 void FolderPull::OnFetchDone(const Status& status) {
   current_.reset();
   if (!status.ok()) {
     // Whatever was completely received is still worth keeping.
-    Status flushed = FlushBatch();
-    (void)flushed;
+    (void)FlushBatch(/*folder_done=*/false);
     return Finish(status);
   }
-  Status flushed = FlushBatch();
-  if (!flushed.ok()) return Finish(flushed);
+  if (!disk_status_.ok()) return Finish(disk_status_);
   // UIDNEXT moves only past what is durable, and never past a message the
   // server failed to deliver.
   uint32_t next = selected_.uidnext != 0 ? selected_.uidnext : highest_fetched_ + 1;
@@ -665,9 +761,9 @@ void FolderPull::OnFetchDone(const Status& status) {
   if (lowest_skipped_ != 0) next = std::min(next, lowest_skipped_);
   record_.uidnext = std::max(record_.uidnext, next);
   if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
-  store::Index::Batch batch;
-  batch.PutFolder(record_);
-  Finish(index_->Commit(batch));
+  record_.messages = selected_.exists;
+  record_.fetch_pending = false;
+  (void)FlushBatch(/*folder_done=*/true);
 }
 
 }  // namespace mailmirror::sync

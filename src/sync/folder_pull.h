@@ -6,6 +6,13 @@
 // is stored last, after every message below it is durable. A run killed at
 // any point is completed by the next: files renamed but not yet indexed are
 // recognised by the ",U=" in their names and adopted, never fetched twice.
+// The folder record says when a download was under way (fetch_pending), so
+// only then does the next run read the directories to look for such files.
+//
+// Server-side flag changes and expunges are applied to the file name the
+// index predicts for each message; only when a reader renamed or removed a
+// file meanwhile is the folder scanned to find it by its stem. A run thus
+// costs what changed, not what the folder holds.
 //
 // Threading: the loop thread. The object must outlive its `done` call.
 #pragma once
@@ -24,6 +31,7 @@
 #include "mailmirror/status.h"
 #include "store/index.h"
 #include "store/maildir.h"
+#include "sync/disk_writer.h"
 
 namespace mailmirror::sync {
 
@@ -37,7 +45,13 @@ struct FolderJob {
   std::optional<uint32_t> status_uidvalidity;
   std::optional<uint32_t> status_uidnext;
   std::optional<uint64_t> status_highestmodseq;  // with CONDSTORE
+  std::optional<uint32_t> status_messages;
 };
+
+// True when the server's STATUS in `job` proves that nothing happened to the
+// folder since the sync `record` describes completed, so that it need not
+// even be selected (see FolderPull::Start).
+bool UnchangedSinceLastSync(const FolderJob& job, const store::FolderRecord& record);
 
 struct FolderReport {
   std::string local_name;
@@ -57,7 +71,9 @@ struct FolderReport {
 
 class FolderPull : private imap::FetchSink {
  public:
-  FolderPull(imap::Session* session, store::Index* index, FolderJob job,
+  // `disk` makes this folder's changes durable (shared by the account's
+  // folders). `done` runs once every disk work of the folder has completed.
+  FolderPull(imap::Session* session, store::Index* index, DiskWriter* disk, FolderJob job,
              std::function<void(FolderReport)> done);
   ~FolderPull() override;
 
@@ -82,14 +98,18 @@ class FolderPull : private imap::FetchSink {
   void ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
                          const std::optional<imap::UidRanges>& existing,
                          const std::vector<uint32_t>& vanished);
+  struct LocalChange;
+  Status ApplyLocally(std::vector<LocalChange>& changes);
   Status AdoptOrphans();
   void FetchNew();
   void OnFetchDone(const Status& status);
-  Status FlushBatch();
+  Status FlushBatch(bool folder_done = false);
+  void SubmitDiskWork(std::unique_ptr<DiskWork> work, std::function<void(const Status&)> then);
   void Finish(const Status& status);
 
   imap::Session* session_;
   store::Index* index_;
+  DiskWriter* disk_;
   FolderJob job_;
   std::function<void(FolderReport)> done_;
   FolderReport report_;
@@ -99,6 +119,13 @@ class FolderPull : private imap::FetchSink {
   imap::SelectedMailbox selected_;
   bool qresync_select_ = false;       // SELECT carried QRESYNC parameters
   std::vector<uint32_t> known_uids_;  // ascending: UIDs the index holds
+  // Index updates for changes already applied to the files (and made
+  // durable), committed with the folder record in one transaction.
+  store::Index::Batch applied_;
+  bool renamed_locally_ = false;  // applied_ needs cur/ and new/ synced first
+  size_t disk_pending_ = 0;       // works submitted and not yet done
+  Status disk_status_;            // the first disk failure
+  bool finishing_ = false;        // Finish waits for disk_pending_ to drain
   uint32_t fetch_from_ = 1;
   uint32_t highest_fetched_ = 0;
   uint32_t lowest_skipped_ = 0;  // 0: none

@@ -39,6 +39,7 @@ user = "alice"
 password_cmd = "echo pw"
 timeout = 30
 connect_timeout = 5
+connections = 1
 )");
   ASSERT_EQ(config.accounts.size(), 2u);
   const AccountConfig& work = config.accounts[0];
@@ -57,6 +58,8 @@ connect_timeout = 5
   EXPECT_EQ(alpha.password_cmd, "echo pw");
   EXPECT_EQ(alpha.timeout_seconds, 30u);
   EXPECT_EQ(alpha.connect_timeout_seconds, 5u);
+  EXPECT_EQ(work.connections, 4u);
+  EXPECT_EQ(alpha.connections, 1u);
 }
 
 TEST(ConfigTest, SyncKeys) {
@@ -116,6 +119,16 @@ TEST(ConfigTest, PortOutOfRange) {
   std::string message =
       ParseError("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nport = 70000\n");
   EXPECT_NE(message.find("accounts.a.port"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, ConnectionsOutOfRange) {
+  for (const char* count : {"0", "17", "-1"}) {
+    std::string message = ParseError(
+        std::string("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nconnections = ") +
+        count + "\n");
+    EXPECT_NE(message.find("accounts.a.connections"), std::string::npos) << message;
+    EXPECT_NE(message.find(":5"), std::string::npos) << message;  // the line
+  }
 }
 
 TEST(ConfigTest, UnknownKeyIsAnError) {

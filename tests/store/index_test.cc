@@ -167,7 +167,7 @@ TEST_F(IndexTest, FoldersPutGetListAndIds) {
   EXPECT_EQ(*first, 1u);
   EXPECT_EQ(*second, 2u);
 
-  FolderRecord inbox{*first, "INBOX", "INBOX", 1234, 57, 900000000001ULL};
+  FolderRecord inbox{*first, "INBOX", "INBOX", 1234, 57, 900000000001ULL, std::nullopt, false};
   FolderRecord fresh;  // id 0: assigned at Commit
   fresh.remote_name = "Archive/2023";
   fresh.local_name = "Archive/2023";
@@ -216,7 +216,7 @@ TEST_F(IndexTest, FoldersPutGetListAndIds) {
 TEST_F(IndexTest, FolderIdConflictFailsWholeBatch) {
   OpenIndex();
   uint32_t id = AddFolder("INBOX");
-  FolderRecord wrong{id + 7, "INBOX", "INBOX", 1, 1, 0};
+  FolderRecord wrong{id + 7, "INBOX", "INBOX", 1, 1, 0, std::nullopt, false};
   Index::Batch batch;
   batch.PutMessage(id, Message(1, "s1", 11));
   batch.PutFolder(wrong);
@@ -238,7 +238,7 @@ TEST_F(IndexTest, RenameAndDeleteFolder) {
   batch.PutMessage(other, Message(5, "five", 55));
   CommitOk(batch);
 
-  batch.PutFolder(FolderRecord{old_id, "New", "New", 7, 8, 9});
+  batch.PutFolder(FolderRecord{old_id, "New", "New", 7, 8, 9, std::nullopt, false});
   CommitOk(batch);
   Result<std::optional<FolderRecord>> got = index_->GetFolder("Old");
   ASSERT_TRUE(got.ok());
@@ -307,6 +307,44 @@ TEST_F(IndexTest, MessagesListInUidOrderPerFolder) {
   got = index_->GetMessage(other, 3);
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(got->has_value());
+
+  Result<std::vector<uint32_t>> keys = index_->ListUids(inbox);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(*keys, Uids(inbox));
+  keys = index_->ListUids(other + 1);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_TRUE(keys->empty());
+
+  // Point lookups keep the caller's order and leave unknown UIDs out.
+  Result<std::vector<MessageRecord>> some = index_->GetMessages(inbox, {256, 2, 1, 0xFFFFFFFFu});
+  ASSERT_TRUE(some.ok());
+  ASSERT_EQ(some->size(), 3u);
+  ExpectSame((*some)[0], Message(256, "s256", 256));
+  ExpectSame((*some)[1], Message(1, "s1", 1));
+  ExpectSame((*some)[2], Message(0xFFFFFFFFu, "s4294967295", 0xFFFFFFFFu));
+}
+
+TEST_F(IndexTest, FolderSyncProgressRoundTrips) {
+  OpenIndex();
+  uint32_t id = AddFolder("INBOX");
+  Result<std::optional<FolderRecord>> got = index_->GetFolder("INBOX");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_FALSE((*got)->messages.has_value());
+  EXPECT_FALSE((*got)->fetch_pending);
+
+  for (uint32_t messages : {0u, 1u, 0xFFFFFFFFu}) {
+    FolderRecord folder = **got;
+    folder.id = id;
+    folder.messages = messages;
+    folder.fetch_pending = messages == 1;
+    Index::Batch batch;
+    batch.PutFolder(folder);
+    CommitOk(batch);
+    Result<std::optional<FolderRecord>> read = index_->GetFolder("INBOX");
+    ASSERT_TRUE(read.ok() && read->has_value());
+    EXPECT_EQ((*read)->messages, std::optional<uint32_t>(messages));
+    EXPECT_EQ((*read)->fetch_pending, messages == 1);
+  }
 }
 
 TEST_F(IndexTest, RecordRoundTripEdgeValues) {
@@ -460,7 +498,7 @@ TEST_F(IndexTest, UncommittedBatchLeavesNothing) {
   uint32_t id = AddFolder("INBOX");
   {
     Index::Batch batch;
-    batch.PutFolder(FolderRecord{0, "Drafts", "Drafts", 1, 1, 0});
+    batch.PutFolder(FolderRecord{0, "Drafts", "Drafts", 1, 1, 0, std::nullopt, false});
     batch.PutMessage(id, Message(1, "a", 1));
     EXPECT_FALSE(batch.empty());
     Result<std::optional<FolderRecord>> drafts = index_->GetFolder("Drafts");
@@ -506,12 +544,80 @@ TEST_F(IndexTest, PersistsAcrossReopen) {
 TEST_F(IndexTest, NewerSchemaVersionIsRefused) {
   OpenIndex();
   index_.reset();
-  WriteSchemaVersion(dir_, 2);
+  WriteSchemaVersion(dir_, 3);
   Result<std::unique_ptr<Index>> opened = Index::Open(dir_);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().kind, ErrorKind::kConfig);
   EXPECT_EQ(opened.error().message,
-            dir_ + ": index schema version 2 was written by a newer mailmirror (this one knows 1)");
+            dir_ + ": index schema version 3 was written by a newer mailmirror (this one knows 2)");
+}
+
+uint32_t ReadSchemaVersion(const std::string& dir) {
+  MDB_env* env = nullptr;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  EXPECT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0600), 0);
+  MDB_txn* txn = nullptr;
+  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_dbi meta = 0;
+  EXPECT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  std::string key = "schema_version";
+  MDB_val k{key.size(), key.data()};
+  MDB_val v{};
+  uint32_t version = 0;
+  if (mdb_get(txn, meta, &k, &v) == 0 && v.mv_size == 4) {
+    const auto* bytes = static_cast<const unsigned char*>(v.mv_data);
+    version = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | static_cast<uint32_t>(bytes[3]) << 24;
+  }
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return version;
+}
+
+// A schema 1 folder record: format byte 1, id, names, uidvalidity, uidnext,
+// highestmodseq (all small enough for one-byte varints).
+void WriteSchemaOneFolder(const std::string& dir, uint32_t id, const std::string& name) {
+  std::string record = {1, static_cast<char>(id), static_cast<char>(name.size())};
+  record += name;
+  record += static_cast<char>(name.size());
+  record += name;
+  record += std::string{7, 9, 11};
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
+  MDB_txn* txn = nullptr;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi folders = 0;
+  ASSERT_EQ(mdb_dbi_open(txn, "folders", 0, &folders), 0);
+  std::string key = name;
+  MDB_val k{key.size(), key.data()};
+  MDB_val v{record.size(), record.data()};
+  ASSERT_EQ(mdb_put(txn, folders, &k, &v, 0), 0);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+TEST_F(IndexTest, SchemaOneIndexIsUpgradedAndStillRead) {
+  OpenIndex();
+  uint32_t id = AddFolder("INBOX");
+  index_.reset();
+  WriteSchemaVersion(dir_, 1);
+  WriteSchemaOneFolder(dir_, id, "INBOX");
+
+  OpenIndex();
+  Result<std::optional<FolderRecord>> got = index_->GetFolder("INBOX");
+  ASSERT_TRUE(got.ok() && got->has_value()) << (got.ok() ? "missing" : got.error().message);
+  EXPECT_EQ((*got)->uidvalidity, 7u);
+  EXPECT_EQ((*got)->uidnext, 9u);
+  EXPECT_EQ((*got)->highestmodseq, 11u);
+  EXPECT_FALSE((*got)->messages.has_value());
+  // Nothing proves that schema 1's last download completed.
+  EXPECT_TRUE((*got)->fetch_pending);
+
+  // The index now says 2: a schema 1 binary refuses it instead of misreading.
+  index_.reset();
+  EXPECT_EQ(ReadSchemaVersion(dir_), 2u);
 }
 
 TEST_F(IndexTest, MalformedSchemaVersionIsCorruption) {

@@ -714,6 +714,38 @@ TEST(MaildirFolderTest, CleanTmpRemovesOnlyOldFiles) {
   EXPECT_TRUE((*writing)->Write("still fine").ok());
 }
 
+TEST(MaildirFolderTest, CleanTmpRemovesAFreshFileOfAProcessThatIsGone) {
+  TempDir dir;
+  auto folder = OpenFolder(dir.path() + "/m");
+  ASSERT_TRUE(folder);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  // Stems as a killed run (that pid, now gone) and a running one (pid 1,
+  // always there) would have written them, this very second.
+  auto stem_of = [](pid_t pid) {
+    std::string stem = NewStem();
+    size_t p = stem.find('P');
+    size_t q = stem.find('Q');
+    return stem.substr(0, p + 1) + std::to_string(pid) + stem.substr(q);
+  };
+  const std::string killed = stem_of(child);
+  const std::string running = stem_of(1);
+  ASSERT_EQ(OwnStemWriter(killed), std::optional<pid_t>(child));
+  ASSERT_EQ(OwnStemWriter(running), std::optional<pid_t>(1));
+  EXPECT_EQ(OwnStemWriter("1700000000.M1P2.otherhost"), std::nullopt);
+  std::ofstream(folder->path() + "/tmp/" + killed) << "half a message";
+  std::ofstream(folder->path() + "/tmp/" + running) << "half a message";
+
+  Result<size_t> removed = folder->CleanTmp(std::time(nullptr) - 60);
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_FALSE(fs::exists(folder->path() + "/tmp/" + killed));
+  EXPECT_TRUE(fs::exists(folder->path() + "/tmp/" + running));
+}
+
 TEST(MaildirFolderTest, RenameEntryKeepsTheDirectory) {
   TempDir dir;
   auto folder = OpenFolder(dir.path() + "/m");
@@ -732,6 +764,46 @@ TEST(MaildirFolderTest, RenameEntryKeepsTheDirectory) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().kind, ErrorKind::kIo);
   EXPECT_NE(missing.error().message.find("U=5"), std::string::npos) << missing.error().message;
+}
+
+TEST(MaildirFolderTest, IfPresentVariantsReportAMissingFileInsteadOfFailing) {
+  TempDir dir;
+  auto folder = OpenFolder(dir.path() + "/m");
+  ASSERT_TRUE(folder);
+  std::ofstream(folder->path() + "/new/1700000000.M1P2.host,U=5:2,") << "x";
+  // An entry computed from the index, not listed by a Scan.
+  MaildirFolder::Entry expected;
+  expected.name.stem = "1700000000.M1P2.host";
+  expected.name.uid = 5;
+  expected.in_cur = false;
+  expected.file_name = "1700000000.M1P2.host,U=5:2,";
+
+  Result<bool> renamed = folder->RenameIfPresent(expected, "1700000000.M1P2.host,U=5:2,S", true);
+  ASSERT_TRUE(renamed.ok()) << renamed.error().message;
+  EXPECT_TRUE(*renamed);
+  EXPECT_TRUE(fs::exists(folder->path() + "/cur/1700000000.M1P2.host,U=5:2,S"));
+  // A reader renamed it meanwhile (here: we did): false, no error.
+  renamed = folder->RenameIfPresent(expected, "1700000000.M1P2.host,U=5:2,F", false);
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_FALSE(*renamed);
+  // Same name: nothing to do, but presence is still reported.
+  renamed = folder->RenameIfPresent(expected, expected.file_name, false);
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_FALSE(*renamed);
+
+  expected.in_cur = true;
+  expected.file_name = "1700000000.M1P2.host,U=5:2,S";
+  renamed = folder->RenameIfPresent(expected, expected.file_name, true);
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_TRUE(*renamed);
+  Result<bool> removed = folder->RemoveIfPresent(expected);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_TRUE(*removed);
+  EXPECT_FALSE(fs::exists(folder->path() + "/cur/1700000000.M1P2.host,U=5:2,S"));
+  removed = folder->RemoveIfPresent(expected);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_FALSE(*removed);
+  EXPECT_TRUE(folder->RemoveEntry(expected).ok());  // gone is not an error there either
 }
 
 TEST(MaildirFolderTest, ScanSkipsDotFilesDirectoriesAndJunk) {

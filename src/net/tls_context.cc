@@ -29,21 +29,24 @@ Cache& TheCache() {
   return *cache;
 }
 
-// The system's trusted CAs. The hashed directory (/etc/ssl/certs on Debian)
-// is read lazily, one file per lookup during verification; the bundle file
-// would be parsed whole (some 150 certificates, tens of milliseconds) on
-// every run, which a cron job syncing an unchanged mailbox would notice.
-// SSL_CERT_FILE / SSL_CERT_DIR in the environment keep OpenSSL's own rules.
+// The system's trusted CAs. The hashed directory (/etc/ssl/certs on Debian,
+// or SSL_CERT_DIR) is read lazily, one file per lookup during verification;
+// the bundle file would be parsed whole (some 150 certificates, tens of
+// milliseconds) on every run, which a cron job syncing an unchanged mailbox
+// would notice. A bundle named by SSL_CERT_FILE is still loaded: the user
+// asked for it.
 Status LoadSystemCertificates(SSL_CTX* ctx) {
-  const char* dir = X509_get_default_cert_dir();
-  struct stat st {};
-  bool lazy_dir = std::getenv(X509_get_default_cert_file_env()) == nullptr &&
-                  std::getenv(X509_get_default_cert_dir_env()) == nullptr && dir != nullptr &&
-                  ::stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-  if (lazy_dir ? SSL_CTX_load_verify_locations(ctx, nullptr, dir) == 1
-               : SSL_CTX_set_default_verify_paths(ctx) == 1) {
-    return Status::Ok();
+  const char* file = std::getenv(X509_get_default_cert_file_env());
+  const char* dir = std::getenv(X509_get_default_cert_dir_env());
+  if (dir == nullptr) {
+    dir = X509_get_default_cert_dir();
+    struct stat st {};
+    if (dir != nullptr && (::stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) dir = nullptr;
   }
+  bool loaded = file == nullptr && dir == nullptr
+                    ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                    : SSL_CTX_load_verify_locations(ctx, file, dir) == 1;
+  if (loaded) return Status::Ok();
   return MakeError(ErrorKind::kInternal,
                    "cannot load the system CA certificates: " + OpenSslErrorText());
 }

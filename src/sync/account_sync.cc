@@ -182,7 +182,10 @@ void AccountSync::OnExtraReady(Worker* worker, const Status& status) {
 
 bool AccountSync::AnyLiveWorkerBesides(const Worker* worker) const {
   for (const std::unique_ptr<Worker>& other : workers_) {
-    if (other.get() != worker && !other->closed && !other->closing) return true;
+    if (other.get() != worker && !other->closed && !other->closing &&
+        (other->busy || other->connection->session().authenticated())) {
+      return true;
+    }
   }
   return false;
 }
@@ -197,22 +200,36 @@ void AccountSync::NextFolder(Worker* worker) {
   // A session that died leaves the remaining folders to the others; when
   // there are none, each remaining folder fails (or, unchanged, succeeds)
   // on it in turn, so that the report names them all.
-  if ((worker->closed || worker->closing) && AnyLiveWorkerBesides(worker)) return;
+  bool dead = worker->closed || worker->closing || !worker->connection->session().authenticated();
+  if (dead && AnyLiveWorkerBesides(worker)) return;
   FolderJob job = jobs_[next_job_++];
   ++running_;
   worker->busy = true;
-  worker->pull =
-      std::make_unique<FolderPull>(&worker->connection->session(), index_.get(), disk_.get(),
-                                   std::move(job), [this, worker](const FolderReport& folder) {
-                                     report_.folders.push_back(folder);
-                                     if (on_folder_) on_folder_(account_, folder);
-                                     --running_;
-                                     worker->busy = false;
-                                     // The finished pull is still on the stack: replace it on a
-                                     // later turn.
-                                     PostNextFolder(worker);
-                                   });
-  worker->pull->Start();
+  auto pull = std::make_unique<FolderPull>(
+      &worker->connection->session(), index_.get(), disk_.get(), std::move(job),
+      [this, worker] {
+        // The folder's disk work may still be running: the session moves on
+        // to the next folder meanwhile. Called from the session's own
+        // callbacks, so the next command goes out on a later turn.
+        worker->busy = false;
+        PostNextFolder(worker);
+      },
+      [this](const FolderReport& folder) { OnFolderDone(folder); });
+  FolderPull* started = pull.get();
+  pulls_.push_back(std::move(pull));
+  started->Start();
+}
+
+void AccountSync::OnFolderDone(const FolderReport& folder) {
+  report_.folders.push_back(folder);
+  if (on_folder_) on_folder_(account_, folder);
+  --running_;
+  // The pull is still on the stack; once none is running, none is needed.
+  loop_->Post([this, alive = std::weak_ptr<const bool>(alive_)] {
+    if (alive.expired() || running_ != 0) return;
+    pulls_.clear();
+    if (next_job_ >= jobs_.size() && !folders_done_) FoldersDone();
+  });
 }
 
 void AccountSync::PostNextFolder(Worker* worker) {
@@ -259,7 +276,7 @@ void AccountSync::MaybeFinish() {
   }
   report_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  for (const std::unique_ptr<Worker>& worker : workers_) worker->pull.reset();
+  pulls_.clear();
   disk_.reset();  // idle: each folder waited for its disk work
   index_.reset();
   lock_.reset();

@@ -52,14 +52,14 @@ class AccountSync {
   struct Worker {
     size_t number = 0;  // 0: the session that logged in first and listed
     std::unique_ptr<account::ImapConnection> connection;
-    std::unique_ptr<FolderPull> pull;
-    bool busy = false;     // logging in, listing or syncing a folder
+    bool busy = false;     // logging in, listing or using the session for a folder
     bool closing = false;  // LOGOUT sent or close asked
     bool closed = false;   // the connection is gone
   };
   void OpenExtraWorker();
   void OnExtraReady(Worker* worker, const Status& status);
   void NextFolder(Worker* worker);
+  void OnFolderDone(const FolderReport& folder);
   void PostNextFolder(Worker* worker);
   void CloseWorker(Worker* worker);
   void OnWorkerClosed(Worker* worker);
@@ -84,7 +84,9 @@ class AccountSync {
   std::optional<imap::PersonalNamespace> namespace_;
   std::vector<FolderJob> jobs_;
   size_t next_job_ = 0;
-  size_t running_ = 0;  // folders being synced now
+  size_t running_ = 0;  // folders started and not yet done (disk work included)
+  // Folders started since none was running; freed once none is.
+  std::vector<std::unique_ptr<FolderPull>> pulls_;
   bool folders_done_ = false;
   std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };

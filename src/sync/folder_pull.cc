@@ -106,8 +106,13 @@ bool UnchangedSinceLastSync(const FolderJob& job, const store::FolderRecord& rec
 }
 
 FolderPull::FolderPull(imap::Session* session, store::Index* index, DiskWriter* disk, FolderJob job,
-                       std::function<void(FolderReport)> done)
-    : session_(session), index_(index), disk_(disk), job_(std::move(job)), done_(std::move(done)) {
+                       std::function<void()> session_free, std::function<void(FolderReport)> done)
+    : session_(session),
+      index_(index),
+      disk_(disk),
+      job_(std::move(job)),
+      session_free_(std::move(session_free)),
+      done_(std::move(done)) {
   report_.local_name = job_.local_name;
 }
 
@@ -118,13 +123,24 @@ void FolderPull::Finish(const Status& status) {
   if (!status.ok() && report_.status.ok()) {
     report_.status = status.error().Wrap("folder " + job_.local_name);
   }
+  ReleaseSession();
   // Work handed to the disk writer refers to this object and its folder:
   // report only once the last of it has come back.
   finishing_ = true;
   if (disk_pending_ > 0) return;
+  // The report outlives the pull by a little: keep nothing heavy meanwhile.
+  std::vector<uint32_t>().swap(known_uids_);
+  folder_.reset();
   auto done = std::move(done_);
   done_ = nullptr;
   done(report_);
+}
+
+void FolderPull::ReleaseSession() {
+  if (!session_free_) return;
+  auto session_free = std::move(session_free_);
+  session_free_ = nullptr;
+  session_free();
 }
 
 void FolderPull::SubmitDiskWork(std::unique_ptr<DiskWork> work,
@@ -644,7 +660,8 @@ void FolderPull::FetchNew() {
     if (renamed_locally_) work->synced_folders.push_back(folder_.get());
     work->index.Append(applied_);
     work->index.PutFolder(record_);
-    return SubmitDiskWork(std::move(work), [this](const Status& status) { Finish(status); });
+    SubmitDiskWork(std::move(work), [this](const Status& status) { Finish(status); });
+    return ReleaseSession();
   }
   // Record the folder (and its UIDVALIDITY) before the first message lands,
   // with the download marked as under way, so that a run killed mid-fetch
@@ -764,6 +781,7 @@ void FolderPull::OnFetchDone(const Status& status) {
   record_.messages = selected_.exists;
   record_.fetch_pending = false;
   (void)FlushBatch(/*folder_done=*/true);
+  ReleaseSession();
 }
 
 }  // namespace mailmirror::sync

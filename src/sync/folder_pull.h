@@ -72,9 +72,12 @@ struct FolderReport {
 class FolderPull : private imap::FetchSink {
  public:
   // `disk` makes this folder's changes durable (shared by the account's
-  // folders). `done` runs once every disk work of the folder has completed.
+  // folders). `session_free` runs once the folder needs the session no more
+  // (its last command answered), possibly before its disk work is done, so
+  // that the session can start on another folder; `done` runs once that
+  // disk work has completed too, after `session_free`.
   FolderPull(imap::Session* session, store::Index* index, DiskWriter* disk, FolderJob job,
-             std::function<void(FolderReport)> done);
+             std::function<void()> session_free, std::function<void(FolderReport)> done);
   ~FolderPull() override;
 
   void Start();
@@ -106,11 +109,13 @@ class FolderPull : private imap::FetchSink {
   Status FlushBatch(bool folder_done = false);
   void SubmitDiskWork(std::unique_ptr<DiskWork> work, std::function<void(const Status&)> then);
   void Finish(const Status& status);
+  void ReleaseSession();
 
   imap::Session* session_;
   store::Index* index_;
   DiskWriter* disk_;
   FolderJob job_;
+  std::function<void()> session_free_;
   std::function<void(FolderReport)> done_;
   FolderReport report_;
 

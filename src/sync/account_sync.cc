@@ -135,17 +135,28 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     if ((a.local_name == "INBOX") != (b.local_name == "INBOX")) return a.local_name == "INBOX";
     return a.local_name < b.local_name;
   });
-  // Extra sessions only for folders that need one: an account where nothing
-  // changed costs a single login.
+  // Extra sessions only for work that repays their login: an account where
+  // nothing changed costs a single login, a few changed folders two, and
+  // downloads of thousands of messages the full pool. (On loopback, with
+  // the server on the same two cores, four sessions for a dozen small
+  // changes are slower than two.)
   size_t needing_session = 0;
+  uint64_t work = 0;  // about one unit per folder round trip or 100 new messages
   for (const FolderJob& job : jobs_) {
     Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job.remote_name);
-    if (!record.ok() || !record->has_value() || !UnchangedSinceLastSync(job, **record)) {
-      ++needing_session;
-    }
+    if (record.ok() && record->has_value() && UnchangedSinceLastSync(job, **record)) continue;
+    ++needing_session;
+    uint32_t known_next = record.ok() && record->has_value() ? (*record)->uidnext : 0;
+    uint64_t fresh = known_next == 0 ? job.status_messages.value_or(0)
+                     : job.status_uidnext && *job.status_uidnext > known_next
+                         ? *job.status_uidnext - known_next
+                         : 0;
+    work += 1 + fresh / 100;
   }
-  size_t extra = std::min<size_t>(account_.connections, needing_session);
-  for (size_t i = 1; i < extra; ++i) OpenExtraWorker();
+  constexpr uint64_t kWorkPerExtraSession = 8;
+  size_t sessions = std::min<size_t>({account_.connections, needing_session,
+                                      1 + static_cast<size_t>(work / kWorkPerExtraSession)});
+  for (size_t i = 1; i < sessions; ++i) OpenExtraWorker();
   workers_[0]->busy = false;
   NextFolder(workers_[0].get());
 }

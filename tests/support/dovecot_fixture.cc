@@ -186,6 +186,9 @@ std::unique_ptr<DovecotServer> DovecotServer::Start(const DovecotOptions& option
     arguments += " --hide-capabilities " + ShellQuote(names);
   }
   if (options.compress) arguments += " --compress";
+  if (options.max_connections > 0) {
+    arguments += " --max-connections " + std::to_string(options.max_connections);
+  }
 
   const CommandResult result = RunScript(arguments);
   auto fail = [&](const std::string& why) -> std::unique_ptr<DovecotServer> {

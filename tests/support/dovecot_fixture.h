@@ -93,6 +93,9 @@ struct DovecotOptions {
   std::vector<std::string> hide_capabilities;
   // Offer COMPRESS=DEFLATE (off by default).
   bool compress = false;
+  // Sessions one user may have open from one address at a time, as
+  // providers cap them (0: effectively unlimited).
+  int max_connections = 0;
 };
 
 class DovecotServer {

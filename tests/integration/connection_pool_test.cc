@@ -1,0 +1,115 @@
+// The session pool of `mailmirror sync` against a real Dovecot: several
+// sessions write the same mirror as one, and a server that caps sessions per
+// user shrinks the pool instead of failing the sync.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "support/dovecot_fixture.h"
+#include "support/run_command.h"
+#include "support/sync_checks.h"
+
+namespace mailmirror {
+namespace {
+
+using testing::CommandResult;
+using testing::DovecotOptions;
+using testing::DovecotServer;
+using testing::LocalFile;
+using testing::ReadFile;
+using testing::Report;
+using testing::RunCommand;
+using testing::ScanLocal;
+using testing::SyncCommand;
+
+// Folder and UID to subdirectory, flags and content: what a mirror holds,
+// without the stems, which differ from run to run.
+using Mirror =
+    std::map<std::pair<std::string, uint32_t>, std::tuple<std::string, std::string, std::string>>;
+
+Mirror MirrorAt(const std::string& root) {
+  Mirror mirror;
+  for (const LocalFile& file : ScanLocal(root).files) {
+    mirror[{file.folder, file.uid.value_or(0)}] = {file.subdir, file.flags.value_or("?"),
+                                                   ReadFile(file.path)};
+  }
+  return mirror;
+}
+
+std::string WriteConfig(const DovecotServer& server, const std::string& name,
+                        const std::string& maildir, int connections) {
+  std::string path = server.dir() + "/" + name + ".toml";
+  std::ofstream out(path);
+  out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server.imaps_port() << "\nca_file = \""
+      << server.ca_file() << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \""
+      << maildir << "\"\nconnections = " << connections << "\n";
+  return path;
+}
+
+TEST(ConnectionPoolTest, SeveralSessionsWriteTheSameMirrorAsOne) {
+  auto server = DovecotServer::Start();
+  ASSERT_NE(server, nullptr);
+  // Enough mail that the first session is still busy when the others are
+  // ready to take folders.
+  testing::BulkOptions bulk;
+  bulk.count = 2000;
+  bulk.big_mb = 0;
+  ASSERT_TRUE(server->SeedBulk("alice", bulk));
+  const std::string one = server->dir() + "/one";
+  const std::string four = server->dir() + "/four";
+  CommandResult single = RunCommand(SyncCommand(WriteConfig(*server, "one", one, 1), "-vvv"));
+  ASSERT_EQ(single.exit_code, 0) << Report(single);
+  CommandResult pooled = RunCommand(SyncCommand(WriteConfig(*server, "four", four, 4), "-vvv"));
+  ASSERT_EQ(pooled.exit_code, 0) << Report(pooled);
+
+  // Only the pool used more than one session, and it did use them.
+  EXPECT_EQ(single.err.find("[2] C:"), std::string::npos);
+  EXPECT_NE(pooled.err.find("[2] C: A2 ENABLE"), std::string::npos) << Report(pooled);
+  EXPECT_NE(pooled.err.find("] C: A3 EXAMINE"), std::string::npos) << Report(pooled);
+
+  Mirror expected = MirrorAt(one);
+  EXPECT_GE(expected.size(), 2000u);
+  EXPECT_EQ(MirrorAt(four), expected);
+  EXPECT_TRUE(ScanLocal(four).tmp_files.empty());
+
+  // An unchanged account needs one session only.
+  CommandResult again = RunCommand(SyncCommand(server->dir() + "/four.toml", "-vvv"));
+  ASSERT_EQ(again.exit_code, 0) << Report(again);
+  EXPECT_EQ(again.err.find("[2] C:"), std::string::npos) << Report(again);
+}
+
+TEST(ConnectionPoolTest, ServerSessionLimitShrinksThePool) {
+  // One session per user: every extra session is turned away after login
+  // (Dovecot counts sessions asynchronously, so a limit above one would
+  // let a racing extra session in now and then).
+  DovecotOptions options;
+  options.max_connections = 1;
+  auto server = DovecotServer::Start(options);
+  ASSERT_NE(server, nullptr);
+  // Enough mail for the full pool of four.
+  testing::BulkOptions bulk;
+  bulk.count = 2000;
+  bulk.big_mb = 0;
+  ASSERT_TRUE(server->SeedBulk("alice", bulk));
+  const std::string maildir = server->dir() + "/local";
+  CommandResult result =
+      RunCommand(SyncCommand(WriteConfig(*server, "capped", maildir, 4), "-vvv"));
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_NE(result.err.find("continuing with fewer"), std::string::npos) << Report(result);
+
+  std::optional<std::vector<testing::ServerMessage>> messages = server->Messages("alice");
+  ASSERT_TRUE(messages.has_value());
+  std::map<std::string, size_t> expected;
+  for (const testing::ServerMessage& message : *messages) ++expected[message.folder];
+  std::map<std::string, size_t> mirrored;
+  testing::LocalTree tree = ScanLocal(maildir);
+  for (const LocalFile& file : tree.files) ++mirrored[file.folder];
+  EXPECT_EQ(mirrored, expected);
+  EXPECT_TRUE(tree.tmp_files.empty());
+}
+
+}  // namespace
+}  // namespace mailmirror

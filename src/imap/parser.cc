@@ -95,6 +95,92 @@ bool FindBodyItem(std::string_view head, std::string_view* section) {
   return true;
 }
 
+// --- The flag-only FETCH fast path.
+//
+// "* 12 FETCH (UID 40 FLAGS (\Seen $Forwarded) MODSEQ (90))" is nearly all a
+// full flag scan or CONDSTORE resync receives, one line per message. This
+// reads exactly that shape, as servers send it (upper-case names, single
+// spaces, items UID, FLAGS and MODSEQ each at most once, numbers without
+// leading zeros), straight from the input, with no tokenizer. Anything else
+// returns false and goes the general way, which accepts the whole grammar;
+// the tests check that both agree.
+
+bool IsFlagChar(unsigned char c) {
+  // ATOM-CHAR of RFC 3501 minus nothing: no atom-specials, no CTL, ASCII.
+  return c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '{' && c != '%' && c != '*' &&
+         c != '"' && c != '\\' && c != ']';
+}
+
+// A decimal without leading zeros, at most `max`, at *p.
+bool TakeNumber(const char*& p, const char* end, uint64_t max, uint64_t* out) {
+  if (p == end || *p < '1' || *p > '9') return false;
+  uint64_t value = 0;
+  do {
+    uint64_t digit = static_cast<uint64_t>(*p - '0');
+    if (value > (max - digit) / 10) return false;
+    value = value * 10 + digit;
+    ++p;
+  } while (p != end && IsDigit(*p));
+  *out = value;
+  return true;
+}
+
+bool TakeWord(const char*& p, const char* end, std::string_view word) {
+  if (static_cast<size_t>(end - p) < word.size() || std::memcmp(p, word.data(), word.size()) != 0) {
+    return false;
+  }
+  p += word.size();
+  return true;
+}
+
+// `line` without its CRLF. Fills `fetch` (cleared by the caller) and the
+// message number.
+bool ParseFlagFetch(std::string_view line, FetchData* fetch) {
+  const char* p = line.data();
+  const char* end = p + line.size();
+  uint64_t number = 0;
+  if (!TakeWord(p, end, "* ") || !TakeNumber(p, end, UINT32_MAX, &number) ||
+      !TakeWord(p, end, " FETCH (")) {
+    return false;
+  }
+  fetch->seq = static_cast<uint32_t>(number);
+  bool any = false;
+  for (;;) {
+    if (p == end) return false;
+    if (*p == 'U' && TakeWord(p, end, "UID ")) {
+      if (fetch->uid || !TakeNumber(p, end, UINT32_MAX, &number)) return false;
+      fetch->uid = static_cast<uint32_t>(number);
+    } else if (*p == 'F' && TakeWord(p, end, "FLAGS (")) {
+      if (fetch->has_flags) return false;
+      fetch->has_flags = true;
+      while (p != end && *p != ')') {
+        const char* start = p;
+        if (*p == '\\') ++p;
+        const char* name = p;
+        while (p != end && IsFlagChar(static_cast<unsigned char>(*p))) ++p;
+        if (p == name) return false;
+        fetch->flags.emplace_back(start, static_cast<size_t>(p - start));
+        if (p != end && *p == ' ' && p + 1 != end && p[1] != ')') ++p;
+      }
+      if (p == end) return false;
+      ++p;  // ')'
+    } else if (*p == 'M' && TakeWord(p, end, "MODSEQ (")) {
+      if (fetch->modseq || !TakeNumber(p, end, UINT64_MAX, &number) || p == end || *p != ')') {
+        return false;
+      }
+      fetch->modseq = number;
+      ++p;
+    } else {
+      return false;
+    }
+    any = true;
+    if (p == end) return false;
+    if (*p == ')') return any && p + 1 == end;
+    if (*p != ' ') return false;
+    ++p;
+  }
+}
+
 }  // namespace
 
 ResponseParser::ResponseParser(ResponseHandler* handler, LiteralSink* sink, ParserLimits limits)
@@ -183,6 +269,16 @@ Status ResponseParser::ConsumeLine(std::string_view data, size_t* used) {
   const void* lf = std::memchr(data.data(), '\n', data.size());
   size_t take =
       lf ? static_cast<size_t>(static_cast<const char*>(lf) - data.data()) + 1 : data.size();
+  if (lf != nullptr && line_.empty()) {
+    // A whole line in the input: the common flag-only FETCH is read in place.
+    std::string_view line = data.substr(0, take - 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    Status status;
+    if (line.size() <= limits_.max_line && TryFlagFetch(line, &status)) {
+      *used = take;
+      return status;
+    }
+  }
   // Check before appending, so a server that never sends LF cannot grow the
   // buffer past the limit (+2 for the CRLF, checked exactly in EndSegment).
   if (take > limits_.max_line + 2 || line_.size() > limits_.max_line + 2 - take) {
@@ -314,6 +410,18 @@ Status ResponseParser::ConsumeStreamedLiteral(std::string_view data, size_t* use
   segment_start_ = line_.size();
   LiteralSink* sink = std::exchange(stream_sink_, nullptr);
   return RunCallback([&] { return sink->OnLiteralEnd(); });
+}
+
+bool ResponseParser::TryFlagFetch(std::string_view line, Status* status) {
+  // Cheap rejection first: most other lines fail on the first bytes.
+  if (line.size() < 12 || line[0] != '*' || line.back() != ')') return false;
+  ClearResponse(&response_, &spare_code_items_);
+  if (!ParseFlagFetch(line, &response_.fetch)) return false;
+  response_.type = ResponseType::kFetch;
+  response_.number = response_.fetch.seq;
+  *status = RunCallback([&] { return handler_->OnResponse(response_); });
+  ClearResponseState();
+  return true;
 }
 
 Status ResponseParser::Dispatch() {

@@ -106,6 +106,9 @@ class ResponseParser {
   // Each consumes a prefix of `data`, sets *used to its length, and returns
   // an error to stop Feed.
   Status ConsumeLine(std::string_view data, size_t* used);
+  // A whole flag-only FETCH line found in the caller's buffer, dispatched
+  // without a copy; false (nothing done) for anything else.
+  bool TryFlagFetch(std::string_view line, Status* status);
   Status ConsumeInlineLiteral(std::string_view data, size_t* used);
   Status ConsumeStreamedLiteral(std::string_view data, size_t* used);
   // A segment ended with LF (now in line_): start a literal or finish the

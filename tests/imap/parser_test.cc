@@ -874,6 +874,39 @@ TEST(ParserFetchTest, NumbersAreOverflowChecked) {
   ParseError("* 99999999999 FETCH (UID 1)\r\n");
 }
 
+// Flag-only FETCH lines whole in the input are read in place, without the
+// tokenizer; fed a byte at a time they take the general path. ParseOne
+// requires both readings to agree, so these lines check the fast path
+// against the general one, including the shapes it must hand over.
+TEST(ParserFetchTest, FlagOnlyLinesAgreeWithTheGeneralReading) {
+  OwnedResponse r = ParseOne("* 7 FETCH (UID 70 FLAGS (\\Seen $Forwarded Junk) MODSEQ (9))\r\n");
+  EXPECT_EQ(r.type, ResponseType::kFetch);
+  EXPECT_EQ(r.number, 7u);
+  EXPECT_EQ(r.seq, 7u);
+  EXPECT_EQ(r.uid, 70u);
+  EXPECT_EQ(r.fetch_flags, (Strings{"\\Seen", "$Forwarded", "Junk"}));
+  EXPECT_EQ(r.modseq, 9u);
+  r = ParseOne("* 8 FETCH (FLAGS () UID 4294967295)\r\n");
+  EXPECT_TRUE(r.has_flags);
+  EXPECT_TRUE(r.fetch_flags.empty());
+  EXPECT_EQ(r.uid, 4294967295u);
+  r = ParseOne("* 9 FETCH (MODSEQ (18446744073709551615) FLAGS (\\Recent))\n");  // bare LF
+  EXPECT_EQ(r.modseq, UINT64_MAX);
+  // Shapes left to the general path, which still reads them.
+  for (const char* line :
+       {"* 1 FETCH (UID 1 FLAGS (\\Seen ))\r\n", "* 1 FETCH (uid 1)\r\n", "* 1 FETCH ( UID 1)\r\n",
+        "* 1 FETCH (UID 1  FLAGS ())\r\n", "* 01 FETCH (UID 1)\r\n", "* 1 FETCH (UID 01)\r\n",
+        "* 1 FETCH (FLAGS (\\Seen) FLAGS (\\Draft))\r\n", "* 1 FETCH (UID 2 UID 3)\r\n",
+        "* 1 FETCH (FLAGS (\\*))\r\n", "* 1 FETCH (UID 5 RFC822.SIZE 10)\r\n"}) {
+    r = ParseOne(line);
+    EXPECT_EQ(r.type, ResponseType::kFetch) << line;
+  }
+  // And errors stay errors.
+  ParseError("* 1 FETCH (UID 4294967296 FLAGS ())\r\n");
+  ParseError("* 1 FETCH (FLAGS (\\Seen) MODSEQ (1)\r\n");
+  ParseError("* 1 FETCH (FLAGS (a{b))\r\n");
+}
+
 TEST(ParserFetchTest, MalformedFetchIsProtocolError) {
   EXPECT_NE(ParseError("* 1 FETCH (UID)\r\n").find("expected space after FETCH item UID"),
             std::string::npos);

@@ -259,6 +259,15 @@ class TmpMessageImpl final : public TmpMessage {
   // Step 1 of a delivery: the file times, then fsync.
   // Sets the file times and, when `fsync`, makes the file durable.
   Status SyncToDisk(int64_t mtime, bool fsync) const {
+    const timespec times[2] = {{static_cast<time_t>(mtime), 0}, {static_cast<time_t>(mtime), 0}};
+    if (!fsync) {
+      // The batch is made durable by syncfs: one system call, not three.
+      if (mtime != 0 && ::utimensat(AT_FDCWD, path_.c_str(), times, 0) != 0) {
+        int err = errno;
+        return IoError("setting the modification time of " + path_, err);
+      }
+      return Status::Ok();
+    }
     UniqueFd fd(OpenRetrying(path_, O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) {
       int err = errno;
@@ -266,15 +275,12 @@ class TmpMessageImpl final : public TmpMessage {
     }
     if (mtime != 0) {
       // Set before the fsync so that the times are as durable as the data.
-      const timespec times[2] = {{static_cast<time_t>(mtime), 0}, {static_cast<time_t>(mtime), 0}};
       if (::futimens(fd.get(), times) != 0) {
         int err = errno;
         return IoError("setting the modification time of " + path_, err);
       }
     }
-    if (fsync) {
-      if (int err = FsyncRetrying(fd.get()); err != 0) return IoError("syncing " + path_, err);
-    }
+    if (int err = FsyncRetrying(fd.get()); err != 0) return IoError("syncing " + path_, err);
     if (int err = fd.Close(); err != 0) return IoError("closing " + path_, err);
     return Status::Ok();
   }

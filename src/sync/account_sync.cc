@@ -58,7 +58,7 @@ void AccountSync::OnLoggedIn(const Status& status) {
   // QRESYNC (which implies CONDSTORE) lets each folder report only what
   // changed since the last run; CONDSTORE alone at least the flag changes.
   workers_[0]->connection->session().Enable(
-      {"QRESYNC", "CONDSTORE"}, [this](Result<std::set<std::string>> enabled) {
+      {"QRESYNC", "CONDSTORE"}, [this](const Result<std::set<std::string>>& enabled) {
         if (!enabled.ok()) {
           report_.status = enabled.error();
           return FoldersDone();
@@ -184,7 +184,8 @@ void AccountSync::OnExtraReady(Worker* worker, const Status& status) {
   };
   if (!status.ok()) return refused(status.error());
   worker->connection->session().Enable(
-      {"QRESYNC", "CONDSTORE"}, [this, worker, refused](Result<std::set<std::string>> enabled) {
+      {"QRESYNC", "CONDSTORE"},
+      [this, worker, refused](const Result<std::set<std::string>>& enabled) {
         if (!enabled.ok()) return refused(enabled.error());
         worker->busy = false;
         NextFolder(worker);

@@ -444,6 +444,10 @@ class LmdbIndex final : public Index {
   Result<std::optional<MessageRecord>> GetMessage(uint32_t folder_id, uint32_t uid) override;
   Result<std::vector<MessageRecord>> ListMessages(uint32_t folder_id) override;
   Result<std::vector<uint32_t>> ListUids(uint32_t folder_id) override;
+  // Calls visit(uid, record bytes) for each message of the folder in UID
+  // order, in one read transaction; stops at the first error.
+  template <typename Visit>
+  Status ForEachMessage(uint32_t folder_id, std::string_view what, Visit&& visit);
   Result<std::vector<MessageRecord>> GetMessages(uint32_t folder_id,
                                                  const std::vector<uint32_t>& uids) override;
   Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id, std::string_view stem) override;
@@ -729,15 +733,15 @@ Result<std::optional<MessageRecord>> LmdbIndex::GetMessage(uint32_t folder_id, u
   return std::optional<MessageRecord>(std::move(message));
 }
 
-Result<std::vector<MessageRecord>> LmdbIndex::ListMessages(uint32_t folder_id) {
+template <typename Visit>
+Status LmdbIndex::ForEachMessage(uint32_t folder_id, std::string_view what, Visit&& visit) {
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn); !s.ok()) return s;
   CursorGuard cursor;
   if (int rc = mdb_cursor_open(txn.get(), messages_, cursor.out()); rc != MDB_SUCCESS) {
-    return ReadError(rc, "list messages");
+    return ReadError(rc, what);
   }
-  std::vector<MessageRecord> messages;
   std::string start = MessageKey(folder_id, 0);
   MDB_val key = Val(start);
   MDB_val value;
@@ -747,37 +751,34 @@ Result<std::vector<MessageRecord>> LmdbIndex::ListMessages(uint32_t folder_id) {
     if (key_view.size() != 8 || key_view.substr(0, 4) != std::string_view(start).substr(0, 4)) {
       break;  // the next folder's messages
     }
-    uint32_t uid = ReadBe32(key_view.data() + 4);
-    if (!DecodeMessage(View(value), uid, &messages.emplace_back())) {
-      return Corrupt("record of UID " + std::to_string(uid) + " in folder " +
-                     std::to_string(folder_id));
-    }
+    if (Status s = visit(ReadBe32(key_view.data() + 4), View(value)); !s.ok()) return s;
   }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list messages");
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, what);
+  return Status::Ok();
+}
+
+Result<std::vector<MessageRecord>> LmdbIndex::ListMessages(uint32_t folder_id) {
+  std::vector<MessageRecord> messages;
+  Status status = ForEachMessage(folder_id, "list messages",
+                                 [&](uint32_t uid, std::string_view value) -> Status {
+                                   if (DecodeMessage(value, uid, &messages.emplace_back())) {
+                                     return Status::Ok();
+                                   }
+                                   return Corrupt("record of UID " + std::to_string(uid) +
+                                                  " in folder " + std::to_string(folder_id));
+                                 });
+  if (!status.ok()) return status.error();
   return messages;
 }
 
 Result<std::vector<uint32_t>> LmdbIndex::ListUids(uint32_t folder_id) {
-  std::shared_lock map_lock(map_mutex_);  // see GrowMap
-  TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
-  CursorGuard cursor;
-  if (int rc = mdb_cursor_open(txn.get(), messages_, cursor.out()); rc != MDB_SUCCESS) {
-    return ReadError(rc, "list UIDs");
-  }
   std::vector<uint32_t> uids;
-  std::string start = MessageKey(folder_id, 0);
-  MDB_val key = Val(start);
-  MDB_val value;
-  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
-  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
-    std::string_view key_view = View(key);
-    if (key_view.size() != 8 || key_view.substr(0, 4) != std::string_view(start).substr(0, 4)) {
-      break;  // the next folder's messages
-    }
-    uids.push_back(ReadBe32(key_view.data() + 4));
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list UIDs");
+  Status status =
+      ForEachMessage(folder_id, "list UIDs", [&](uint32_t uid, std::string_view /*value*/) {
+        uids.push_back(uid);
+        return Status::Ok();
+      });
+  if (!status.ok()) return status.error();
   return uids;
 }
 

@@ -113,25 +113,28 @@ void ExpectSame(const MessageRecord& a, const MessageRecord& b) {
   EXPECT_EQ(a.digest, b.digest);
 }
 
-// Writes `version` as the schema version with raw LMDB, as a newer
-// mailmirror would.
-void WriteSchemaVersion(const std::string& dir, uint32_t version) {
+// Stores key -> value in database `db` of the index at `dir` with raw
+// LMDB, as another mailmirror version would.
+void PutRaw(const std::string& dir, const char* db, std::string key, std::string value) {
   MDB_env* env = nullptr;
   ASSERT_EQ(mdb_env_create(&env), 0);
   ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
   ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
   MDB_txn* txn = nullptr;
   ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi meta = 0;
-  ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-  char bytes[4] = {static_cast<char>(version), static_cast<char>(version >> 8),
-                   static_cast<char>(version >> 16), static_cast<char>(version >> 24)};
-  std::string key = "schema_version";
+  MDB_dbi dbi = 0;
+  ASSERT_EQ(mdb_dbi_open(txn, db, 0, &dbi), 0);
   MDB_val k{key.size(), key.data()};
-  MDB_val v{sizeof bytes, bytes};
-  ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
+  MDB_val v{value.size(), value.data()};
+  ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
   ASSERT_EQ(mdb_txn_commit(txn), 0);
   mdb_env_close(env);
+}
+
+void WriteSchemaVersion(const std::string& dir, uint32_t version) {
+  PutRaw(dir, "meta", "schema_version",
+         {static_cast<char>(version), static_cast<char>(version >> 8),
+          static_cast<char>(version >> 16), static_cast<char>(version >> 24)});
 }
 
 TEST_F(IndexTest, CreatesPrivateDirectoryAndStartsEmpty) {
@@ -582,20 +585,7 @@ void WriteSchemaOneFolder(const std::string& dir, uint32_t id, const std::string
   record += static_cast<char>(name.size());
   record += name;
   record += std::string{7, 9, 11};
-  MDB_env* env = nullptr;
-  ASSERT_EQ(mdb_env_create(&env), 0);
-  ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
-  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
-  MDB_txn* txn = nullptr;
-  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi folders = 0;
-  ASSERT_EQ(mdb_dbi_open(txn, "folders", 0, &folders), 0);
-  std::string key = name;
-  MDB_val k{key.size(), key.data()};
-  MDB_val v{record.size(), record.data()};
-  ASSERT_EQ(mdb_put(txn, folders, &k, &v, 0), 0);
-  ASSERT_EQ(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
+  PutRaw(dir, "folders", name, record);
 }
 
 TEST_F(IndexTest, SchemaOneIndexIsUpgradedAndStillRead) {

@@ -991,6 +991,49 @@ TEST_P(IncrementalSyncTest, SyncNeverChangesSeenOnTheServer) {
   EXPECT_TRUE(problems.empty()) << JoinByKind(problems) << Describe(tree);
 }
 
+// Flag changes and expunges are applied to the file name the index
+// predicts; a file a mail reader renamed meanwhile (here: a keyword letter
+// added, as Dovecot-aware readers do) is found by a scan of its folder,
+// renamed or removed all the same, keeps the reader's letter, and is never
+// downloaded again.
+TEST_P(IncrementalSyncTest, FilesRenamedByAReaderAreStillKeptInStep) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(100));
+  (void)InitialSync();
+  ASSERT_FALSE(HasFailure());
+  std::vector<LocalFile> picked;
+  for (const LocalFile& file : ScanLocal(root_).files) {
+    if (file.folder == "INBOX" && file.subdir == "cur" && file.flags == "S" && file.uid) {
+      picked.push_back(file);
+    }
+    if (picked.size() == 2) break;
+  }
+  ASSERT_EQ(picked.size(), 2u);
+  for (const LocalFile& file : picked) {
+    fs::rename(file.path, file.path + "a");  // ":2,S" -> ":2,Sa"
+  }
+  const LocalFile& flagged = picked[0];
+  const LocalFile& expunged = picked[1];
+  Flags("add", "\\Flagged", "INBOX", std::to_string(*flagged.uid));
+  Expunge("INBOX", std::to_string(*expunged.uid));
+
+  const size_t mark = LogSize(*server_);
+  const CommandResult result = Sync("-vv");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_NE(result.err.find("renamed locally; scanning the folder"), std::string::npos)
+      << Report(result);
+  std::vector<LocalFile> with_stem;
+  bool expunged_left = false;
+  for (const LocalFile& file : ScanLocal(root_).files) {
+    if (file.stem == flagged.stem) with_stem.push_back(file);
+    if (file.stem == expunged.stem) expunged_left = true;
+  }
+  ASSERT_EQ(with_stem.size(), 1u);
+  EXPECT_EQ(with_stem[0].flags, "FSa");
+  EXPECT_EQ(with_stem[0].uid, flagged.uid);
+  EXPECT_FALSE(expunged_left);
+  EXPECT_EQ(FetchesSince(*server_, mark, "alice").body_count, 0);
+}
+
 // The checks must catch damage, or a passing test means nothing.
 TEST(IncrementalSyncHelpers, ChecksReportDamage) {
   const std::string dir =

@@ -716,21 +716,10 @@ Result<std::vector<FolderRecord>> LmdbIndex::ListFolders() {
 }
 
 Result<std::optional<MessageRecord>> LmdbIndex::GetMessage(uint32_t folder_id, uint32_t uid) {
-  std::shared_lock map_lock(map_mutex_);  // see GrowMap
-  TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
-  std::string key_bytes = MessageKey(folder_id, uid);
-  MDB_val key = Val(key_bytes);
-  MDB_val value;
-  int rc = mdb_get(txn.get(), messages_, &key, &value);
-  if (rc == MDB_NOTFOUND) return std::optional<MessageRecord>();
-  if (rc != MDB_SUCCESS) return ReadError(rc, "get message");
-  MessageRecord message;
-  if (!DecodeMessage(View(value), uid, &message)) {
-    return Corrupt("record of UID " + std::to_string(uid) + " in folder " +
-                   std::to_string(folder_id));
-  }
-  return std::optional<MessageRecord>(std::move(message));
+  Result<std::vector<MessageRecord>> found = GetMessages(folder_id, {uid});
+  if (!found.ok()) return found.error();
+  if (found->empty()) return std::optional<MessageRecord>();
+  return std::optional<MessageRecord>(std::move(found->front()));
 }
 
 template <typename Visit>

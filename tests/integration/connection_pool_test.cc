@@ -49,15 +49,22 @@ std::string WriteConfig(const DovecotServer& server, const std::string& name,
   return path;
 }
 
-TEST(ConnectionPoolTest, SeveralSessionsWriteTheSameMirrorAsOne) {
-  auto server = DovecotServer::Start();
-  ASSERT_NE(server, nullptr);
-  // Enough mail that the first session is still busy when the others are
-  // ready to take folders.
+// A server whose alice has enough mail (2,000 messages) for the full pool
+// of four, and for the first session to be still busy when the others are
+// ready to take folders; null (with a test failure) on error.
+std::unique_ptr<DovecotServer> StartWithPoolSizedMail(const DovecotOptions& options) {
+  auto server = DovecotServer::Start(options);
+  if (server == nullptr) return nullptr;
   testing::BulkOptions bulk;
   bulk.count = 2000;
   bulk.big_mb = 0;
-  ASSERT_TRUE(server->SeedBulk("alice", bulk));
+  if (!server->SeedBulk("alice", bulk)) return nullptr;
+  return server;
+}
+
+TEST(ConnectionPoolTest, SeveralSessionsWriteTheSameMirrorAsOne) {
+  auto server = StartWithPoolSizedMail({});
+  ASSERT_NE(server, nullptr);
   const std::string one = server->dir() + "/one";
   const std::string four = server->dir() + "/four";
   CommandResult single = RunCommand(SyncCommand(WriteConfig(*server, "one", one, 1), "-vvv"));
@@ -87,13 +94,8 @@ TEST(ConnectionPoolTest, ServerSessionLimitShrinksThePool) {
   // let a racing extra session in now and then).
   DovecotOptions options;
   options.max_connections = 1;
-  auto server = DovecotServer::Start(options);
+  auto server = StartWithPoolSizedMail(options);
   ASSERT_NE(server, nullptr);
-  // Enough mail for the full pool of four.
-  testing::BulkOptions bulk;
-  bulk.count = 2000;
-  bulk.big_mb = 0;
-  ASSERT_TRUE(server->SeedBulk("alice", bulk));
   const std::string maildir = server->dir() + "/local";
   CommandResult result =
       RunCommand(SyncCommand(WriteConfig(*server, "capped", maildir, 4), "-vvv"));

@@ -182,6 +182,39 @@ ServerState TakeState(const std::vector<ServerMessage>& messages) {
   return state;
 }
 
+// Read mail must be in cur/. Unread mail is in new/, or in cur/ when it was
+// there before (`was_in_cur`: read once and marked unread again; mailmirror,
+// like mutt, never moves a message back to new/).
+void CheckPlace(const LocalFile& file, const std::string& letters, bool was_in_cur,
+                std::vector<std::string>* problems) {
+  const bool seen = letters.find('S') != std::string::npos;
+  if (seen && file.subdir != "cur") {
+    problems->push_back(file.path + " is in " + file.subdir + "/, want cur/");
+  } else if (!seen && file.subdir == "cur" && !was_in_cur) {
+    problems->push_back(file.path + " is in cur/, want new/ (unread, and not in cur/ before)");
+  }
+}
+
+// No message stored in two files, no stem used twice in a folder.
+void CheckStoredOnce(const std::map<Key, std::vector<std::string>>& seen_keys,
+                     const std::map<std::string, std::vector<std::string>>& seen_stems,
+                     std::vector<std::string>* problems) {
+  for (const auto& [key, paths] : seen_keys) {
+    if (paths.size() > 1) {
+      std::string list;
+      for (const auto& p : paths) list += "\n    " + p;
+      problems->push_back(KeyText(key) + " is stored " + std::to_string(paths.size()) +
+                          " times:" + list);
+    }
+  }
+  for (const auto& [stem, paths] : seen_stems) {
+    if (paths.size() > 1) {
+      problems->push_back("file stem " + stem + " is used " + std::to_string(paths.size()) +
+                          " times");
+    }
+  }
+}
+
 // Every difference between the local tree and the server state `want`, one
 // line each: exactly one file per server message, right name, place, flags
 // and bytes, and no other file.
@@ -224,30 +257,9 @@ std::vector<std::string> CompareExact(const LocalTree& local, const ServerState&
       problems.push_back("flags of " + file.path + " are \"" + *file.flags + "\", want \"" +
                          letters + "\"");
     }
-    // Read mail must be in cur/. Unread mail is in new/, or in cur/ when it
-    // was read before and marked unread again (mailmirror, like mutt, never
-    // moves a message back to new/).
-    if (letters.find('S') != std::string::npos && file.subdir != "cur") {
-      problems.push_back(file.path + " is in " + file.subdir + "/, want cur/");
-    } else if (letters.find('S') == std::string::npos && file.subdir == "cur" &&
-               was_in_cur.count(key) == 0) {
-      problems.push_back(file.path + " is in cur/, want new/ (unread, and not in cur/ before)");
-    }
+    CheckPlace(file, letters, was_in_cur.count(key) != 0, &problems);
   }
-  for (const auto& [key, paths] : seen_keys) {
-    if (paths.size() > 1) {
-      std::string list;
-      for (const auto& p : paths) list += "\n    " + p;
-      problems.push_back(KeyText(key) + " is stored " + std::to_string(paths.size()) +
-                         " times:" + list);
-    }
-  }
-  for (const auto& [stem, paths] : seen_stems) {
-    if (paths.size() > 1) {
-      problems.push_back("file stem " + stem + " is used " + std::to_string(paths.size()) +
-                         " times");
-    }
-  }
+  CheckStoredOnce(seen_keys, seen_stems, &problems);
   size_t missing = 0;
   for (const auto& [key, flags] : want.flags) {
     if (seen_keys.count(key) == 0 && ++missing <= 20) {
@@ -304,25 +316,10 @@ std::vector<std::string> CompareInBetween(const LocalTree& local, const ServerSt
                          (file.flags ? "\"" + *file.flags + "\"" : "missing") + ", want one of" +
                          list);
     } else {
-      if (file.flags->find('S') != std::string::npos && file.subdir != "cur") {
-        problems.push_back(file.path + " is in " + file.subdir + "/, want cur/");
-      } else if (file.flags->find('S') == std::string::npos && file.subdir == "cur" &&
-                 was_in_cur.count(key) == 0) {
-        problems.push_back(file.path + " is in cur/, want new/ (unread, and not in cur/ before)");
-      }
+      CheckPlace(file, *file.flags, was_in_cur.count(key) != 0, &problems);
     }
   }
-  for (const auto& [key, paths] : seen_keys) {
-    if (paths.size() > 1) {
-      problems.push_back(KeyText(key) + " is stored " + std::to_string(paths.size()) + " times");
-    }
-  }
-  for (const auto& [stem, paths] : seen_stems) {
-    if (paths.size() > 1) {
-      problems.push_back("file stem " + stem + " is used " + std::to_string(paths.size()) +
-                         " times");
-    }
-  }
+  CheckStoredOnce(seen_keys, seen_stems, &problems);
   for (const auto& [key, flags] : before.flags) {
     if (after.flags.count(key) != 0 && seen_keys.count(key) == 0) {
       problems.push_back("lost: " + KeyText(key) + " is on the server but has no local file");

@@ -17,11 +17,18 @@ enum class TlsMode {
   kNone,      // no encryption at all (testing, local tunnels)
 };
 
+enum class CompressMode {
+  kAuto,  // COMPRESS=DEFLATE when offered, except on loopback connections
+  kYes,   // whenever the server offers it
+  kNo,
+};
+
 struct AccountConfig {
   std::string name;  // the NAME of [accounts.NAME]
   std::string host;
   uint16_t port = 993;
   TlsMode tls = TlsMode::kImplicit;
+  CompressMode compress = CompressMode::kAuto;
   std::string ca_file;  // extra trusted CA certificates (PEM), may be empty
   std::string user;
   std::string password;              // set when the config holds the password itself

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "util/log.h"
+
 namespace mailmirror::account {
 namespace {
 
@@ -44,9 +46,16 @@ void ImapConnection::Open(std::string password, std::function<void(Status)> read
   closed_ = std::move(closed);
   // Login waits for the greeting, so it can be queued before connecting.
   session_.Login(account_.user, std::move(password), [this](Status status) {
-    auto on_ready = std::move(ready_);
-    ready_ = nullptr;
-    if (on_ready) on_ready(std::move(status));
+    if (status.ok() && WantsCompression()) {
+      session_.Compress([this](const Result<bool>& compressed) {
+        if (compressed.ok() && *compressed) {
+          Log(LogLevel::kDebug, "session to " + server() + " is compressed (COMPRESS=DEFLATE)");
+        }
+        Ready(compressed.status());
+      });
+      return;
+    }
+    Ready(std::move(status));
   });
   net::ConnectOptions options;
   options.host = account_.host;
@@ -56,6 +65,26 @@ void ImapConnection::Open(std::string password, std::function<void(Status)> read
   options.connect_timeout_ms = account_.connect_timeout_seconds * 1000;
   options.read_timeout_ms = account_.timeout_seconds * 1000;
   connection_.Connect(options);
+}
+
+bool ImapConnection::WantsCompression() const {
+  if (!session_.capabilities().Has("COMPRESS=DEFLATE")) return false;
+  switch (account_.compress) {
+    case CompressMode::kYes:
+      return true;
+    case CompressMode::kNo:
+      return false;
+    case CompressMode::kAuto:
+      // On loopback the bandwidth is free and deflate only burns CPU.
+      return !connection_.peer_is_loopback();
+  }
+  return false;
+}
+
+void ImapConnection::Ready(Status status) {
+  auto on_ready = std::move(ready_);
+  ready_ = nullptr;
+  if (on_ready) on_ready(std::move(status));
 }
 
 void ImapConnection::Finish() {

@@ -39,6 +39,10 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   std::string server() const;
 
  private:
+  // COMPRESS=DEFLATE after login: offered, and allowed by `compress`.
+  bool WantsCompression() const;
+  void Ready(Status status);
+
   // net::ConnectionObserver
   void OnConnected() override;
   void OnData(std::string_view data) override;

@@ -17,9 +17,9 @@ namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
-    "host",         "port",        "tls",    "ca_file",   "user",    "password",
-    "password_cmd", "maildir",     "layout", "state_dir", "folders", "connect_timeout",
-    "timeout",      "connections",
+    "host",         "port",        "tls",      "ca_file",   "user",    "password",
+    "password_cmd", "maildir",     "layout",   "state_dir", "folders", "connect_timeout",
+    "timeout",      "connections", "compress",
 };
 
 std::string KnownKeysList() {
@@ -107,7 +107,7 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
   }
   if (key == "host" || key == "user" || key == "password" || key == "password_cmd" ||
       key == "ca_file" || key == "maildir" || key == "tls" || key == "layout" ||
-      key == "state_dir") {
+      key == "state_dir" || key == "compress") {
     Result<std::string> value = GetString(v, node, key_path);
     if (!value) return value.error();
     if (value->empty() && key != "password") {
@@ -126,6 +126,18 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
                     "expected \"verbatim\" or \"maildir++\", got \"" + *value + "\"");
       }
       account.layout = *value;
+    }
+    if (key == "compress") {
+      if (*value == "auto") {
+        account.compress = CompressMode::kAuto;
+      } else if (*value == "yes") {
+        account.compress = CompressMode::kYes;
+      } else if (*value == "no") {
+        account.compress = CompressMode::kNo;
+      } else {
+        return v.At(node.source(), key_path,
+                    "expected \"auto\", \"yes\" or \"no\", got \"" + *value + "\"");
+      }
     }
     if (key == "tls") {
       if (*value == "implicit") {

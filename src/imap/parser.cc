@@ -204,6 +204,7 @@ void ResponseParser::ResetAll() {
   stream_sink_ = nullptr;
   error_.reset();
   reset_requested_ = false;
+  pause_requested_ = false;
 }
 
 void ResponseParser::ClearResponseState() {
@@ -224,7 +225,14 @@ Status ResponseParser::RunCallback(Callback callback) {
 }
 
 Status ResponseParser::Feed(std::string_view data) {
+  size_t consumed = 0;
+  return Feed(data, &consumed);
+}
+
+Status ResponseParser::Feed(std::string_view data, size_t* consumed) {
+  *consumed = 0;
   if (error_) return *error_;
+  const size_t total = data.size();
   while (!data.empty()) {
     size_t used = 0;
     Status status;
@@ -251,7 +259,12 @@ Status ResponseParser::Feed(std::string_view data) {
       return Status::Ok();
     }
     data.remove_prefix(used);
+    if (pause_requested_) {
+      pause_requested_ = false;
+      break;
+    }
   }
+  *consumed = total - data.size();
   return Status::Ok();
 }
 

@@ -78,6 +78,14 @@ class ResponseParser {
   // is unusable (the connection must be closed), and further Feed calls
   // return the same error. Not reentrant: callbacks must not call Feed.
   Status Feed(std::string_view data);
+  // As above, but stops early when a callback asked for Pause: *consumed
+  // tells how much of `data` was parsed (all of it unless paused).
+  Status Feed(std::string_view data, size_t* consumed);
+
+  // Called from inside a handler callback: Feed returns once the callback
+  // does, leaving the rest of its input unparsed for the caller (after
+  // COMPRESS DEFLATE's "OK", the rest of the read is compressed).
+  void Pause() { pause_requested_ = true; }
 
   // Drops any partially received response: used after STARTTLS, when bytes
   // buffered from the plaintext phase must never be interpreted. Also clears
@@ -147,6 +155,7 @@ class ResponseParser {
   std::optional<Error> error_;  // sticky
   bool in_callback_ = false;
   bool reset_requested_ = false;
+  bool pause_requested_ = false;
 };
 
 }  // namespace mailmirror::imap

@@ -111,15 +111,41 @@ void Session::OnData(std::string_view data) {
   // After STARTTLS succeeded, plaintext bytes still buffered are never
   // interpreted: they may have been injected before the handshake.
   if (state_ == State::kClosed || state_ == State::kStartingTls) return;
-  if (LogEnabled(LogLevel::kTrace))
-    Log(LogLevel::kTrace, TracePrefix() + "S: " + Printable(data, 500));
-  Status status = parser_.Feed(data);
-  if (status.ok()) return;
+  Status status = compression_
+                      ? compression_->Decompress(
+                            data, [this](std::string_view plain) { return FeedParser(plain); })
+                      : FeedParser(data);
+  if (status.ok() || failure_) return;
   // Protocol errors are the server's; others (a full disk under a fetch
   // sink) keep their own kind and message.
   Fail(status.error().kind == ErrorKind::kProtocol
            ? status.error().Wrap("bad response from " + options_.server)
            : status.error());
+}
+
+Status Session::FeedParser(std::string_view plain) {
+  if (LogEnabled(LogLevel::kTrace))
+    Log(LogLevel::kTrace, TracePrefix() + "S: " + Printable(plain, 500));
+  size_t consumed = 0;
+  Status status = parser_.Feed(plain, &consumed);
+  if (!status.ok() || consumed == plain.size() || failure_) return status;
+  // Paused after COMPRESS's OK: the rest of this read is compressed.
+  return compression_->Decompress(plain.substr(consumed),
+                                  [this](std::string_view more) { return FeedParser(more); });
+}
+
+void Session::Send(std::string_view bytes) {
+  if (!compression_) {
+    transport_->Send(bytes);
+    return;
+  }
+  std::string compressed;
+  Status status = compression_->Compress(bytes, &compressed);
+  if (!status.ok()) {
+    Fail(status.error());
+    return;
+  }
+  transport_->Send(compressed);
 }
 
 void Session::OnTlsStarted() {
@@ -335,7 +361,7 @@ void Session::SendNextPart(Pending& pending) {
             (pending.command.sensitive ? pending.tag + " " + pending.command.verb + " <secret>"
                                        : Printable(bytes, 500)));
   }
-  transport_->Send(bytes);
+  Send(bytes);
 }
 
 LiteralPolicy Session::literal_policy() const {
@@ -808,6 +834,40 @@ Status Session::OnLiteralEnd() {
   sink_status_ = streaming_sink_->OnBodyEnd();
   streaming_sink_ = nullptr;
   return sink_status_;
+}
+
+void Session::Compress(std::function<void(Result<bool>)> done) {
+  if (failure_) {
+    done(*failure_);
+    return;
+  }
+  if (compression_ || !in_flight_.empty() || !queued_.empty()) {
+    // RFC 4978 §3: nothing may be pipelined behind COMPRESS.
+    done(MakeError(ErrorKind::kInternal, "COMPRESS requested with other commands pending"));
+    return;
+  }
+  Execute(Command{{"COMPRESS DEFLATE\r\n"}, "COMPRESS", false}, nullptr,
+          [this, done = std::move(done)](const Result<TaggedReply>& reply) {
+            if (!reply.ok()) {
+              done(reply.error());
+              return;
+            }
+            if (reply->condition != Condition::kOk) {
+              Log(LogLevel::kDebug,
+                  "server " + options_.server + " refused COMPRESS: " + DescribeReply(*reply));
+              done(false);
+              return;
+            }
+            Result<std::unique_ptr<DeflateStream>> stream = DeflateStream::Create();
+            if (!stream.ok()) {
+              Fail(stream.error());
+              done(stream.error());
+              return;
+            }
+            compression_ = std::move(stream).value();
+            parser_.Pause();
+            done(true);
+          });
 }
 
 void Session::Logout(Done done) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "imap/command.h"
+#include "imap/deflate_stream.h"
 #include "imap/parser.h"
 #include "imap/sequence_set.h"
 #include "mailmirror/status.h"
@@ -208,6 +210,12 @@ class Session : private ResponseHandler, private LiteralSink {
   // meanwhile reach the sink too: callers filter by UID.
   void UidFetch(const std::string& uid_set, const std::string& items, FetchSink* sink, Done done);
 
+  // COMPRESS DEFLATE (RFC 4978) on an authenticated session with nothing
+  // else in flight: from the server's OK on, both directions are compressed.
+  // `done` gets true when compression is on, false when the server said NO
+  // (the session goes on uncompressed).
+  void Compress(std::function<void(Result<bool>)> done);
+
   // Sends LOGOUT and closes the transport once the server confirms.
   void Logout(Done done);
 
@@ -221,6 +229,7 @@ class Session : private ResponseHandler, private LiteralSink {
   const Capabilities& capabilities() const { return capabilities_; }
   const std::set<std::string>& enabled() const { return enabled_; }
   bool authenticated() const { return state_ == State::kAuthenticated; }
+  bool compressed() const { return compression_ != nullptr; }
 
  private:
   enum class State { kGreeting, kNotAuthenticated, kStartingTls, kAuthenticated, kClosed };
@@ -251,6 +260,12 @@ class Session : private ResponseHandler, private LiteralSink {
   void Authenticate();
   void FinishLogin(Status status);
 
+  // Parses plaintext from the server; bytes left after COMPRESS's OK go
+  // through the decompressor first.
+  Status FeedParser(std::string_view plain);
+  // Every byte to the server goes through here (and the compressor).
+  void Send(std::string_view bytes);
+
   LiteralPolicy literal_policy() const;
   void Enqueue(Pending pending);
   void SendQueued();
@@ -273,10 +288,11 @@ class Session : private ResponseHandler, private LiteralSink {
   std::deque<Pending> queued_;     // built, not sent yet
   std::deque<Pending> in_flight_;  // sent (at least partly), awaiting a tagged reply
   bool awaiting_continuation_ = false;
-  std::optional<Error> failure_;         // the first fatal error
-  std::string bye_text_;                 // text of an untagged BYE, for messages
-  FetchSink* streaming_sink_ = nullptr;  // receives the literal in progress
-  Status sink_status_;                   // first error a fetch sink returned
+  std::optional<Error> failure_;                // the first fatal error
+  std::string bye_text_;                        // text of an untagged BYE, for messages
+  FetchSink* streaming_sink_ = nullptr;         // receives the literal in progress
+  Status sink_status_;                          // first error a fetch sink returned
+  std::unique_ptr<DeflateStream> compression_;  // after COMPRESS DEFLATE
 
   // Login in progress.
   std::string user_;

@@ -1,5 +1,6 @@
 #include "net/connection.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -221,6 +222,23 @@ struct Connection::Impl {
   }
 
   bool tls_active() const { return tls_active_; }
+
+  bool peer_is_loopback() const {
+    if (!tcp_connected_) return false;
+    sockaddr_storage peer{};
+    int length = sizeof(peer);
+    if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return false;
+    if (peer.ss_family == AF_INET) {
+      const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer);
+      return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;  // 127.0.0.0/8
+    }
+    if (peer.ss_family == AF_INET6) {
+      const in6_addr& address = reinterpret_cast<const sockaddr_in6*>(&peer)->sin6_addr;
+      if (IN6_IS_ADDR_LOOPBACK(&address)) return true;
+      return IN6_IS_ADDR_V4MAPPED(&address) && address.s6_addr[12] == 127;
+    }
+    return false;
+  }
 
  private:
   // --- Setup ------------------------------------------------------------
@@ -825,5 +843,7 @@ void Connection::StartTls() { impl_->StartTls(); }
 void Connection::Close() { impl_->Close(); }
 
 bool Connection::tls_active() const { return impl_->tls_active(); }
+
+bool Connection::peer_is_loopback() const { return impl_->peer_is_loopback(); }
 
 }  // namespace mailmirror::net

@@ -73,6 +73,10 @@ class Connection {
 
   bool tls_active() const;
 
+  // True when connected to a loopback address (127.0.0.0/8, ::1), where
+  // compressing the stream costs CPU and saves nothing.
+  bool peer_is_loopback() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -40,6 +40,7 @@ password_cmd = "echo pw"
 timeout = 30
 connect_timeout = 5
 connections = 1
+compress = "no"
 )");
   ASSERT_EQ(config.accounts.size(), 2u);
   const AccountConfig& work = config.accounts[0];
@@ -60,6 +61,8 @@ connections = 1
   EXPECT_EQ(alpha.connect_timeout_seconds, 5u);
   EXPECT_EQ(work.connections, 4u);
   EXPECT_EQ(alpha.connections, 1u);
+  EXPECT_EQ(work.compress, CompressMode::kAuto);
+  EXPECT_EQ(alpha.compress, CompressMode::kNo);
 }
 
 TEST(ConfigTest, SyncKeys) {
@@ -129,6 +132,17 @@ TEST(ConfigTest, ConnectionsOutOfRange) {
     EXPECT_NE(message.find("accounts.a.connections"), std::string::npos) << message;
     EXPECT_NE(message.find(":5"), std::string::npos) << message;  // the line
   }
+}
+
+TEST(ConfigTest, CompressValues) {
+  const std::string head = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  EXPECT_EQ(ParseOk(head + "compress = \"yes\"\n").accounts[0].compress, CompressMode::kYes);
+  EXPECT_EQ(ParseOk(head + "compress = \"auto\"\n").accounts[0].compress, CompressMode::kAuto);
+  std::string message = ParseError(head + "compress = \"always\"\n");
+  EXPECT_EQ(
+      message.rfind("test.toml:5: accounts.a.compress: expected \"auto\", \"yes\" or \"no\"", 0),
+      0u)
+      << message;
 }
 
 TEST(ConfigTest, UnknownKeyIsAnError) {

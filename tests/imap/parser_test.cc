@@ -1441,6 +1441,28 @@ TEST(ParserResetTest, ResetFromHandlerDiscardsTheRestOfTheInput) {
   EXPECT_EQ(recorder.responses[1].number, 3u);
 }
 
+TEST(ParserPauseTest, PauseFromHandlerLeavesTheRestForTheCaller) {
+  // COMPRESS DEFLATE: what follows the tagged OK in the same read is
+  // compressed, so the parser stops and tells how much it took.
+  Recorder recorder;
+  ResponseParser parser(&recorder, &recorder, {});
+  recorder.on_response = [&](const Response& response) {
+    if (response.type == ResponseType::kTagged) parser.Pause();
+    return Status::Ok();
+  };
+  const std::string input = "* 1 EXISTS\r\nA1 OK DEFLATE active\r\n\x78\x9c\x01\x02";
+  size_t consumed = 0;
+  ASSERT_TRUE(parser.Feed(input, &consumed).ok());
+  EXPECT_EQ(consumed, input.find('\x78'));
+  EXPECT_TRUE(parser.idle());
+  ASSERT_EQ(recorder.responses.size(), 2u);
+  // The pause applies once: the next Feed parses everything.
+  recorder.on_response = nullptr;
+  ASSERT_TRUE(parser.Feed("* 2 EXISTS\r\nA2 OK done\r\n", &consumed).ok());
+  EXPECT_EQ(consumed, 24u);
+  EXPECT_EQ(recorder.responses.size(), 4u);
+}
+
 // ---------------------------------------------------------------------------
 // Fuzzing: arbitrary input never crashes, hangs or depends on chunking.
 

@@ -374,6 +374,106 @@ TEST_F(LoggedInSessionTest, LogoutClosesTheTransport) {
   session_->OnClosed(Status::Ok());  // the expected close reports nothing
 }
 
+// The server's end of a compressed connection: what it sends, compressed,
+// and what the client sent, decompressed.
+class DeflatePeer {
+ public:
+  DeflatePeer() : stream_(std::move(DeflateStream::Create()).value()) {}
+  std::string Compress(std::string_view plain) {
+    std::string out;
+    EXPECT_TRUE(stream_->Compress(plain, &out).ok());
+    return out;
+  }
+  std::string Decompress(std::string_view compressed) {
+    std::string out;
+    EXPECT_TRUE(stream_
+                    ->Decompress(compressed,
+                                 [&out](std::string_view chunk) {
+                                   out.append(chunk);
+                                   return Status::Ok();
+                                 })
+                    .ok());
+    return out;
+  }
+
+ private:
+  std::unique_ptr<DeflateStream> stream_;
+};
+
+TEST_F(LoggedInSessionTest, CompressDeflateCompressesBothDirections) {
+  LogIn("IMAP4rev1 COMPRESS=DEFLATE");
+  std::optional<Result<bool>> compressed;
+  std::optional<Result<TaggedReply>> noop;
+  session_->Compress([&](Result<bool> result) {
+    compressed = std::move(result);
+    // Sent compressed at once, from inside the reply to COMPRESS.
+    session_->Execute(Command{{"NOOP\r\n"}, "NOOP", false}, nullptr,
+                      [&](Result<TaggedReply> reply) { noop = std::move(reply); });
+  });
+  EXPECT_EQ(transport_.TakeSent(), "A2 COMPRESS DEFLATE\r\n");
+  DeflatePeer server;
+  // The OK and the first compressed bytes arrive in one read: the parser
+  // must stop at the OK and hand the rest to the decompressor.
+  Server("A2 OK DEFLATE active\r\n" + server.Compress("* 4 EXISTS\r\nA3 OK NOOP done\r\n"));
+  ASSERT_TRUE(compressed.has_value() && compressed->ok());
+  EXPECT_TRUE(compressed->value());
+  EXPECT_TRUE(session_->compressed());
+  EXPECT_EQ(server.Decompress(transport_.TakeSent()), "A3 NOOP\r\n");
+  ASSERT_TRUE(noop.has_value() && noop->ok());
+  EXPECT_EQ(noop->value().text, "NOOP done");
+
+  std::optional<Status> logged_out;
+  session_->Logout([&](Status status) { logged_out = status; });
+  EXPECT_EQ(server.Decompress(transport_.TakeSent()), "A4 LOGOUT\r\n");
+  const std::string reply = server.Compress("* BYE bye\r\nA4 OK Logout completed.\r\n");
+  for (char byte : reply) Server(std::string_view(&byte, 1));  // split anywhere
+  ASSERT_TRUE(logged_out.has_value());
+  EXPECT_TRUE(logged_out->ok());
+}
+
+TEST_F(LoggedInSessionTest, RefusedCompressLeavesTheSessionPlain) {
+  LogIn("IMAP4rev1 COMPRESS=DEFLATE");
+  std::optional<Result<bool>> compressed;
+  session_->Compress([&](Result<bool> result) { compressed = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 COMPRESS DEFLATE\r\n");
+  Server("A2 NO [COMPRESSIONACTIVE] DEFLATE active via TLS\r\n");
+  ASSERT_TRUE(compressed.has_value() && compressed->ok());
+  EXPECT_FALSE(compressed->value());
+  EXPECT_FALSE(session_->compressed());
+  session_->Logout([](const Status&) {});
+  EXPECT_EQ(transport_.TakeSent(), "A3 LOGOUT\r\n");
+}
+
+TEST_F(LoggedInSessionTest, CorruptCompressedStreamFailsTheSession) {
+  LogIn("IMAP4rev1 COMPRESS=DEFLATE");
+  std::optional<Result<bool>> compressed;
+  session_->Compress([&](Result<bool> result) { compressed = std::move(result); });
+  Server("A2 OK DEFLATE active\r\n");
+  ASSERT_TRUE(compressed.has_value() && compressed->ok() && compressed->value());
+  std::optional<Result<TaggedReply>> noop;
+  session_->Execute(Command{{"NOOP\r\n"}, "NOOP", false}, nullptr,
+                    [&](Result<TaggedReply> reply) { noop = std::move(reply); });
+  Server("\xff\xff\xff\xff not deflate");
+  ASSERT_TRUE(noop.has_value());
+  ASSERT_FALSE(noop->ok());
+  EXPECT_EQ(noop->error().kind, ErrorKind::kProtocol);
+  EXPECT_NE(noop->error().message.find("bad response from imap.test:993"), std::string::npos)
+      << noop->error().message;
+  EXPECT_TRUE(transport_.closed);
+}
+
+TEST_F(LoggedInSessionTest, CompressRefusesToPipeline) {
+  LogIn("IMAP4rev1 COMPRESS=DEFLATE");
+  session_->Execute(Command{{"NOOP\r\n"}, "NOOP", false}, nullptr,
+                    [](const Result<TaggedReply>&) {});
+  std::optional<Result<bool>> compressed;
+  session_->Compress([&](Result<bool> result) { compressed = std::move(result); });
+  ASSERT_TRUE(compressed.has_value());
+  ASSERT_FALSE(compressed->ok());
+  EXPECT_EQ(compressed->error().kind, ErrorKind::kInternal);
+  EXPECT_EQ(transport_.TakeSent(), "A2 NOOP\r\n");  // COMPRESS never sent
+}
+
 TEST_F(LoggedInSessionTest, EnableAsksOnlyForAdvertisedExtensions) {
   LogIn("IMAP4rev1 ENABLE CONDSTORE");
   std::optional<Result<std::set<std::string>>> enabled;

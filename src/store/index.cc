@@ -325,6 +325,17 @@ MDB_val Val(std::string_view bytes) {
   return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
 }
 
+// mdb_put for keys that usually come in ascending order (a folder's new
+// UIDs, time-based stems). LMDB splits a full page in the middle, which
+// leaves pages filled by ascending inserts half empty; MDB_APPEND splits at
+// the end instead and packs them. It refuses a key that is not past the
+// last one: then it is an ordinary put.
+int PutPackingAppends(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* value) {
+  int rc = mdb_put(txn, dbi, key, value, MDB_APPEND);
+  if (rc != MDB_KEYEXIST) return rc;
+  return mdb_put(txn, dbi, key, value, 0);
+}
+
 // Valid until the transaction ends or the database is written to.
 std::string_view View(const MDB_val& val) {
   return {static_cast<const char*>(val.mv_data), val.mv_size};
@@ -1051,7 +1062,7 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutMessageOp& op) {
     }
     std::string uid_bytes = Be32(message.uid);
     stem_value = Val(uid_bytes);
-    if (Status s = txn.Check(mdb_put(txn.get(), stems_, &stem_key, &stem_value, 0),
+    if (Status s = txn.Check(PutPackingAppends(txn.get(), stems_, &stem_key, &stem_value),
                              "put stem of " + where);
         !s.ok()) {
       return s;
@@ -1068,7 +1079,7 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutMessageOp& op) {
 
   std::string record = EncodeMessage(message);
   value = Val(record);
-  return txn.Check(mdb_put(txn.get(), messages_, &key, &value, 0), "put " + where);
+  return txn.Check(PutPackingAppends(txn.get(), messages_, &key, &value), "put " + where);
 }
 
 Status LmdbIndex::Apply(WriteTxn& txn, const Batch::DeleteMessageOp& op) {

@@ -55,17 +55,31 @@ class DiskWriter {
   void Submit(std::unique_ptr<DiskWork> work);
   bool idle() const { return !running_ && queue_.empty(); }
 
+  // Messages submitted and not yet delivered. Each holds a little memory
+  // (names, its index record) until its group is done, so downloads stop
+  // asking for more while this is at kBacklogLimit: the network may outrun
+  // the disk, but memory must not follow.
+  size_t backlog() const { return backlog_; }
+  static constexpr size_t kBacklogLimit = 2048;
+  bool has_room() const { return backlog_ < kBacklogLimit; }
+  // Runs `callback` once, on the loop thread, after a group completes with
+  // the backlog below the limit (at once if it is already).
+  void WhenRoom(std::function<void()> callback);
+
   // Groups run so far, for tests and the -v summary.
   size_t groups() const { return groups_; }
 
  private:
   void StartGroup();
+  void NotifyRoom();
 
   net::EventLoop* loop_;
   store::Index* index_;
   std::deque<std::unique_ptr<DiskWork>> queue_;
   bool running_ = false;
   size_t groups_ = 0;
+  size_t backlog_ = 0;
+  std::vector<std::function<void()>> room_waiters_;
 };
 
 }  // namespace mailmirror::sync

@@ -26,6 +26,14 @@ constexpr uint64_t kBatchBytes = 32ull << 20;
 constexpr std::chrono::milliseconds kBatchAge{1000};
 
 constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
+// UID FETCH commands of one download in flight at once, and how many
+// messages each asks for: about kChunkBytes, within these bounds, once the
+// folder's typical size is known.
+constexpr size_t kFetchWindow = 3;
+constexpr uint64_t kChunkBytes = 4ull << 20;
+constexpr size_t kChunkMessagesFirst = 256;
+constexpr size_t kChunkMessagesMin = 64;
+constexpr size_t kChunkMessagesMax = 512;
 
 struct ParsedFlags {
   uint32_t bits = 0;
@@ -673,11 +681,68 @@ void FolderPull::FetchNew() {
   work->index.Append(applied_);
   work->index.PutFolder(record_);
   work->ends_group = true;
-  SubmitDiskWork(std::move(work), [this, set](const Status& status) {
+  fetch_to_ = selected_.uidnext != 0 ? selected_.uidnext - 1 : 0;
+  next_chunk_ = fetch_from_;
+  if (fetch_to_ != 0) {
+    // Expunged UIDs leave gaps: spread the wanted messages over the range.
+    size_t known =
+        known_uids_.end() - std::lower_bound(known_uids_.begin(), known_uids_.end(), fetch_from_);
+    double wanted = std::max<double>(1, double(selected_.exists) - double(known));
+    uids_per_message_ = std::max(1.0, double(fetch_to_ - fetch_from_ + 1) / wanted);
+  }
+  SubmitDiskWork(std::move(work), [this](const Status& status) {
     if (!status.ok()) return Finish(status);
-    session_->UidFetch(set, kFetchItems, this,
-                       [this](const Status& fetched) { OnFetchDone(fetched); });
+    IssueChunks();
   });
+}
+
+// The download runs as a window of UID FETCH commands over consecutive UID
+// ranges: enough in flight that the session never waits a round trip,
+// few enough (and none while the disk writer is behind) that what has
+// arrived but is not yet durable stays bounded however large the folder.
+void FolderPull::IssueChunks() {
+  while (chunks_in_flight_ < kFetchWindow && fetch_status_.ok() && disk_status_.ok() &&
+         next_chunk_ != 0) {
+    if (!disk_->has_room()) {
+      if (!waiting_for_room_) {
+        waiting_for_room_ = true;
+        disk_->WhenRoom([this] {
+          waiting_for_room_ = false;
+          IssueChunks();
+        });
+      }
+      return;
+    }
+    std::string set;
+    if (fetch_to_ == 0) {
+      // No UIDNEXT from the server: one open-ended command.
+      set = imap::FormatSetExcluding(next_chunk_, 0, known_uids_);
+      next_chunk_ = 0;
+    } else {
+      uint64_t span = std::max<uint64_t>(1, uint64_t(ChunkMessages() * uids_per_message_));
+      uint64_t last = std::min<uint64_t>(uint64_t(next_chunk_) + span - 1, fetch_to_);
+      set = imap::FormatSetExcluding(next_chunk_, uint32_t(last), known_uids_);
+      next_chunk_ = last == fetch_to_ ? 0 : uint32_t(last + 1);
+    }
+    if (set.empty()) continue;  // everything in the range is already here
+    ++chunks_in_flight_;
+    session_->UidFetch(set, kFetchItems, this,
+                       [this](const Status& fetched) { OnChunkDone(fetched); });
+  }
+  if (chunks_in_flight_ == 0 && !waiting_for_room_) OnFetchDone(fetch_status_);
+}
+
+// Messages per command: about kChunkBytes by the sizes seen so far.
+size_t FolderPull::ChunkMessages() const {
+  if (received_messages_ < kChunkMessagesMin) return kChunkMessagesFirst;
+  uint64_t average = std::max<uint64_t>(1, received_bytes_ / received_messages_);
+  return std::clamp<size_t>(kChunkBytes / average, kChunkMessagesMin, kChunkMessagesMax);
+}
+
+void FolderPull::OnChunkDone(const Status& status) {
+  --chunks_in_flight_;
+  if (!status.ok() && fetch_status_.ok()) fetch_status_ = status;
+  IssueChunks();
 }
 
 Status FolderPull::OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) {
@@ -702,6 +767,8 @@ Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
     return Status::Ok();
   }
   highest_fetched_ = std::max(highest_fetched_, uid);
+  ++received_messages_;
+  if (body != nullptr) received_bytes_ += body->size();
   if (body == nullptr || message.body_nil) {
     Log(LogLevel::kWarning, job_.local_name + ": server sent no content for UID " +
                                 std::to_string(uid) + "; it will be fetched again next run");

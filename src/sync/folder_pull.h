@@ -105,6 +105,9 @@ class FolderPull : private imap::FetchSink {
   Status ApplyLocally(std::vector<LocalChange>& changes);
   Status AdoptOrphans();
   void FetchNew();
+  void IssueChunks();
+  size_t ChunkMessages() const;
+  void OnChunkDone(const Status& status);
   void OnFetchDone(const Status& status);
   Status FlushBatch(bool folder_done = false);
   void SubmitDiskWork(std::unique_ptr<DiskWork> work, std::function<void(const Status&)> then);
@@ -134,6 +137,16 @@ class FolderPull : private imap::FetchSink {
   uint32_t fetch_from_ = 1;
   uint32_t highest_fetched_ = 0;
   uint32_t lowest_skipped_ = 0;  // 0: none
+
+  // The download, in chunks (IssueChunks).
+  uint32_t fetch_to_ = 0;        // last UID wanted; 0: unknown, fetch "n:*"
+  uint32_t next_chunk_ = 0;      // first UID of the next chunk; 0: none left
+  double uids_per_message_ = 1;  // UID span per wanted message (gaps)
+  size_t chunks_in_flight_ = 0;
+  bool waiting_for_room_ = false;  // on the disk writer's backlog
+  Status fetch_status_;            // the first failed chunk
+  uint64_t received_messages_ = 0;
+  uint64_t received_bytes_ = 0;
 
   // Message being streamed.
   std::unique_ptr<store::TmpMessage> current_;

@@ -243,9 +243,18 @@ void Session::DispatchUntagged(const Response& response) {
     }
   }
   // Handlers may queue commands; index-based so that growth is harmless.
+  // A FETCH response belongs to one body-fetching command only, the oldest
+  // (which also receives its literal): pipelined UID FETCH commands must not
+  // each see every message.
   const size_t count = in_flight_.size();
+  bool fetch_taken = false;
   for (size_t i = 0; i < count && i < in_flight_.size(); ++i) {
-    if (in_flight_[i].on_untagged) in_flight_[i].on_untagged(response);
+    Pending& pending = in_flight_[i];
+    if (pending.fetch_sink != nullptr && response.type == ResponseType::kFetch) {
+      if (fetch_taken) continue;
+      fetch_taken = true;
+    }
+    if (pending.on_untagged) pending.on_untagged(response);
   }
 }
 

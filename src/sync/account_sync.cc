@@ -140,6 +140,8 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
   // downloads of thousands of messages the full pool. (On loopback, with
   // the server on the same two cores, four sessions for a dozen small
   // changes are slower than two.)
+  // A large download can keep several sessions busy (FolderPull::AddHelper).
+  constexpr uint64_t kNewMessagesPerSession = 2000;
   size_t needing_session = 0;
   uint64_t work = 0;  // about one unit per folder round trip or 100 new messages
   for (const FolderJob& job : jobs_) {
@@ -152,6 +154,7 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
                          ? *job.status_uidnext - known_next
                          : 0;
     work += 1 + fresh / 100;
+    needing_session += fresh / kNewMessagesPerSession;
   }
   constexpr uint64_t kWorkPerExtraSession = 8;
   size_t sessions = std::min<size_t>({account_.connections, needing_session,
@@ -205,6 +208,7 @@ bool AccountSync::AnyLiveWorkerBesides(const Worker* worker) const {
 void AccountSync::NextFolder(Worker* worker) {
   if (folders_done_ || worker->busy) return;
   if (next_job_ >= jobs_.size()) {
+    if (HelpLargestDownload(worker)) return;
     CloseWorker(worker);  // nothing left for it
     if (running_ == 0) FoldersDone();
     return;
@@ -230,6 +234,30 @@ void AccountSync::NextFolder(Worker* worker) {
   FolderPull* started = pull.get();
   pulls_.push_back(std::move(pull));
   started->Start();
+}
+
+// With no folder left to start, an idle session joins the running download
+// with the most messages still to ask for, if that repays the EXAMINE.
+bool AccountSync::HelpLargestDownload(Worker* worker) {
+  constexpr uint64_t kWorthHelping = 1000;
+  if (worker->closed || worker->closing || !worker->connection->session().authenticated()) {
+    return false;
+  }
+  FolderPull* best = nullptr;
+  uint64_t most = kWorthHelping - 1;
+  for (const std::unique_ptr<FolderPull>& pull : pulls_) {
+    if (pull->unrequested() > most) {
+      most = pull->unrequested();
+      best = pull.get();
+    }
+  }
+  if (best == nullptr) return false;
+  worker->busy = true;
+  best->AddHelper(&worker->connection->session(), [this, worker] {
+    worker->busy = false;
+    PostNextFolder(worker);
+  });
+  return true;
 }
 
 void AccountSync::OnFolderDone(const FolderReport& folder) {

@@ -1,9 +1,11 @@
 // A pull sync of one account: lock, index, a first connection that lists
 // the folders, then the selected folders on a pool of up to `connections`
 // IMAP sessions, largest folder first. Extra sessions are opened only when
-// more than one folder needs work (an unchanged account costs one login);
-// each takes the next folder when it finishes one. A server that refuses an
-// extra session leaves the pool smaller, not the sync failed.
+// more than one folder needs work or a large download can use them (an
+// unchanged account costs one login); each takes the next folder when it
+// finishes one, and with none left joins the largest download still under
+// way. A server that refuses an extra session leaves the pool smaller, not
+// the sync failed.
 //
 // Threading: the loop thread. Lifetime: keep the object until `done` ran.
 #pragma once
@@ -59,6 +61,7 @@ class AccountSync {
   void OpenExtraWorker();
   void OnExtraReady(Worker* worker, const Status& status);
   void NextFolder(Worker* worker);
+  bool HelpLargestDownload(Worker* worker);
   void OnFolderDone(const FolderReport& folder);
   void PostNextFolder(Worker* worker);
   void CloseWorker(Worker* worker);

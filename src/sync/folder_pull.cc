@@ -690,46 +690,68 @@ void FolderPull::FetchNew() {
     double wanted = std::max<double>(1, double(selected_.exists) - double(known));
     uids_per_message_ = std::max(1.0, double(fetch_to_ - fetch_from_ + 1) / wanted);
   }
+  lanes_.push_back(std::make_unique<Lane>(this, session_));
+  lanes_.back()->ready = true;
   SubmitDiskWork(std::move(work), [this](const Status& status) {
     if (!status.ok()) return Finish(status);
+    downloading_ = true;
     IssueChunks();
   });
 }
 
-// The download runs as a window of UID FETCH commands over consecutive UID
-// ranges: enough in flight that the session never waits a round trip,
-// few enough (and none while the disk writer is behind) that what has
-// arrived but is not yet durable stays bounded however large the folder.
+// The download runs as a window of UID FETCH commands per session over
+// consecutive UID ranges: enough in flight that a session never waits a
+// round trip, few enough (and none while the disk writer is behind) that
+// what has arrived but is not yet durable stays bounded however large the
+// folder. Idle sessions of the pool may join (AddHelper) and take ranges.
 void FolderPull::IssueChunks() {
-  while (chunks_in_flight_ < kFetchWindow && fetch_status_.ok() && disk_status_.ok() &&
-         next_chunk_ != 0) {
-    if (!disk_->has_room()) {
-      if (!waiting_for_room_) {
-        waiting_for_room_ = true;
-        disk_->WhenRoom([this] {
-          waiting_for_room_ = false;
-          IssueChunks();
-        });
+  if (!downloading_) return;
+  for (size_t i = 0; i < lanes_.size(); ++i) {
+    Lane& lane = *lanes_[i];
+    while (lane.ready && lane.in_flight < kFetchWindow && fetch_status_.ok() && disk_status_.ok() &&
+           next_chunk_ != 0) {
+      if (!disk_->has_room()) {
+        if (!waiting_for_room_) {
+          waiting_for_room_ = true;
+          disk_->WhenRoom([this] {
+            waiting_for_room_ = false;
+            IssueChunks();
+          });
+        }
+        return;
       }
-      return;
+      std::string set = NextChunk();
+      if (set.empty()) continue;  // everything in the range is already here
+      ++lane.in_flight;
+      ++chunks_in_flight_;
+      lane.session_->UidFetch(set, kFetchItems, &lane,
+                              [this, &lane](const Status& fetched) { OnChunkDone(lane, fetched); });
     }
-    std::string set;
-    if (fetch_to_ == 0) {
-      // No UIDNEXT from the server: one open-ended command.
-      set = imap::FormatSetExcluding(next_chunk_, 0, known_uids_);
-      next_chunk_ = 0;
-    } else {
-      uint64_t span = std::max<uint64_t>(1, uint64_t(ChunkMessages() * uids_per_message_));
-      uint64_t last = std::min<uint64_t>(uint64_t(next_chunk_) + span - 1, fetch_to_);
-      set = imap::FormatSetExcluding(next_chunk_, uint32_t(last), known_uids_);
-      next_chunk_ = last == fetch_to_ ? 0 : uint32_t(last + 1);
+    // A helper with nothing left to fetch goes back to the pool.
+    if (i > 0 && lane.ready && lane.in_flight == 0 && (next_chunk_ == 0 || !fetch_status_.ok())) {
+      ReleaseHelper(lane);
     }
-    if (set.empty()) continue;  // everything in the range is already here
-    ++chunks_in_flight_;
-    session_->UidFetch(set, kFetchItems, this,
-                       [this](const Status& fetched) { OnChunkDone(fetched); });
   }
-  if (chunks_in_flight_ == 0 && !waiting_for_room_) OnFetchDone(fetch_status_);
+  if (chunks_in_flight_ == 0 && !waiting_for_room_ &&
+      (next_chunk_ == 0 || !fetch_status_.ok() || !disk_status_.ok())) {
+    downloading_ = false;
+    for (size_t i = 1; i < lanes_.size(); ++i) ReleaseHelper(*lanes_[i]);
+    OnFetchDone(fetch_status_);
+  }
+}
+
+std::string FolderPull::NextChunk() {
+  if (fetch_to_ == 0) {
+    // No UIDNEXT from the server: one open-ended command.
+    std::string set = imap::FormatSetExcluding(next_chunk_, 0, known_uids_);
+    next_chunk_ = 0;
+    return set;
+  }
+  uint64_t span = std::max<uint64_t>(1, uint64_t(double(ChunkMessages()) * uids_per_message_));
+  uint64_t last = std::min<uint64_t>(uint64_t(next_chunk_) + span - 1, fetch_to_);
+  std::string set = imap::FormatSetExcluding(next_chunk_, uint32_t(last), known_uids_);
+  next_chunk_ = last == fetch_to_ ? 0 : uint32_t(last + 1);
+  return set;
 }
 
 // Messages per command: about kChunkBytes by the sizes seen so far.
@@ -739,26 +761,68 @@ size_t FolderPull::ChunkMessages() const {
   return std::clamp<size_t>(kChunkBytes / average, kChunkMessagesMin, kChunkMessagesMax);
 }
 
-void FolderPull::OnChunkDone(const Status& status) {
+void FolderPull::OnChunkDone(Lane& lane, const Status& status) {
+  --lane.in_flight;
   --chunks_in_flight_;
+  lane.current_.reset();  // a body cut off by a failure is dropped (and unlinked)
   if (!status.ok() && fetch_status_.ok()) fetch_status_ = status;
   IssueChunks();
 }
 
-Status FolderPull::OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) {
+uint64_t FolderPull::unrequested() const {
+  if (!downloading_ || next_chunk_ == 0 || !fetch_status_.ok()) return 0;
+  return uint64_t(double(fetch_to_ - next_chunk_ + 1) / uids_per_message_);
+}
+
+void FolderPull::AddHelper(imap::Session* session, std::function<void()> release) {
+  Lane& lane = *lanes_.emplace_back(std::make_unique<Lane>(this, session));
+  lane.release = std::move(release);
+  // Read-only: the helper only fetches (BODY.PEEK), and EXAMINE spares the
+  // server the \Recent bookkeeping of a second SELECT.
+  // Counted as in flight, so that the download does not end under it.
+  ++lane.in_flight;
+  ++chunks_in_flight_;
+  session->Select(job_.remote_name, /*read_only=*/true,
+                  [this, &lane](Result<imap::SelectedMailbox> selected) {
+                    --lane.in_flight;
+                    --chunks_in_flight_;
+                    if (selected.ok() && selected->uidvalidity == selected_.uidvalidity) {
+                      lane.ready = true;
+                    } else {
+                      // Not the same mailbox any more, or the session failed:
+                      // the folder's own session goes on without it.
+                      ReleaseHelper(lane);
+                    }
+                    IssueChunks();  // also releases it if nothing is left
+                  });
+}
+
+void FolderPull::ReleaseHelper(Lane& lane) {
+  lane.ready = false;
+  if (!lane.release) return;
+  auto release = std::move(lane.release);
+  lane.release = nullptr;
+  release();
+}
+
+Status FolderPull::Lane::OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) {
   current_.reset();  // an unclaimed previous body is dropped (and unlinked)
-  Result<std::unique_ptr<store::TmpMessage>> message = folder_->BeginMessage();
+  Result<std::unique_ptr<store::TmpMessage>> message = pull_->folder_->BeginMessage();
   if (!message.ok()) return message.error();
   current_ = std::move(message).value();
   return Status::Ok();
 }
 
-Status FolderPull::OnBodyData(std::string_view chunk) { return current_->Write(chunk); }
+Status FolderPull::Lane::OnBodyData(std::string_view chunk) { return current_->Write(chunk); }
 
-Status FolderPull::OnBodyEnd() { return current_->Finish(); }
+Status FolderPull::Lane::OnBodyEnd() { return current_->Finish(); }
 
-Status FolderPull::OnMessage(const imap::FetchedMessage& message) {
-  std::unique_ptr<store::TmpMessage> body = std::move(current_);
+Status FolderPull::Lane::OnMessage(const imap::FetchedMessage& message) {
+  return pull_->OnFetched(message, std::move(current_));
+}
+
+Status FolderPull::OnFetched(const imap::FetchedMessage& message,
+                             std::unique_ptr<store::TmpMessage> body) {
   if (!disk_status_.ok()) return disk_status_;                 // stops the download
   if (!message.uid || !message.has_body) return Status::Ok();  // unsolicited update
   uint32_t uid = *message.uid;
@@ -831,7 +895,6 @@ Status FolderPull::FlushBatch(bool folder_done) {
 }
 
 void FolderPull::OnFetchDone(const Status& status) {
-  current_.reset();
   if (!status.ok()) {
     // Whatever was completely received is still worth keeping.
     (void)FlushBatch(/*folder_done=*/false);

@@ -69,7 +69,7 @@ struct FolderReport {
   Status status;
 };
 
-class FolderPull : private imap::FetchSink {
+class FolderPull {
  public:
   // `disk` makes this folder's changes durable (shared by the account's
   // folders). `session_free` runs once the folder needs the session no more
@@ -78,16 +78,41 @@ class FolderPull : private imap::FetchSink {
   // disk work has completed too, after `session_free`.
   FolderPull(imap::Session* session, store::Index* index, DiskWriter* disk, FolderJob job,
              std::function<void()> session_free, std::function<void(FolderReport)> done);
-  ~FolderPull() override;
+  ~FolderPull();
+  FolderPull(const FolderPull&) = delete;
+  FolderPull& operator=(const FolderPull&) = delete;
 
   void Start();
 
+  // Messages of the download not yet asked for; 0 when none is running.
+  // Idle sessions of the pool help the folder with the most (AddHelper).
+  uint64_t unrequested() const;
+  // Lends `session` (authenticated, nothing selected or in flight) to the
+  // download: it EXAMINEs the folder and fetches chunks of it alongside the
+  // folder's own session. `release` runs once the download needs it no
+  // more, from the session's callbacks (post before reusing it).
+  void AddHelper(imap::Session* session, std::function<void()> release);
+
  private:
-  // FetchSink
-  Status OnBodyBegin(uint32_t seq, uint64_t size) override;
-  Status OnBodyData(std::string_view chunk) override;
-  Status OnBodyEnd() override;
-  Status OnMessage(const imap::FetchedMessage& message) override;
+  // One session fetching chunks of the download, with the body it is
+  // streaming: lane 0 is the folder's own session, others are helpers.
+  class Lane : public imap::FetchSink {
+   public:
+    Lane(FolderPull* pull, imap::Session* session) : pull_(pull), session_(session) {}
+    Status OnBodyBegin(uint32_t seq, uint64_t size) override;
+    Status OnBodyData(std::string_view chunk) override;
+    Status OnBodyEnd() override;
+    Status OnMessage(const imap::FetchedMessage& message) override;
+
+    FolderPull* pull_;
+    imap::Session* session_;
+    std::unique_ptr<store::TmpMessage> current_;
+    size_t in_flight = 0;
+    bool ready = false;             // selected, may take chunks
+    std::function<void()> release;  // helpers: give the session back
+  };
+  Status OnFetched(const imap::FetchedMessage& message, std::unique_ptr<store::TmpMessage> body);
+  void ReleaseHelper(Lane& lane);
 
   void OnSelected(Result<imap::SelectedMailbox> selected);
   void Rematch();
@@ -106,8 +131,9 @@ class FolderPull : private imap::FetchSink {
   Status AdoptOrphans();
   void FetchNew();
   void IssueChunks();
+  std::string NextChunk();  // the next range's UID set; "" if all known
   size_t ChunkMessages() const;
-  void OnChunkDone(const Status& status);
+  void OnChunkDone(Lane& lane, const Status& status);
   void OnFetchDone(const Status& status);
   Status FlushBatch(bool folder_done = false);
   void SubmitDiskWork(std::unique_ptr<DiskWork> work, std::function<void(const Status&)> then);
@@ -142,15 +168,13 @@ class FolderPull : private imap::FetchSink {
   uint32_t fetch_to_ = 0;        // last UID wanted; 0: unknown, fetch "n:*"
   uint32_t next_chunk_ = 0;      // first UID of the next chunk; 0: none left
   double uids_per_message_ = 1;  // UID span per wanted message (gaps)
-  size_t chunks_in_flight_ = 0;
+  size_t chunks_in_flight_ = 0;  // on all lanes
+  bool downloading_ = false;     // IssueChunks may run
+  std::vector<std::unique_ptr<Lane>> lanes_;
   bool waiting_for_room_ = false;  // on the disk writer's backlog
   Status fetch_status_;            // the first failed chunk
   uint64_t received_messages_ = 0;
   uint64_t received_bytes_ = 0;
-
-  // Message being streamed.
-  std::unique_ptr<store::TmpMessage> current_;
-  Status body_status_;
 
   // Delivered-but-uncommitted batch and its index records.
   store::DeliveryBatch batch_;

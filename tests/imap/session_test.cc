@@ -593,6 +593,34 @@ TEST_F(LoggedInSessionTest, UidFetchStreamsBodiesToTheSink) {
   EXPECT_EQ(sink.events[4], "message uid=10 body=no flags= date= size=0");
 }
 
+TEST_F(LoggedInSessionTest, PipelinedFetchesEachGetOnlyTheirOwnMessages) {
+  LogIn("IMAP4rev1");
+  RecordingSink first;
+  RecordingSink second;  // serves two commands
+  std::vector<std::string> done;
+  session_->UidFetch("1:2", "UID BODY.PEEK[]", &first,
+                     [&](const Status&) { done.push_back("A2"); });
+  session_->UidFetch("3", "UID BODY.PEEK[]", &second, [&](const Status&) { done.push_back("A3"); });
+  session_->UidFetch("4", "UID BODY.PEEK[]", &second, [&](const Status&) { done.push_back("A4"); });
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 UID FETCH 1:2 (UID BODY.PEEK[])\r\nA3 UID FETCH 3 (UID BODY.PEEK[])\r\n"
+            "A4 UID FETCH 4 (UID BODY.PEEK[])\r\n");
+  Server(
+      "* 1 FETCH (UID 1 BODY[] {1}\r\na)\r\n* 2 FETCH (UID 2 BODY[] {1}\r\nb)\r\nA2 OK done\r\n"
+      "* 3 FETCH (UID 3 BODY[] {1}\r\nc)\r\nA3 OK done\r\n"
+      "* 4 FETCH (UID 4 BODY[] {1}\r\nd)\r\nA4 OK done\r\n");
+  EXPECT_EQ(done, (std::vector<std::string>{"A2", "A3", "A4"}));
+  ASSERT_EQ(first.events.size(), 6u);
+  EXPECT_EQ(first.events[2], "message uid=1 body=yes flags= date= size=0");
+  EXPECT_EQ(first.events[5], "message uid=2 body=yes flags= date= size=0");
+  // Once each, not once per command in flight.
+  ASSERT_EQ(second.events.size(), 6u);
+  EXPECT_EQ(second.events[1], "end c");
+  EXPECT_EQ(second.events[2], "message uid=3 body=yes flags= date= size=0");
+  EXPECT_EQ(second.events[4], "end d");
+  EXPECT_EQ(second.events[5], "message uid=4 body=yes flags= date= size=0");
+}
+
 TEST_F(LoggedInSessionTest, SinkErrorFailsTheSessionWithItsOwnKind) {
   LogIn("IMAP4rev1");
   RecordingSink sink;

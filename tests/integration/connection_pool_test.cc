@@ -3,8 +3,10 @@
 // user shrinks the pool instead of failing the sync.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 
@@ -111,6 +113,58 @@ TEST(ConnectionPoolTest, ServerSessionLimitShrinksThePool) {
   for (const LocalFile& file : tree.files) ++mirrored[file.folder];
   EXPECT_EQ(mirrored, expected);
   EXPECT_TRUE(tree.tmp_files.empty());
+}
+
+// Counts lines of the trace that contain `needle`.
+size_t CountLines(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+TEST(ConnectionPoolTest, IdleSessionsHelpDownloadLargeFolders) {
+  // 20,000 messages: INBOX gets about 9,500 and Archive/2023 6,900, far
+  // more than their sessions have asked for when the sessions of the small
+  // folders (Sent Items 2,400, Entwürfe 950, ...) run out of work.
+  auto server = DovecotServer::Start({});
+  ASSERT_NE(server, nullptr);
+  testing::BulkOptions bulk;
+  bulk.count = 20000;
+  bulk.big_mb = 1;
+  ASSERT_TRUE(server->SeedBulk("alice", bulk));
+  const std::string maildir = server->dir() + "/local";
+  const std::string config = WriteConfig(*server, "helped", maildir, 4);
+  CommandResult result = RunCommand(SyncCommand(config, "-vvv"));
+  ASSERT_EQ(result.exit_code, 0) << Report(result).substr(0, 4000);
+
+  // A large folder was examined by its own session and by a helper, which
+  // fetched UID ranges of it.
+  const size_t inbox = CountLines(result.err, " EXAMINE INBOX");
+  const size_t archive = CountLines(result.err, " EXAMINE Archive/2023");
+  EXPECT_GE(std::max(inbox, archive), 2u) << inbox << " and " << archive << " EXAMINEs";
+  EXPECT_EQ(result.err.find("server sent no content"), std::string::npos);
+
+  // Every message exactly once, in the right folder, nothing left in tmp/.
+  std::map<std::string, size_t> mirrored;
+  std::set<std::pair<std::string, uint32_t>> seen;
+  testing::LocalTree tree = ScanLocal(maildir);
+  for (const LocalFile& file : tree.files) {
+    ++mirrored[file.folder];
+    ASSERT_TRUE(file.uid.has_value()) << file.path;
+    EXPECT_TRUE(seen.insert({file.folder, *file.uid}).second) << "twice: " << file.path;
+  }
+  for (const char* folder : {"INBOX", "Archive/2023", "Sent Items", "Archive"}) {
+    EXPECT_EQ(mirrored[folder], size_t(server->Count("alice", folder))) << folder;
+  }
+  EXPECT_TRUE(tree.tmp_files.empty());
+
+  // The index recorded each download as complete: nothing is fetched again.
+  const size_t mark = testing::LogSize(*server);
+  CommandResult again = RunCommand(SyncCommand(config, "-v"));
+  ASSERT_EQ(again.exit_code, 0) << Report(again);
+  EXPECT_EQ(testing::FetchesSince(*server, mark, "alice").body_count, 0);
 }
 
 }  // namespace

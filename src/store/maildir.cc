@@ -660,7 +660,8 @@ std::string NewStem() {
   out += ".M";
   out += std::to_string(now.tv_nsec / 1000);
   out += 'P';
-  out += std::to_string(::getpid());
+  static const pid_t pid = ::getpid();  // no stems are made in forked children
+  out += std::to_string(pid);
   out += 'Q';
   out += std::to_string(count);
   out += '.';

@@ -1,0 +1,207 @@
+#include "sync/merge_plan.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "store/maildir.h"
+
+namespace mailmirror::sync {
+namespace {
+
+enum class Change { kNone, kFlags, kDeleted, kMoved };
+
+Change ChangeOf(const SideState& side, uint32_t base_flags) {
+  if (!side.moved_to.empty()) return Change::kMoved;
+  if (!side.present) return Change::kDeleted;
+  return side.flags == base_flags ? Change::kNone : Change::kFlags;
+}
+
+// Per flag: the value of the side that changed it; when both changed it,
+// both hold the same value (a bit has only one other value).
+uint32_t MergeFlags(uint32_t base, uint32_t local, uint32_t remote) {
+  return base ^ ((base ^ local) | (base ^ remote));
+}
+
+void AddFlagChange(std::vector<FlagChange>& out, uint32_t uid, uint32_t from, uint32_t to) {
+  if (from == to) return;
+  out.push_back(FlagChange{uid, to & ~from, from & ~to});
+}
+
+class Planner {
+ public:
+  Planner(const MergePolicy& policy, FolderPlan& plan) : policy_(policy), plan_(plan) {}
+
+  void Plan(const KnownMessage& m) {
+    const Change local = ChangeOf(m.local, m.base_flags);
+    const Change remote = ChangeOf(m.remote, m.base_flags);
+    if (local != Change::kNone && remote != Change::kNone) plan_.conflicts.push_back(m.uid);
+    switch (local) {
+      case Change::kNone:
+        return LocalUnchanged(m, remote);
+      case Change::kFlags:
+        return LocalFlags(m, remote);
+      case Change::kDeleted:
+        return LocalDeleted(m, remote);
+      case Change::kMoved:
+        return LocalMoved(m, remote);
+    }
+  }
+
+ private:
+  // Only the server changed: apply it here.
+  void LocalUnchanged(const KnownMessage& m, Change remote) {
+    switch (remote) {
+      case Change::kNone:
+        return;
+      case Change::kFlags:
+        if (!policy_.pull) return;  // pending: the base stays
+        AddFlagChange(plan_.local_flags, m.uid, m.local.flags, m.remote.flags);
+        plan_.new_base.emplace_back(m.uid, m.remote.flags);
+        return;
+      case Change::kDeleted:
+        if (!policy_.pull) return;
+        if (policy_.expunge_local) {
+          plan_.local_delete.push_back(m.uid);
+          plan_.forget.push_back(m.uid);
+        } else {
+          plan_.detach.push_back(m.uid);
+        }
+        return;
+      case Change::kMoved:
+        if (!policy_.pull) return;
+        plan_.local_moves.push_back(MoveAction{m.uid, m.remote.moved_to, m.remote.flags});
+        plan_.forget.push_back(m.uid);
+        return;
+    }
+  }
+
+  void LocalFlags(const KnownMessage& m, Change remote) {
+    switch (remote) {
+      case Change::kNone:
+        if (!policy_.push) return;
+        AddFlagChange(plan_.remote_flags, m.uid, m.remote.flags, m.local.flags);
+        plan_.new_base.emplace_back(m.uid, m.local.flags);
+        return;
+      case Change::kFlags: {
+        const uint32_t merged = MergeFlags(m.base_flags, m.local.flags, m.remote.flags);
+        const bool local_ok = policy_.pull || merged == m.local.flags;
+        const bool remote_ok = policy_.push || merged == m.remote.flags;
+        if (policy_.pull) AddFlagChange(plan_.local_flags, m.uid, m.local.flags, merged);
+        if (policy_.push) AddFlagChange(plan_.remote_flags, m.uid, m.remote.flags, merged);
+        if (local_ok && remote_ok) plan_.new_base.emplace_back(m.uid, merged);
+        return;
+      }
+      case Change::kDeleted:
+        // Changed here, deleted there: the change wins, the server gets the
+        // message back (and the UID it is given replaces this one).
+        if (!policy_.push) return;
+        plan_.remote_restore.push_back(MoveAction{m.uid, "", m.local.flags});
+        plan_.forget.push_back(m.uid);
+        return;
+      case Change::kMoved:
+        // Follow the move; the flags go along and reach the server from the
+        // destination folder.
+        if (!policy_.pull) return;
+        plan_.local_moves.push_back(MoveAction{
+            m.uid, m.remote.moved_to, MergeFlags(m.base_flags, m.local.flags, m.remote.flags)});
+        plan_.forget.push_back(m.uid);
+        return;
+    }
+  }
+
+  void LocalDeleted(const KnownMessage& m, Change remote) {
+    switch (remote) {
+      case Change::kNone:
+        if (!policy_.push) return;
+        if (policy_.expunge_remote) {
+          plan_.remote_expunge.push_back(m.uid);
+        } else if ((m.remote.flags & store::kFlagDeleted) == 0) {
+          plan_.remote_mark_deleted.push_back(m.uid);
+        }
+        plan_.forget.push_back(m.uid);
+        return;
+      case Change::kFlags:
+        // Deleted here, changed there: the deletion loses.
+        if (!policy_.pull) return;
+        plan_.local_restore.push_back(m.uid);
+        plan_.new_base.emplace_back(m.uid, m.remote.flags);
+        return;
+      case Change::kDeleted:
+      case Change::kMoved:
+        // Gone from here on both sides; a server copy moved to another
+        // folder lives on there, which downloads it.
+        plan_.forget.push_back(m.uid);
+        return;
+    }
+  }
+
+  void LocalMoved(const KnownMessage& m, Change remote) {
+    switch (remote) {
+      case Change::kNone:
+      case Change::kFlags:
+        if (!policy_.push) return;
+        plan_.remote_moves.push_back(MoveAction{
+            m.uid, m.local.moved_to, MergeFlags(m.base_flags, m.local.flags, m.remote.flags)});
+        plan_.forget.push_back(m.uid);
+        return;
+      case Change::kDeleted:
+        // The local copy survives in its new folder: the server gets it there.
+        if (!policy_.push) return;
+        plan_.remote_restore.push_back(MoveAction{m.uid, m.local.moved_to, m.local.flags});
+        plan_.forget.push_back(m.uid);
+        return;
+      case Change::kMoved:
+        // Same destination: both sides already agree. Different ones: each
+        // copy stays where it went, and each side gets the other's copy
+        // from its destination folder (nothing is lost; the conflict is
+        // reported).
+        if (m.local.moved_to != m.remote.moved_to && policy_.push) {
+          plan_.remote_restore.push_back(MoveAction{m.uid, m.local.moved_to, m.local.flags});
+        }
+        plan_.forget.push_back(m.uid);
+        return;
+    }
+  }
+
+  const MergePolicy& policy_;
+  FolderPlan& plan_;
+};
+
+}  // namespace
+
+FolderPlan PlanFolder(const std::vector<KnownMessage>& messages, const MergePolicy& policy) {
+  FolderPlan plan;
+  Planner planner(policy, plan);
+  for (const KnownMessage& message : messages) planner.Plan(message);
+  return plan;
+}
+
+NewMessagesPlan PlanNewMessages(const std::vector<NewLocal>& local,
+                                const std::vector<NewRemote>& remote, const MergePolicy& policy) {
+  NewMessagesPlan plan;
+  // Each server message pairs with at most one local file of equal digest.
+  std::unordered_multimap<uint64_t, uint32_t> by_digest;
+  for (const NewRemote& message : remote) by_digest.emplace(message.digest, message.uid);
+  std::vector<uint32_t> matched;
+  for (const NewLocal& file : local) {
+    auto it = file.digest != 0 ? by_digest.find(file.digest) : by_digest.end();
+    if (it != by_digest.end()) {
+      plan.same.emplace_back(file.file_name, it->second);
+      matched.push_back(it->second);
+      by_digest.erase(it);
+    } else if (policy.push) {
+      plan.append.push_back(file.file_name);
+    }
+  }
+  if (policy.pull) {
+    std::sort(matched.begin(), matched.end());
+    for (const NewRemote& message : remote) {
+      if (!std::binary_search(matched.begin(), matched.end(), message.uid)) {
+        plan.fetch.push_back(message.uid);
+      }
+    }
+  }
+  return plan;
+}
+
+}  // namespace mailmirror::sync

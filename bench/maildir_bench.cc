@@ -1,4 +1,6 @@
-// The Maildir writer against the floor of any Maildir writer on the same
+// The local scan of two-way sync over a folder of 100,000 unchanged files
+// (names read, matched to index records), and the Maildir writer against
+// the floor of any Maildir writer on the same
 // file system, in one run: batches of 256 messages streamed in 16 KiB
 // chunks with CRLF lines (stored as LF, hashed), then delivered as a sync
 // delivers them (file times, one syncfs, renames into cur/, directory
@@ -19,7 +21,9 @@
 #include <string>
 #include <system_error>
 
+#include "store/index.h"
 #include "store/maildir.h"
+#include "sync/local_scan.h"
 
 namespace {
 
@@ -126,5 +130,37 @@ void BM_BareCreateWriteRename(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kBatch * static_cast<int64_t>(size));
 }
 BENCHMARK(BM_BareCreateWriteRename)->Arg(4096)->Arg(65536)->Iterations(100)->UseRealTime();
+
+void BM_ScanAndCompare100k(benchmark::State& state) {
+  constexpr uint32_t kFiles = 100000;
+  TempDir dir;
+  Result<std::unique_ptr<MaildirFolder>> folder = MaildirFolder::Open(dir.path() + "/m", true);
+  if (!folder.ok()) return state.SkipWithError(folder.error().message.c_str());
+  std::vector<mailmirror::store::MessageRecord> records;
+  records.reserve(kFiles);
+  for (uint32_t uid = 1; uid <= kFiles; ++uid) {
+    mailmirror::store::MessageRecord record;
+    record.uid = uid;
+    record.stem = "1700000000.M" + std::to_string(uid) + "P4242Q" + std::to_string(uid) + ".host";
+    record.flags = kFlagSeen;
+    record.in_cur = true;
+    const std::string path =
+        (*folder)->path() + "/cur/" + record.stem + ",U=" + std::to_string(uid) + ":2,S";
+    int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0 || ::close(fd) != 0) return state.SkipWithError("cannot create the files");
+    records.push_back(std::move(record));
+  }
+  size_t matched = 0;
+  for (auto _ : state) {
+    Result<mailmirror::sync::LocalFolderState> scanned =
+        mailmirror::sync::ScanLocalFolder(**folder, records);
+    if (!scanned.ok()) return state.SkipWithError(scanned.error().message.c_str());
+    matched = scanned->known.size() - scanned->unknown.size();
+    benchmark::DoNotOptimize(scanned->known.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kFiles);
+  state.counters["matched"] = static_cast<double>(matched);
+}
+BENCHMARK(BM_ScanAndCompare100k)->Unit(benchmark::kMillisecond)->Iterations(5)->UseRealTime();
 
 }  // namespace

@@ -773,6 +773,71 @@ void Session::FetchFlags(const std::string& uid_set, uint64_t changed_since,
       });
 }
 
+void Session::StoreFlags(const std::string& uid_set, bool add,
+                         const std::vector<std::string>& flags, uint64_t unchanged_since,
+                         std::function<void(Result<StoreResult>)> done) {
+  std::string line = "UID STORE " + uid_set;
+  if (unchanged_since != 0) line += " (UNCHANGEDSINCE " + std::to_string(unchanged_since) + ")";
+  line += add ? " +FLAGS (" : " -FLAGS (";
+  for (size_t i = 0; i < flags.size(); ++i) line += (i == 0 ? "" : " ") + flags[i];
+  line += ")\r\n";
+  auto result = std::make_shared<StoreResult>();
+  // FETCH responses reach every command in flight: keep those of this set.
+  auto wanted = std::make_shared<UidRanges>(ParseSequenceSet(uid_set).value_or(UidRanges{}));
+  Execute(
+      Command{{line}, "UID STORE", false},
+      [result, wanted](const Response& response) {
+        if (response.type != ResponseType::kFetch || !response.fetch.uid) return;
+        const uint32_t uid = *response.fetch.uid;
+        auto in = std::find_if(wanted->begin(), wanted->end(), [uid](const auto& range) {
+          return range.first <= uid && uid <= range.second;
+        });
+        if (in == wanted->end()) return;
+        FlagUpdate update;
+        update.uid = *response.fetch.uid;
+        update.flags.assign(response.fetch.flags.begin(), response.fetch.flags.end());
+        update.modseq = response.fetch.modseq.value_or(0);
+        result->updates.push_back(std::move(update));
+      },
+      [this, result, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol, "UID STORE failed on " + options_.server +
+                                                          ": " + DescribeReply(*reply)));
+        }
+        if (reply->code == "MODIFIED") {
+          std::optional<UidRanges> modified = ParseSequenceSet(reply->code_raw);
+          if (!modified) {
+            return done(MakeError(ErrorKind::kProtocol, "server " + options_.server +
+                                                            " sent a malformed [MODIFIED " +
+                                                            Printable(reply->code_raw, 100) + "]"));
+          }
+          result->modified = std::move(*modified);
+        }
+        done(std::move(*result));
+      });
+}
+
+void Session::UidExpunge(const std::string& uid_set, Done done) {
+  if (!capabilities_.Has("UIDPLUS")) {
+    done(MakeError(ErrorKind::kProtocol,
+                   "server " + options_.server +
+                       " lacks UIDPLUS: mailmirror does not expunge without it, since a plain "
+                       "EXPUNGE would also remove other clients' deleted messages"));
+    return;
+  }
+  Execute(
+      Command{{"UID EXPUNGE " + uid_set + "\r\n"}, "UID EXPUNGE", false}, nullptr,
+      [this, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol, "UID EXPUNGE failed on " + options_.server +
+                                                          ": " + DescribeReply(*reply)));
+        }
+        done(Status::Ok());
+      });
+}
+
 void Session::SearchAllUids(std::function<void(Result<UidRanges>)> done) {
   auto found = std::make_shared<UidRanges>();
   auto malformed = std::make_shared<bool>(false);

@@ -204,6 +204,25 @@ class Session : private ResponseHandler, private LiteralSink {
   // when offered).
   void SearchAllUids(std::function<void(Result<UidRanges>)> done);
 
+  // UID STORE <uid_set> [(UNCHANGEDSINCE m)] +FLAGS/-FLAGS (<flags>) on the
+  // selected mailbox (`add` false: -FLAGS). With `unchanged_since` (needs
+  // CONDSTORE; 0 for none) the server leaves alone every message changed
+  // after that mod-sequence and names it in `modified`: a conflict for the
+  // caller to merge (RFC 7162 §3.1.3). `updates` holds the FETCH responses
+  // for UIDs of the set that arrived while it ran (flags and MODSEQ after
+  // it; a pipelined store of the same UIDs sees them too).
+  struct StoreResult {
+    UidRanges modified;
+    std::vector<FlagUpdate> updates;
+  };
+  void StoreFlags(const std::string& uid_set, bool add, const std::vector<std::string>& flags,
+                  uint64_t unchanged_since, std::function<void(Result<StoreResult>)> done);
+
+  // UID EXPUNGE <uid_set> (UIDPLUS, RFC 4315): removes exactly those
+  // messages among the ones marked \Deleted, never another client's. kProtocol
+  // error without UIDPLUS (a bare EXPUNGE is never sent instead).
+  void UidExpunge(const std::string& uid_set, Done done);
+
   // UID FETCH <uid_set> (<items>) on the selected mailbox. Body literals and
   // FETCH responses go to `sink` (which must outlive the command); `done`
   // runs after the tagged reply. Unsolicited FETCH responses arriving

@@ -12,7 +12,7 @@ Status CheckDeletions(const std::string& folder, DeletionSide side, size_t known
     return Status::Ok();
   }
   char fraction[16];
-  std::snprintf(fraction, sizeof(fraction), "%g", limits.max_fraction);
+  (void)std::snprintf(fraction, sizeof(fraction), "%g", limits.max_fraction);
   const bool local = side == DeletionSide::kLocal;
   return MakeError(ErrorKind::kConfig,
                    "folder " + folder + ": refusing to delete " + std::to_string(deleting) +

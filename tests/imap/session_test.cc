@@ -621,6 +621,61 @@ TEST_F(LoggedInSessionTest, PipelinedFetchesEachGetOnlyTheirOwnMessages) {
   EXPECT_EQ(second.events[5], "message uid=4 body=yes flags= date= size=0");
 }
 
+TEST_F(LoggedInSessionTest, StoreFlagsReportsUpdatesAndModifiedConflicts) {
+  LogIn("IMAP4rev1 CONDSTORE UIDPLUS");
+  std::optional<Result<Session::StoreResult>> stored;
+  session_->StoreFlags("4:6,9", true, {"\\Seen", "$Forwarded"}, 120,
+                       [&](Result<Session::StoreResult> result) { stored = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 UID STORE 4:6,9 (UNCHANGEDSINCE 120) +FLAGS (\\Seen $Forwarded)\r\n");
+  // UID 5 changed on the server after modseq 120: left alone, named in
+  // [MODIFIED]; the others were stored.
+  Server(
+      "* 1 FETCH (UID 4 MODSEQ (131) FLAGS (\\Seen $Forwarded))\r\n"
+      "* 3 FETCH (UID 6 MODSEQ (132) FLAGS (\\Seen $Forwarded \\Flagged))\r\n"
+      "A2 OK [MODIFIED 5,9] Conditional STORE failed\r\n");
+  ASSERT_TRUE(stored.has_value() && stored->ok()) << stored->error().message;
+  EXPECT_EQ(stored->value().modified, (UidRanges{{5, 5}, {9, 9}}));
+  ASSERT_EQ(stored->value().updates.size(), 2u);
+  EXPECT_EQ(stored->value().updates[1].uid, 6u);
+  EXPECT_EQ(stored->value().updates[1].modseq, 132u);
+  EXPECT_EQ(stored->value().updates[1].flags.size(), 3u);
+
+  session_->StoreFlags("7", false, {"\\Flagged"}, 0,
+                       [&](Result<Session::StoreResult> result) { stored = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A3 UID STORE 7 -FLAGS (\\Flagged)\r\n");
+  Server("A3 NO [CANNOT] no\r\n");
+  ASSERT_FALSE(stored->ok());
+  EXPECT_EQ(stored->error().kind, ErrorKind::kProtocol);
+  EXPECT_NE(stored->error().message.find("UID STORE failed"), std::string::npos);
+
+  session_->StoreFlags("8", true, {"\\Seen"}, 5,
+                       [&](Result<Session::StoreResult> result) { stored = std::move(result); });
+  transport_.TakeSent();
+  Server("A4 OK [MODIFIED 1:x] hm\r\n");  // hostile: a conflict set that does not parse
+  ASSERT_FALSE(stored->ok());
+  EXPECT_NE(stored->error().message.find("malformed [MODIFIED"), std::string::npos);
+}
+
+TEST_F(LoggedInSessionTest, UidExpungeNeedsUidplusAndNeverFallsBackToExpunge) {
+  LogIn("IMAP4rev1");
+  std::optional<Status> expunged;
+  session_->UidExpunge("3,5", [&](Status status) { expunged = status; });
+  ASSERT_TRUE(expunged.has_value());
+  ASSERT_FALSE(expunged->ok());
+  EXPECT_NE(expunged->error().message.find("lacks UIDPLUS"), std::string::npos);
+  EXPECT_EQ(transport_.TakeSent(), "");  // nothing sent, least of all EXPUNGE
+}
+
+TEST_F(LoggedInSessionTest, UidExpungeRemovesExactlyTheGivenUids) {
+  LogIn("IMAP4rev1 UIDPLUS");
+  std::optional<Status> expunged;
+  session_->UidExpunge("3,5", [&](Status status) { expunged = status; });
+  EXPECT_EQ(transport_.TakeSent(), "A2 UID EXPUNGE 3,5\r\n");
+  Server("* 3 EXPUNGE\r\n* 2 EXPUNGE\r\nA2 OK Expunge completed\r\n");
+  ASSERT_TRUE(expunged.has_value() && expunged->ok());
+}
+
 TEST_F(LoggedInSessionTest, SinkErrorFailsTheSessionWithItsOwnKind) {
   LogIn("IMAP4rev1");
   RecordingSink sink;

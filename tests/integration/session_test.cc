@@ -123,5 +123,72 @@ TEST(SessionIntegrationTest, PasswordWithQuoteBackslashAndSpace) {
   EXPECT_TRUE(wrong.closed);
 }
 
+// The push primitives of two-way sync: conditional STORE (a message changed
+// since the given mod-sequence is left alone and named), and UID EXPUNGE
+// that removes exactly the given UIDs, not another client's \Deleted mail.
+TEST(SessionIntegrationTest, ConditionalStoreAndUidExpunge) {
+  std::unique_ptr<DovecotServer> server = DovecotServer::Start({});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Seed("alice"));
+  net::EventLoop loop;
+  const AccountConfig account = Account(*server, TlsMode::kImplicit);  // outlives the connection
+  account::ImapConnection connection(&loop, account);
+  imap::Session& session = connection.session();
+  std::vector<std::string> failures;
+  auto check = [&](const Status& status, const char* step) {
+    if (!status.ok()) failures.push_back(std::string(step) + ": " + status.error().message);
+    return status.ok();
+  };
+  uint64_t highest = 0;
+  std::optional<imap::Session::StoreResult> first;
+  std::optional<imap::Session::StoreResult> conflicted;
+  std::optional<imap::UidRanges> left;
+  connection.Open(
+      "alice-secret",
+      [&](Status status) {
+        if (!check(status, "login")) return connection.Finish();
+        session.Enable({"CONDSTORE"}, [&](const Result<std::set<std::string>>&) {
+          session.Select("INBOX", false, [&](Result<imap::SelectedMailbox> selected) {
+            if (!check(selected.status(), "select")) return connection.Finish();
+            highest = selected->highestmodseq.value_or(0);
+            // Unchanged since `highest`: stored.
+            session.StoreFlags("1", true, {"\\Flagged"}, highest,
+                               [&](Result<imap::Session::StoreResult> stored) {
+                                 if (stored.ok()) first = std::move(stored).value();
+                               });
+            // Another client changes UID 2 after `highest` ...
+            session.StoreFlags("2", true, {"\\Answered"}, 0,
+                               [](const Result<imap::Session::StoreResult>&) {});
+            // ... so a store conditional on `highest` leaves it alone.
+            session.StoreFlags("2", false, {"\\Seen"}, highest,
+                               [&](Result<imap::Session::StoreResult> stored) {
+                                 if (stored.ok()) conflicted = std::move(stored).value();
+                               });
+            // UID 4 is another client's \Deleted message; we expunge UID 3 only.
+            session.StoreFlags("3:4", true, {"\\Deleted"}, 0,
+                               [](const Result<imap::Session::StoreResult>&) {});
+            session.UidExpunge("3", [&](const Status& expunged) {
+              check(expunged, "expunge");
+              session.SearchAllUids([&](Result<imap::UidRanges> uids) {
+                if (uids.ok()) left = std::move(uids).value();
+                connection.Finish();
+              });
+            });
+          });
+        });
+      },
+      [] {});
+  loop.Run();
+  for (const std::string& failure : failures) ADD_FAILURE() << failure;
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->modified.empty());
+  ASSERT_EQ(first->updates.size(), 1u);
+  EXPECT_GT(first->updates[0].modseq, highest);
+  ASSERT_TRUE(conflicted.has_value());
+  EXPECT_EQ(conflicted->modified, (imap::UidRanges{{2, 2}}));
+  ASSERT_TRUE(left.has_value());
+  EXPECT_EQ(*left, (imap::UidRanges{{1, 2}, {4, 5}}));
+}
+
 }  // namespace
 }  // namespace mailmirror

@@ -96,6 +96,12 @@ void CommandBuilder::AppendLiteral(std::string_view value) {
   }
 }
 
+CommandBuilder& CommandBuilder::Literal(std::string_view value) {
+  if (value.find('\0') != std::string_view::npos) has_nul_ = true;
+  AppendLiteral(value);
+  return *this;
+}
+
 Result<Command> CommandBuilder::Build() {
   if (has_nul_) {
     return MakeError(ErrorKind::kConfig,

@@ -41,6 +41,9 @@ class CommandBuilder {
   CommandBuilder& AString(std::string_view value);
   // Like AString but never a bare atom (for LIST patterns and the like).
   CommandBuilder& String(std::string_view value);
+  // Appends " " and `value` as a literal whatever its bytes (APPEND's
+  // message data), synchronizing or not as the policy allows.
+  CommandBuilder& Literal(std::string_view value);
   // Marks the command as carrying a secret.
   CommandBuilder& Sensitive();
 

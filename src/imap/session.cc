@@ -1,5 +1,7 @@
 #include "imap/session.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -815,6 +817,45 @@ void Session::StoreFlags(const std::string& uid_set, bool add,
           result->modified = std::move(*modified);
         }
         done(std::move(*result));
+      });
+}
+
+void Session::Append(const std::string& raw_mailbox, const std::vector<std::string>& flags,
+                     const std::string& internaldate, std::string_view message,
+                     std::function<void(Result<AppendResult>)> done) {
+  std::string flag_list = "(";
+  for (size_t i = 0; i < flags.size(); ++i) flag_list += (i == 0 ? "" : " ") + flags[i];
+  flag_list += ")";
+  CommandBuilder builder("APPEND", literal_policy());
+  builder.AString(raw_mailbox).Raw(flag_list);
+  if (!internaldate.empty()) builder.Raw("\"" + internaldate + "\"");
+  Result<Command> command = builder.Literal(message).Build();
+  if (!command.ok()) {
+    done(command.error().Wrap("APPEND to " + Printable(raw_mailbox, 100)));
+    return;
+  }
+  Execute(
+      std::move(command).value(), nullptr,
+      [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol, "APPEND to " + Printable(raw_mailbox, 100) +
+                                                          " failed on " + options_.server + ": " +
+                                                          DescribeReply(*reply)));
+        }
+        AppendResult result;
+        if (reply->code == "APPENDUID") {
+          // "uidvalidity uid" (RFC 4315 §3); anything else is unusable.
+          unsigned long long validity = 0;
+          unsigned long long uid = 0;
+          char extra = 0;
+          if (std::sscanf(reply->code_raw.c_str(), "%llu %llu%c", &validity, &uid, &extra) == 2 &&
+              validity > 0 && validity <= UINT32_MAX && uid > 0 && uid <= UINT32_MAX) {
+            result.uidvalidity = static_cast<uint32_t>(validity);
+            result.uid = static_cast<uint32_t>(uid);
+          }
+        }
+        done(result);
       });
 }
 

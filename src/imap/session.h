@@ -218,6 +218,20 @@ class Session : private ResponseHandler, private LiteralSink {
   void StoreFlags(const std::string& uid_set, bool add, const std::vector<std::string>& flags,
                   uint64_t unchanged_since, std::function<void(Result<StoreResult>)> done);
 
+  // APPEND <mailbox> (<flags>) ["<internaldate>"] {n}: `message` with CRLF
+  // line ends, as a literal (LITERAL+ when offered). The result carries the
+  // new message's UIDVALIDITY and UID from [APPENDUID] (UIDPLUS); both 0
+  // when the server did not say, and the caller must find the message by
+  // its content, never by guessing. A NO (e.g. [TRYCREATE], [OVERQUOTA]) is
+  // a kProtocol error naming the mailbox.
+  struct AppendResult {
+    uint32_t uidvalidity = 0;
+    uint32_t uid = 0;
+  };
+  void Append(const std::string& raw_mailbox, const std::vector<std::string>& flags,
+              const std::string& internaldate, std::string_view message,
+              std::function<void(Result<AppendResult>)> done);
+
   // UID EXPUNGE <uid_set> (UIDPLUS, RFC 4315): removes exactly those
   // messages among the ones marked \Deleted, never another client's. kProtocol
   // error without UIDPLUS (a bare EXPUNGE is never sent instead).

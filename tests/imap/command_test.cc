@@ -85,5 +85,24 @@ TEST(CommandTest, IsAstringAtom) {
   EXPECT_FALSE(IsAstringAtom("caf\xC3\xA9"));
 }
 
+TEST(CommandTest, LiteralAlwaysSendsALiteralAndRefusesNul) {
+  Result<Command> plain =
+      CommandBuilder("APPEND", LiteralPolicy::kPlusSmall).AString("INBOX").Literal("abc").Build();
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->parts, std::vector<std::string>{"APPEND INBOX {3+}\r\nabc\r\n"});
+  // LITERAL- allows non-synchronizing literals up to 4096 octets only.
+  const std::string big(5000, 'x');
+  Result<Command> large =
+      CommandBuilder("APPEND", LiteralPolicy::kPlusSmall).AString("INBOX").Literal(big).Build();
+  ASSERT_TRUE(large.ok());
+  EXPECT_EQ(large->parts, (std::vector<std::string>{"APPEND INBOX {5000}\r\n", big + "\r\n"}));
+  Result<Command> nul = CommandBuilder("APPEND", LiteralPolicy::kPlusAny)
+                            .AString("INBOX")
+                            .Literal(std::string("a\0b", 3))
+                            .Build();
+  ASSERT_FALSE(nul.ok());
+  EXPECT_NE(nul.error().message.find("NUL"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mailmirror::imap

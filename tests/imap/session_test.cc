@@ -657,6 +657,65 @@ TEST_F(LoggedInSessionTest, StoreFlagsReportsUpdatesAndModifiedConflicts) {
   EXPECT_NE(stored->error().message.find("malformed [MODIFIED"), std::string::npos);
 }
 
+TEST_F(LoggedInSessionTest, AppendWithLiteralPlusReportsTheAppendUid) {
+  LogIn("IMAP4rev1 LITERAL+ UIDPLUS");
+  std::optional<Result<Session::AppendResult>> appended;
+  session_->Append("Sent Items", {"\\Seen", "$Forwarded"}, " 7-Jul-2024 10:00:00 +0200",
+                   "Subject: hi\r\n\r\nbody\r\n",
+                   [&](Result<Session::AppendResult> result) { appended = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 APPEND \"Sent Items\" (\\Seen $Forwarded) \" 7-Jul-2024 10:00:00 +0200\" {21+}\r\n"
+            "Subject: hi\r\n\r\nbody\r\n\r\n");
+  Server("A2 OK [APPENDUID 1700000000 42] Append completed\r\n");
+  ASSERT_TRUE(appended.has_value() && appended->ok());
+  EXPECT_EQ(appended->value().uidvalidity, 1700000000u);
+  EXPECT_EQ(appended->value().uid, 42u);
+}
+
+TEST_F(LoggedInSessionTest, AppendWaitsForTheContinuationWithoutLiteralPlus) {
+  LogIn("IMAP4rev1");
+  std::optional<Result<Session::AppendResult>> appended;
+  session_->Append("INBOX", {}, "", "x\r\n",
+                   [&](Result<Session::AppendResult> result) { appended = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 APPEND INBOX () {3}\r\n");
+  Server("+ Ready for literal data\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "x\r\n\r\n");
+  // No UIDPLUS: no UID, and the caller must find the message by content.
+  Server("A2 OK Append completed\r\n");
+  ASSERT_TRUE(appended.has_value() && appended->ok());
+  EXPECT_EQ(appended->value().uid, 0u);
+}
+
+TEST_F(LoggedInSessionTest, AppendFailuresAndBadAppendUids) {
+  LogIn("IMAP4rev1 LITERAL+ UIDPLUS");
+  std::optional<Result<Session::AppendResult>> appended;
+  auto record = [&](Result<Session::AppendResult> result) { appended = std::move(result); };
+  session_->Append("Gone", {}, "", "x\r\n", record);
+  Server("A2 NO [TRYCREATE] Mailbox doesn't exist: Gone\r\n");
+  ASSERT_FALSE(appended->ok());
+  EXPECT_EQ(appended->error().kind, ErrorKind::kProtocol);
+  EXPECT_NE(appended->error().message.find("APPEND to Gone failed"), std::string::npos);
+  EXPECT_NE(appended->error().message.find("TRYCREATE"), std::string::npos);
+  // A hostile or broken [APPENDUID] gives no UID rather than a wrong one.
+  int tag = 3;
+  for (const char* code : {"0 5", "1 0", "1 99999999999", "1 5 6", "1"}) {
+    appended.reset();
+    session_->Append("INBOX", {}, "", "x\r\n", record);
+    transport_.TakeSent();
+    Server("A" + std::to_string(tag++) + " OK [APPENDUID " + code + "] done\r\n");
+    ASSERT_TRUE(appended.has_value() && appended->ok()) << code;
+    EXPECT_EQ(appended->value().uid, 0u) << code;
+    EXPECT_EQ(appended->value().uidvalidity, 0u) << code;
+  }
+  // Not numbers at all: the parser refuses the response, failing the session.
+  appended.reset();
+  session_->Append("INBOX", {}, "", "x\r\n", record);
+  Server("A" + std::to_string(tag) + " OK [APPENDUID x y] done\r\n");
+  ASSERT_TRUE(appended.has_value());
+  ASSERT_FALSE(appended->ok());
+  EXPECT_EQ(appended->error().kind, ErrorKind::kProtocol);
+}
+
 TEST_F(LoggedInSessionTest, UidExpungeNeedsUidplusAndNeverFallsBackToExpunge) {
   LogIn("IMAP4rev1");
   std::optional<Status> expunged;

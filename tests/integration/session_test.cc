@@ -124,9 +124,10 @@ TEST(SessionIntegrationTest, PasswordWithQuoteBackslashAndSpace) {
 }
 
 // The push primitives of two-way sync: conditional STORE (a message changed
-// since the given mod-sequence is left alone and named), and UID EXPUNGE
-// that removes exactly the given UIDs, not another client's \Deleted mail.
-TEST(SessionIntegrationTest, ConditionalStoreAndUidExpunge) {
+// since the given mod-sequence is left alone and named), UID EXPUNGE that
+// removes exactly the given UIDs, not another client's \Deleted mail, and
+// APPEND with the UID the server gave the new message.
+TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAndAppend) {
   std::unique_ptr<DovecotServer> server = DovecotServer::Start({});
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(server->Seed("alice"));
@@ -143,6 +144,8 @@ TEST(SessionIntegrationTest, ConditionalStoreAndUidExpunge) {
   std::optional<imap::Session::StoreResult> first;
   std::optional<imap::Session::StoreResult> conflicted;
   std::optional<imap::UidRanges> left;
+  std::optional<imap::Session::AppendResult> appended;
+  uint32_t uidvalidity = 0;
   connection.Open(
       "alice-secret",
       [&](Status status) {
@@ -151,6 +154,7 @@ TEST(SessionIntegrationTest, ConditionalStoreAndUidExpunge) {
           session.Select("INBOX", false, [&](Result<imap::SelectedMailbox> selected) {
             if (!check(selected.status(), "select")) return connection.Finish();
             highest = selected->highestmodseq.value_or(0);
+            uidvalidity = selected->uidvalidity;
             // Unchanged since `highest`: stored.
             session.StoreFlags("1", true, {"\\Flagged"}, highest,
                                [&](Result<imap::Session::StoreResult> stored) {
@@ -169,10 +173,15 @@ TEST(SessionIntegrationTest, ConditionalStoreAndUidExpunge) {
                                [](const Result<imap::Session::StoreResult>&) {});
             session.UidExpunge("3", [&](const Status& expunged) {
               check(expunged, "expunge");
-              session.SearchAllUids([&](Result<imap::UidRanges> uids) {
-                if (uids.ok()) left = std::move(uids).value();
-                connection.Finish();
-              });
+              session.Append("INBOX", {"\\Seen", "$Forwarded"}, " 7-Jul-2024 10:00:00 +0200",
+                             "Subject: appended\r\n\r\nhello\r\n",
+                             [&](Result<imap::Session::AppendResult> result) {
+                               if (check(result.status(), "append")) appended = result.value();
+                               session.SearchAllUids([&](Result<imap::UidRanges> uids) {
+                                 if (uids.ok()) left = std::move(uids).value();
+                                 connection.Finish();
+                               });
+                             });
             });
           });
         });
@@ -186,8 +195,12 @@ TEST(SessionIntegrationTest, ConditionalStoreAndUidExpunge) {
   EXPECT_GT(first->updates[0].modseq, highest);
   ASSERT_TRUE(conflicted.has_value());
   EXPECT_EQ(conflicted->modified, (imap::UidRanges{{2, 2}}));
+  // The appended message has the UID APPENDUID named, after the seed's 5.
+  ASSERT_TRUE(appended.has_value());
+  EXPECT_EQ(appended->uidvalidity, uidvalidity);
+  EXPECT_EQ(appended->uid, 6u);
   ASSERT_TRUE(left.has_value());
-  EXPECT_EQ(*left, (imap::UidRanges{{1, 2}, {4, 5}}));
+  EXPECT_EQ(*left, (imap::UidRanges{{1, 2}, {4, 6}}));
 }
 
 }  // namespace

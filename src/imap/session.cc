@@ -859,6 +859,122 @@ void Session::Append(const std::string& raw_mailbox, const std::vector<std::stri
       });
 }
 
+namespace {
+
+// A COPYUID set's UIDs in the order listed (the pairing depends on it,
+// RFC 4315 §3), at most `limit` of them; nullopt when malformed.
+std::optional<std::vector<uint32_t>> ExpandInOrder(std::string_view text, size_t limit) {
+  std::vector<uint32_t> out;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t colon = item.find(':');
+    std::optional<UidRanges> low = ParseSequenceSet(item.substr(0, colon));
+    std::optional<UidRanges> high =
+        colon == std::string_view::npos ? low : ParseSequenceSet(item.substr(colon + 1));
+    if (!low || !high || low->size() != 1 || high->size() != 1 ||
+        low->front().first != low->front().second || high->front().first != high->front().second) {
+      return std::nullopt;  // empty, "*", or not a number
+    }
+    uint32_t a = std::min(low->front().first, high->front().first);
+    uint32_t b = std::max(low->front().first, high->front().first);
+    if (b - a >= limit - std::min(limit, out.size())) return std::nullopt;
+    for (uint64_t uid = a; uid <= b; ++uid) out.push_back(static_cast<uint32_t>(uid));
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+// [COPYUID uidvalidity source-set destination-set] (RFC 4315 §3) as pairs;
+// nullopt when malformed or when a source UID is outside `asked`.
+std::optional<Session::MoveResult> ParseCopyUid(std::string_view raw, const UidRanges& asked) {
+  size_t first = raw.find(' ');
+  size_t second = first == std::string_view::npos ? first : raw.find(' ', first + 1);
+  if (second == std::string_view::npos) return std::nullopt;
+  std::optional<UidRanges> validity = ParseSequenceSet(raw.substr(0, first));
+  if (!validity || validity->size() != 1 || validity->front().first != validity->front().second) {
+    return std::nullopt;
+  }
+  // No more pairs than UIDs we asked to move: a hostile set cannot make us
+  // expand four billion of them.
+  size_t limit = 0;
+  for (const auto& range : asked) limit += size_t{range.second} - range.first + 1;
+  std::optional<std::vector<uint32_t>> sources =
+      ExpandInOrder(raw.substr(first + 1, second - first - 1), limit);
+  std::optional<std::vector<uint32_t>> targets = ExpandInOrder(raw.substr(second + 1), limit);
+  if (!sources || !targets || sources->size() != targets->size()) return std::nullopt;
+  Session::MoveResult result;
+  result.uidvalidity = validity->front().first;
+  for (size_t i = 0; i < sources->size(); ++i) {
+    uint32_t uid = (*sources)[i];
+    bool ours = std::any_of(asked.begin(), asked.end(), [uid](const auto& range) {
+      return range.first <= uid && uid <= range.second;
+    });
+    if (!ours) return std::nullopt;
+    result.moved.emplace_back(uid, (*targets)[i]);
+  }
+  return result;
+}
+
+}  // namespace
+
+void Session::UidMove(const std::string& uid_set, const std::string& raw_mailbox,
+                      std::function<void(Result<MoveResult>)> done) {
+  const bool move = capabilities_.Has("MOVE");
+  if (!move && !capabilities_.Has("UIDPLUS")) {
+    done(MakeError(ErrorKind::kProtocol,
+                   "server " + options_.server +
+                       " has neither MOVE nor UIDPLUS: mailmirror does not move messages "
+                       "there, since removing the originals would need a plain EXPUNGE"));
+    return;
+  }
+  Result<Command> command = CommandBuilder(move ? "UID MOVE" : "UID COPY", literal_policy())
+                                .Raw(uid_set)
+                                .AString(raw_mailbox)
+                                .Build();
+  if (!command.ok()) {
+    done(command.error());
+    return;
+  }
+  auto asked = std::make_shared<UidRanges>(ParseSequenceSet(uid_set).value_or(UidRanges{}));
+  auto result = std::make_shared<MoveResult>();
+  auto on_copyuid = [result, asked](std::string_view raw) {
+    if (!result->moved.empty()) return;
+    if (std::optional<MoveResult> parsed = ParseCopyUid(raw, *asked)) *result = std::move(*parsed);
+  };
+  const std::string verb = move ? "UID MOVE" : "UID COPY";
+  Execute(
+      std::move(command).value(),
+      [on_copyuid](const Response& response) {
+        // MOVE reports COPYUID in an untagged OK before the expunges.
+        if (response.type == ResponseType::kCondition && response.code &&
+            EqualsIgnoreCase(response.code->name, "COPYUID")) {
+          on_copyuid(response.code->raw);
+        }
+      },
+      [this, move, uid_set, verb, raw_mailbox, result, on_copyuid,
+       done = std::move(done)](Result<TaggedReply> reply) mutable {
+        if (!reply.ok()) return done(reply.error());
+        if (reply->condition != Condition::kOk) {
+          return done(MakeError(ErrorKind::kProtocol, verb + " to " + Printable(raw_mailbox, 100) +
+                                                          " failed on " + options_.server + ": " +
+                                                          DescribeReply(*reply)));
+        }
+        if (reply->code == "COPYUID") on_copyuid(reply->code_raw);
+        if (move) return done(std::move(*result));
+        // COPY done: remove exactly the originals.
+        StoreFlags(uid_set, true, {"\\Deleted"}, 0,
+                   [this, uid_set, result, done](const Result<StoreResult>& stored) mutable {
+                     if (!stored.ok()) return done(stored.error());
+                     UidExpunge(uid_set, [result, done](const Status& expunged) {
+                       if (!expunged.ok()) return done(expunged.error());
+                       done(std::move(*result));
+                     });
+                   });
+      });
+}
+
 void Session::UidExpunge(const std::string& uid_set, Done done) {
   if (!capabilities_.Has("UIDPLUS")) {
     done(MakeError(ErrorKind::kProtocol,

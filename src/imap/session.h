@@ -232,6 +232,18 @@ class Session : private ResponseHandler, private LiteralSink {
               const std::string& internaldate, std::string_view message,
               std::function<void(Result<AppendResult>)> done);
 
+  // UID MOVE <uid_set> <mailbox> (RFC 6851); without MOVE, UID COPY, then
+  // \Deleted and UID EXPUNGE of exactly those UIDs (which needs UIDPLUS:
+  // without it, a kProtocol error and nothing is copied). `moved` pairs each
+  // source UID with its UID in the destination from [COPYUID] (empty when
+  // the server did not say; the caller then finds the messages by content).
+  struct MoveResult {
+    uint32_t uidvalidity = 0;  // of the destination
+    std::vector<std::pair<uint32_t, uint32_t>> moved;
+  };
+  void UidMove(const std::string& uid_set, const std::string& raw_mailbox,
+               std::function<void(Result<MoveResult>)> done);
+
   // UID EXPUNGE <uid_set> (UIDPLUS, RFC 4315): removes exactly those
   // messages among the ones marked \Deleted, never another client's. kProtocol
   // error without UIDPLUS (a bare EXPUNGE is never sent instead).

@@ -716,6 +716,66 @@ TEST_F(LoggedInSessionTest, AppendFailuresAndBadAppendUids) {
   EXPECT_EQ(appended->error().kind, ErrorKind::kProtocol);
 }
 
+TEST_F(LoggedInSessionTest, UidMovePairsUidsFromTheUntaggedCopyUid) {
+  LogIn("IMAP4rev1 MOVE UIDPLUS");
+  std::optional<Result<Session::MoveResult>> moved;
+  session_->UidMove("4,7:8", "Sent Items",
+                    [&](Result<Session::MoveResult> result) { moved = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 UID MOVE 4,7:8 \"Sent Items\"\r\n");
+  Server(
+      "* OK [COPYUID 1700000001 8,4,7 102,100:101] Moved UIDs.\r\n"
+      "* 2 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\nA2 OK Move completed\r\n");
+  ASSERT_TRUE(moved.has_value() && moved->ok());
+  EXPECT_EQ(moved->value().uidvalidity, 1700000001u);
+  // In the order listed, not sorted: 8->102, 4->100, 7->101.
+  EXPECT_EQ(moved->value().moved,
+            (std::vector<std::pair<uint32_t, uint32_t>>{{8, 102}, {4, 100}, {7, 101}}));
+}
+
+TEST_F(LoggedInSessionTest, UidMoveWithoutMoveCopiesThenExpungesExactlyThoseUids) {
+  LogIn("IMAP4rev1 UIDPLUS");
+  std::optional<Result<Session::MoveResult>> moved;
+  session_->UidMove("5", "Archive",
+                    [&](Result<Session::MoveResult> result) { moved = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 UID COPY 5 Archive\r\n");
+  Server("A2 OK [COPYUID 9 5 33] Copy completed\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A3 UID STORE 5 +FLAGS (\\Deleted)\r\n");
+  Server("* 3 FETCH (UID 5 FLAGS (\\Deleted))\r\nA3 OK done\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A4 UID EXPUNGE 5\r\n");
+  EXPECT_FALSE(moved.has_value());
+  Server("* 3 EXPUNGE\r\nA4 OK done\r\n");
+  ASSERT_TRUE(moved.has_value() && moved->ok());
+  EXPECT_EQ(moved->value().moved, (std::vector<std::pair<uint32_t, uint32_t>>{{5, 33}}));
+}
+
+TEST_F(LoggedInSessionTest, UidMoveRefusesServersThatWouldNeedAPlainExpunge) {
+  LogIn("IMAP4rev1");
+  std::optional<Result<Session::MoveResult>> moved;
+  session_->UidMove("5", "Archive",
+                    [&](Result<Session::MoveResult> result) { moved = std::move(result); });
+  ASSERT_TRUE(moved.has_value());
+  ASSERT_FALSE(moved->ok());
+  EXPECT_NE(moved->error().message.find("neither MOVE nor UIDPLUS"), std::string::npos);
+  EXPECT_EQ(transport_.TakeSent(), "");
+}
+
+TEST_F(LoggedInSessionTest, HostileCopyUidIsIgnoredNotTrusted) {
+  LogIn("IMAP4rev1 MOVE UIDPLUS");
+  for (const char* code : {"1 1:4294967295 1:4294967295",  // far more pairs than asked for
+                           "1 3 9",                        // a UID we did not move
+                           "1 4 9:10",                     // unequal lengths
+                           "1 4 *", "0:2 4 9", "1 4"}) {
+    std::optional<Result<Session::MoveResult>> moved;
+    session_->UidMove("4", "Archive",
+                      [&](Result<Session::MoveResult> result) { moved = std::move(result); });
+    const std::string sent = transport_.TakeSent();
+    const std::string tag = sent.substr(0, sent.find(' '));
+    Server(std::string("* OK [COPYUID ") + code + "] x\r\n" + tag + " OK done\r\n");
+    ASSERT_TRUE(moved.has_value() && moved->ok()) << code;
+    EXPECT_TRUE(moved->value().moved.empty()) << code;
+  }
+}
+
 TEST_F(LoggedInSessionTest, UidExpungeNeedsUidplusAndNeverFallsBackToExpunge) {
   LogIn("IMAP4rev1");
   std::optional<Status> expunged;

@@ -125,12 +125,13 @@ TEST(SessionIntegrationTest, PasswordWithQuoteBackslashAndSpace) {
 
 // The push primitives of two-way sync: conditional STORE (a message changed
 // since the given mod-sequence is left alone and named), UID EXPUNGE that
-// removes exactly the given UIDs, not another client's \Deleted mail, and
-// APPEND with the UID the server gave the new message.
-TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAndAppend) {
+// removes exactly the given UIDs, not another client's \Deleted mail,
+// APPEND with the UID the server gave the new message, and UID MOVE.
+TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAppendAndMove) {
   std::unique_ptr<DovecotServer> server = DovecotServer::Start({});
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(server->Seed("alice"));
+  const int archive_before = server->Count("alice", "Archive");
   net::EventLoop loop;
   const AccountConfig account = Account(*server, TlsMode::kImplicit);  // outlives the connection
   account::ImapConnection connection(&loop, account);
@@ -145,6 +146,7 @@ TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAndAppend) {
   std::optional<imap::Session::StoreResult> conflicted;
   std::optional<imap::UidRanges> left;
   std::optional<imap::Session::AppendResult> appended;
+  std::optional<imap::Session::MoveResult> moved;
   uint32_t uidvalidity = 0;
   connection.Open(
       "alice-secret",
@@ -177,10 +179,14 @@ TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAndAppend) {
                              "Subject: appended\r\n\r\nhello\r\n",
                              [&](Result<imap::Session::AppendResult> result) {
                                if (check(result.status(), "append")) appended = result.value();
-                               session.SearchAllUids([&](Result<imap::UidRanges> uids) {
-                                 if (uids.ok()) left = std::move(uids).value();
-                                 connection.Finish();
-                               });
+                               session.UidMove(
+                                   "5", "Archive", [&](Result<imap::Session::MoveResult> result) {
+                                     if (check(result.status(), "move")) moved = result.value();
+                                     session.SearchAllUids([&](Result<imap::UidRanges> uids) {
+                                       if (uids.ok()) left = std::move(uids).value();
+                                       connection.Finish();
+                                     });
+                                   });
                              });
             });
           });
@@ -199,8 +205,14 @@ TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAndAppend) {
   ASSERT_TRUE(appended.has_value());
   EXPECT_EQ(appended->uidvalidity, uidvalidity);
   EXPECT_EQ(appended->uid, 6u);
+  // UID 5 moved to Archive (Dovecot has MOVE), paired by COPYUID.
+  ASSERT_TRUE(moved.has_value());
+  ASSERT_EQ(moved->moved.size(), 1u);
+  EXPECT_EQ(moved->moved[0].first, 5u);
+  EXPECT_GT(moved->uidvalidity, 0u);
+  EXPECT_EQ(server->Count("alice", "Archive"), archive_before + 1);
   ASSERT_TRUE(left.has_value());
-  EXPECT_EQ(*left, (imap::UidRanges{{1, 2}, {4, 6}}));
+  EXPECT_EQ(*left, (imap::UidRanges{{1, 2}, {4, 4}, {6, 6}}));
 }
 
 }  // namespace

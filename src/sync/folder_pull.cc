@@ -764,8 +764,10 @@ size_t FolderPull::ChunkMessages() const {
 void FolderPull::OnChunkDone(Lane& lane, const Status& status) {
   --lane.in_flight;
   --chunks_in_flight_;
-  lane.current_.reset();  // a body cut off by a failure is dropped (and unlinked)
-  if (!status.ok() && fetch_status_.ok()) fetch_status_ = status;
+  if (!status.ok()) {
+    lane.current_.reset();  // a body cut off by the failure is dropped (and unlinked)
+    if (fetch_status_.ok()) fetch_status_ = status;
+  }
   IssueChunks();
 }
 
@@ -777,9 +779,9 @@ uint64_t FolderPull::unrequested() const {
 void FolderPull::AddHelper(imap::Session* session, std::function<void()> release) {
   Lane& lane = *lanes_.emplace_back(std::make_unique<Lane>(this, session));
   lane.release = std::move(release);
-  // Read-only: the helper only fetches (BODY.PEEK), and EXAMINE spares the
-  // server the \Recent bookkeeping of a second SELECT.
-  // Counted as in flight, so that the download does not end under it.
+  // The EXAMINE counts as in flight, so that the download does not end
+  // under it. Read-only: the helper only fetches (BODY.PEEK), and EXAMINE
+  // spares the server the \Recent bookkeeping of a second SELECT.
   ++lane.in_flight;
   ++chunks_in_flight_;
   session->Select(job_.remote_name, /*read_only=*/true,

@@ -927,6 +927,16 @@ TEST_F(SyncOwnServerTest, KilledAtManyPointsThenRerunIsExactlyOnceAndComplete) {
     }
     child.Kill();
     const ChildExit exit = child.Wait(std::chrono::seconds(10));
+    if (exit.exit_code == 0) {
+      // It finished in the moment between the trigger and the kill.
+      const FetchStats stats = FetchesSince(*server_, mark, "alice");
+      log << "  run " << i << ": finished by itself as \"" << triggers[i].name << "\" fired; "
+          << stats.body_count << " bodies sent for " << missing << " missing\n";
+      if (stats.body_count > static_cast<long>(missing))
+        redownloaded += stats.body_count - static_cast<long>(missing);
+      finished = true;
+      break;
+    }
     ASSERT_EQ(exit.exit_code, 128 + SIGKILL) << child.err();
     ++kills;
     // Killed after renaming files into cur/new/ but before the index changed?

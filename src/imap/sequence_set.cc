@@ -56,6 +56,14 @@ std::optional<UidRanges> ParseSequenceSet(std::string_view text) {
   return merged;
 }
 
+bool Contains(const UidRanges& ranges, uint32_t uid) {
+  // The first range that does not end below `uid`.
+  auto it =
+      std::lower_bound(ranges.begin(), ranges.end(), uid,
+                       [](const auto& range, uint32_t value) { return range.second < value; });
+  return it != ranges.end() && it->first <= uid;
+}
+
 std::vector<uint32_t> ExpandRanges(const UidRanges& ranges) {
   std::vector<uint32_t> uids;
   for (const auto& [low, high] : ranges) {

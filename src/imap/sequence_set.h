@@ -20,6 +20,9 @@ using UidRanges = std::vector<std::pair<uint32_t, uint32_t>>;
 // Ranges come back normalized (low <= high), sorted and merged.
 std::optional<UidRanges> ParseSequenceSet(std::string_view text);
 
+// True when `uid` lies in one of `ranges` (ascending and merged).
+bool Contains(const UidRanges& ranges, uint32_t uid);
+
 // Every UID of `ranges`, ascending. The caller bounds the ranges.
 std::vector<uint32_t> ExpandRanges(const UidRanges& ranges);
 

@@ -21,6 +21,15 @@ Error ConnectionLost(const std::string& server, const std::string& bye_text) {
   return MakeError(ErrorKind::kUnavailable, message);
 }
 
+// A FETCH response's UID, flags and MODSEQ, copied out of the parser.
+FlagUpdate ToFlagUpdate(const FetchData& fetch) {
+  FlagUpdate update;
+  update.uid = fetch.uid.value_or(0);
+  update.flags.assign(fetch.flags.begin(), fetch.flags.end());
+  update.modseq = fetch.modseq.value_or(0);
+  return update;
+}
+
 std::string DescribeReply(const TaggedReply& reply) {
   std::string out;
   if (!reply.code.empty()) out += "[" + reply.code + "] ";
@@ -667,11 +676,7 @@ void Session::Select(const std::string& raw_name, bool read_only,
           selected->vanished_earlier.emplace_back(response.vanished.uid_set);
         } else if (response.type == ResponseType::kFetch && response.fetch.uid &&
                    response.fetch.has_flags) {
-          FlagUpdate update;
-          update.uid = *response.fetch.uid;
-          update.flags.assign(response.fetch.flags.begin(), response.fetch.flags.end());
-          update.modseq = response.fetch.modseq.value_or(0);
-          selected->changed.push_back(std::move(update));
+          selected->changed.push_back(ToFlagUpdate(response.fetch));
         } else if (response.type == ResponseType::kCondition && response.code) {
           const ResponseCode& code = *response.code;
           if (EqualsIgnoreCase(code.name, "UIDVALIDITY") && code.number) {
@@ -758,11 +763,7 @@ void Session::FetchFlags(const std::string& uid_set, uint64_t changed_since,
             !response.fetch.has_flags) {
           return;
         }
-        FlagUpdate update;
-        update.uid = *response.fetch.uid;
-        update.flags.assign(response.fetch.flags.begin(), response.fetch.flags.end());
-        update.modseq = response.fetch.modseq.value_or(0);
-        updates->push_back(std::move(update));
+        updates->push_back(ToFlagUpdate(response.fetch));
       },
       [this, updates, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
@@ -790,16 +791,8 @@ void Session::StoreFlags(const std::string& uid_set, bool add,
       Command{{line}, "UID STORE", false},
       [result, wanted](const Response& response) {
         if (response.type != ResponseType::kFetch || !response.fetch.uid) return;
-        const uint32_t uid = *response.fetch.uid;
-        auto in = std::find_if(wanted->begin(), wanted->end(), [uid](const auto& range) {
-          return range.first <= uid && uid <= range.second;
-        });
-        if (in == wanted->end()) return;
-        FlagUpdate update;
-        update.uid = *response.fetch.uid;
-        update.flags.assign(response.fetch.flags.begin(), response.fetch.flags.end());
-        update.modseq = response.fetch.modseq.value_or(0);
-        result->updates.push_back(std::move(update));
+        if (!Contains(*wanted, *response.fetch.uid)) return;
+        result->updates.push_back(ToFlagUpdate(response.fetch));
       },
       [this, result, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
@@ -907,12 +900,8 @@ std::optional<Session::MoveResult> ParseCopyUid(std::string_view raw, const UidR
   Session::MoveResult result;
   result.uidvalidity = validity->front().first;
   for (size_t i = 0; i < sources->size(); ++i) {
-    uint32_t uid = (*sources)[i];
-    bool ours = std::any_of(asked.begin(), asked.end(), [uid](const auto& range) {
-      return range.first <= uid && uid <= range.second;
-    });
-    if (!ours) return std::nullopt;
-    result.moved.emplace_back(uid, (*targets)[i]);
+    if (!Contains(asked, (*sources)[i])) return std::nullopt;
+    result.moved.emplace_back((*sources)[i], (*targets)[i]);
   }
   return result;
 }

@@ -21,6 +21,13 @@ TEST(SequenceSetTest, OpenSetSkipsKnownUids) {
   EXPECT_EQ(FormatSetExcluding(1, 0, {1}), "2:*");
 }
 
+TEST(SequenceSetTest, ContainsFindsUidsInRangesOnly) {
+  const UidRanges ranges = {{2, 4}, {9, 9}, {20, 30}};
+  for (uint32_t uid : {2u, 3u, 4u, 9u, 20u, 25u, 30u}) EXPECT_TRUE(Contains(ranges, uid)) << uid;
+  for (uint32_t uid : {0u, 1u, 5u, 8u, 10u, 19u, 31u}) EXPECT_FALSE(Contains(ranges, uid)) << uid;
+  EXPECT_FALSE(Contains({}, 1));
+}
+
 TEST(SequenceSetTest, ParsesNormalizesAndMerges) {
   using R = UidRanges;
   EXPECT_EQ(ParseSequenceSet("1:3,7,12:10"), (R{{1, 3}, {7, 7}, {10, 12}}));

@@ -180,8 +180,8 @@ TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAppendAndMove) {
                              [&](Result<imap::Session::AppendResult> result) {
                                if (check(result.status(), "append")) appended = result.value();
                                session.UidMove(
-                                   "5", "Archive", [&](Result<imap::Session::MoveResult> result) {
-                                     if (check(result.status(), "move")) moved = result.value();
+                                   "5", "Archive", [&](Result<imap::Session::MoveResult> move) {
+                                     if (check(move.status(), "move")) moved = move.value();
                                      session.SearchAllUids([&](Result<imap::UidRanges> uids) {
                                        if (uids.ok()) left = std::move(uids).value();
                                        connection.Finish();

@@ -35,30 +35,55 @@ class Planner {
     const Change local = ChangeOf(m.local, m.base_flags);
     const Change remote = ChangeOf(m.remote, m.base_flags);
     if (local != Change::kNone && remote != Change::kNone) plan_.conflicts.push_back(m.uid);
-    switch (local) {
-      case Change::kNone:
-        return LocalUnchanged(m, remote);
-      case Change::kFlags:
-        return LocalFlags(m, remote);
-      case Change::kDeleted:
-        return LocalDeleted(m, remote);
-      case Change::kMoved:
-        return LocalMoved(m, remote);
+    const bool local_here = local == Change::kNone || local == Change::kFlags;
+    const bool remote_here = remote == Change::kNone || remote == Change::kFlags;
+    if (local_here && remote_here) return MergeFlagChanges(m);
+    // A move on one side is repeated on the other, with the merged flags.
+    if (local_here && remote == Change::kMoved) {
+      if (!policy_.pull) return;
+      plan_.local_moves.push_back(MoveAction{m.uid, m.remote.moved_to, Merged(m)});
+      plan_.forget.push_back(m.uid);
+      return;
     }
+    if (remote_here && local == Change::kMoved) {
+      if (!policy_.push) return;
+      plan_.remote_moves.push_back(MoveAction{m.uid, m.local.moved_to, Merged(m)});
+      plan_.forget.push_back(m.uid);
+      return;
+    }
+    if (remote == Change::kDeleted) return RemoteDeleted(m, local);
+    if (local == Change::kDeleted) return LocalDeleted(m, remote);
+    // Moved on both sides. Same destination: both sides already agree.
+    // Different ones: each copy stays where it went, and each side gets the
+    // other's copy from its destination folder (nothing is lost; the
+    // conflict is reported).
+    if (m.local.moved_to != m.remote.moved_to && policy_.push) {
+      plan_.remote_restore.push_back(MoveAction{m.uid, m.local.moved_to, m.local.flags});
+    }
+    plan_.forget.push_back(m.uid);
   }
 
  private:
-  // Only the server changed: apply it here.
-  void LocalUnchanged(const KnownMessage& m, Change remote) {
-    switch (remote) {
+  static uint32_t Merged(const KnownMessage& m) {
+    return MergeFlags(m.base_flags, m.local.flags, m.remote.flags);
+  }
+
+  // Present on both sides: each side gets the flags the other changed. A
+  // side that may not be changed keeps the change pending (no new base).
+  void MergeFlagChanges(const KnownMessage& m) {
+    const uint32_t merged = Merged(m);
+    if (merged == m.base_flags) return;  // neither side changed anything
+    if (policy_.pull) AddFlagChange(plan_.local_flags, m.uid, m.local.flags, merged);
+    if (policy_.push) AddFlagChange(plan_.remote_flags, m.uid, m.remote.flags, merged);
+    const bool local_ok = policy_.pull || merged == m.local.flags;
+    const bool remote_ok = policy_.push || merged == m.remote.flags;
+    if (local_ok && remote_ok) plan_.new_base.emplace_back(m.uid, merged);
+  }
+
+  // Gone from the server; here unchanged, changed, deleted or moved.
+  void RemoteDeleted(const KnownMessage& m, Change local) {
+    switch (local) {
       case Change::kNone:
-        return;
-      case Change::kFlags:
-        if (!policy_.pull) return;  // pending: the base stays
-        AddFlagChange(plan_.local_flags, m.uid, m.local.flags, m.remote.flags);
-        plan_.new_base.emplace_back(m.uid, m.remote.flags);
-        return;
-      case Change::kDeleted:
         if (!policy_.pull) return;
         if (policy_.expunge_local) {
           plan_.local_delete.push_back(m.uid);
@@ -67,48 +92,26 @@ class Planner {
           plan_.detach.push_back(m.uid);
         }
         return;
-      case Change::kMoved:
-        if (!policy_.pull) return;
-        plan_.local_moves.push_back(MoveAction{m.uid, m.remote.moved_to, m.remote.flags});
-        plan_.forget.push_back(m.uid);
-        return;
-    }
-  }
-
-  void LocalFlags(const KnownMessage& m, Change remote) {
-    switch (remote) {
-      case Change::kNone:
-        if (!policy_.push) return;
-        AddFlagChange(plan_.remote_flags, m.uid, m.remote.flags, m.local.flags);
-        plan_.new_base.emplace_back(m.uid, m.local.flags);
-        return;
-      case Change::kFlags: {
-        const uint32_t merged = MergeFlags(m.base_flags, m.local.flags, m.remote.flags);
-        const bool local_ok = policy_.pull || merged == m.local.flags;
-        const bool remote_ok = policy_.push || merged == m.remote.flags;
-        if (policy_.pull) AddFlagChange(plan_.local_flags, m.uid, m.local.flags, merged);
-        if (policy_.push) AddFlagChange(plan_.remote_flags, m.uid, m.remote.flags, merged);
-        if (local_ok && remote_ok) plan_.new_base.emplace_back(m.uid, merged);
-        return;
-      }
-      case Change::kDeleted:
+      case Change::kFlags:
         // Changed here, deleted there: the change wins, the server gets the
         // message back (and the UID it is given replaces this one).
         if (!policy_.push) return;
         plan_.remote_restore.push_back(MoveAction{m.uid, "", m.local.flags});
         plan_.forget.push_back(m.uid);
         return;
+      case Change::kDeleted:
+        plan_.forget.push_back(m.uid);
+        return;
       case Change::kMoved:
-        // Follow the move; the flags go along and reach the server from the
-        // destination folder.
-        if (!policy_.pull) return;
-        plan_.local_moves.push_back(MoveAction{
-            m.uid, m.remote.moved_to, MergeFlags(m.base_flags, m.local.flags, m.remote.flags)});
+        // The local copy survives in its new folder: the server gets it there.
+        if (!policy_.push) return;
+        plan_.remote_restore.push_back(MoveAction{m.uid, m.local.moved_to, m.local.flags});
         plan_.forget.push_back(m.uid);
         return;
     }
   }
 
+  // Deleted here; on the server unchanged, changed or moved.
   void LocalDeleted(const KnownMessage& m, Change remote) {
     switch (remote) {
       case Change::kNone:
@@ -126,38 +129,10 @@ class Planner {
         plan_.local_restore.push_back(m.uid);
         plan_.new_base.emplace_back(m.uid, m.remote.flags);
         return;
-      case Change::kDeleted:
+      case Change::kDeleted:  // handled by RemoteDeleted
       case Change::kMoved:
-        // Gone from here on both sides; a server copy moved to another
-        // folder lives on there, which downloads it.
-        plan_.forget.push_back(m.uid);
-        return;
-    }
-  }
-
-  void LocalMoved(const KnownMessage& m, Change remote) {
-    switch (remote) {
-      case Change::kNone:
-      case Change::kFlags:
-        if (!policy_.push) return;
-        plan_.remote_moves.push_back(MoveAction{
-            m.uid, m.local.moved_to, MergeFlags(m.base_flags, m.local.flags, m.remote.flags)});
-        plan_.forget.push_back(m.uid);
-        return;
-      case Change::kDeleted:
-        // The local copy survives in its new folder: the server gets it there.
-        if (!policy_.push) return;
-        plan_.remote_restore.push_back(MoveAction{m.uid, m.local.moved_to, m.local.flags});
-        plan_.forget.push_back(m.uid);
-        return;
-      case Change::kMoved:
-        // Same destination: both sides already agree. Different ones: each
-        // copy stays where it went, and each side gets the other's copy
-        // from its destination folder (nothing is lost; the conflict is
-        // reported).
-        if (m.local.moved_to != m.remote.moved_to && policy_.push) {
-          plan_.remote_restore.push_back(MoveAction{m.uid, m.local.moved_to, m.local.flags});
-        }
+        // Gone from here; a server copy moved to another folder lives on
+        // there, which downloads it.
         plan_.forget.push_back(m.uid);
         return;
     }

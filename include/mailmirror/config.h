@@ -23,6 +23,20 @@ enum class CompressMode {
   kNo,
 };
 
+// Which way changes may flow (`direction`).
+enum class SyncDirection {
+  kBoth,  // server changes reach the Maildir and local changes the server
+  kPull,  // the server is the master: local changes are not sent
+  kPush,  // the Maildir is the master: server changes are not applied
+};
+
+// Which sides a kind of change may be applied to (`expunge`, `create`):
+// kRemote means "on the server", kLocal "in the Maildir".
+enum class Sides { kBoth, kRemote, kLocal, kNone };
+
+inline bool IncludesRemote(Sides sides) { return sides == Sides::kBoth || sides == Sides::kRemote; }
+inline bool IncludesLocal(Sides sides) { return sides == Sides::kBoth || sides == Sides::kLocal; }
+
 struct AccountConfig {
   std::string name;  // the NAME of [accounts.NAME]
   std::string host;
@@ -40,6 +54,12 @@ struct AccountConfig {
   uint32_t connect_timeout_seconds = 30;
   uint32_t timeout_seconds = 120;  // no data from the server for this long
   uint32_t connections = 4;        // IMAP sessions at most, folders in parallel
+  SyncDirection direction = SyncDirection::kBoth;
+  Sides expunge = Sides::kBoth;  // where deletions of the other side are repeated
+  Sides create = Sides::kBoth;   // where folders of the other side are created
+  // A run may delete at most this fraction of a folder's messages on either
+  // side (folders of more than 20 messages); more stops the folder.
+  double max_delete_fraction = 0.5;
 };
 
 struct Config {

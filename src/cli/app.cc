@@ -48,7 +48,8 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
   return exit_code;
 }
 
-int RunSync(const GlobalOptions& global, const std::vector<std::string>& names) {
+int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
+            const sync::SyncOptions& options) {
   Result<Config> config = LoadConfig(global.config_path);
   if (!config.ok()) return Report(config.error());
   Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
@@ -56,6 +57,7 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names) 
 
   SyncOutput output;
   if (!global.quiet) output.out = &std::cout;
+  output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
   // Every failure is reported; the exit code is the first one's.
   int exit_code = kExitOk;
@@ -99,8 +101,16 @@ int Main(int argc, char** argv) {
   std::vector<std::string> sync_accounts;
   CLI::App* sync = app.add_subcommand(
       "sync",
-      "Mirror every folder of each account into its Maildir (new mail only after the first run)");
+      "Sync every folder of each account with its Maildir, both ways (see direction in "
+      "mailmirror.conf(5))");
   sync->add_option("ACCOUNT", sync_accounts, "Accounts to sync (default: all)");
+  sync::SyncOptions sync_options;
+  sync->add_flag("-n,--dry-run", sync_options.dry_run,
+                 "Print what each folder would download, upload, change and delete on either "
+                 "side; change nothing");
+  sync->add_flag("--allow-mass-delete", sync_options.allow_mass_delete,
+                 "Delete even when a folder would lose more than max_delete_fraction of its "
+                 "messages, or its Maildir directory is gone");
 
   try {
     app.parse(argc, argv);
@@ -127,7 +137,7 @@ int Main(int argc, char** argv) {
   SetLogLevel(level);
 
   if (list->parsed()) return RunList(global, list_accounts);
-  if (sync->parsed()) return RunSync(global, sync_accounts);
+  if (sync->parsed()) return RunSync(global, sync_accounts, sync_options);
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

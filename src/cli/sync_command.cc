@@ -10,10 +10,38 @@
 namespace mailmirror::cli {
 namespace {
 
+std::string Count(uint32_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// What a dry run found for a folder: each side's changes, nothing done.
+std::string DryRunLine(const AccountConfig& account, const sync::FolderReport& folder) {
+  std::string line = account.name + ": " + folder.local_name + ": ";
+  if (!folder.status.ok()) return line + "FAILED";
+  std::vector<std::string> parts;
+  auto add = [&parts](uint32_t n, const char* one, const char* many) {
+    if (n > 0) parts.push_back(Count(n, one, many));
+  };
+  add(folder.would_fetch, "message to download", "messages to download");
+  add(folder.appended, "message to upload", "messages to upload");
+  add(folder.flag_changes, "local flag change", "local flag changes");
+  add(folder.pushed_flags, "server flag change", "server flag changes");
+  add(folder.expunged, "local deletion", "local deletions");
+  add(folder.pushed_expunges, "server expunge", "server expunges");
+  add(folder.restored, "deleted message to restore", "deleted messages to restore");
+  add(folder.conflicts, "conflict to merge", "conflicts to merge");
+  if (parts.empty()) return line + "nothing to do (dry run)";
+  for (size_t i = 0; i < parts.size(); ++i) line += (i > 0 ? ", " : "") + parts[i];
+  return line + " (dry run)";
+}
+
 std::string FolderLine(const AccountConfig& account, const sync::FolderReport& folder) {
   std::string line = account.name + ": " + folder.local_name + ": ";
   if (!folder.status.ok()) return line + "FAILED";
-  if (folder.fetched == 0 && folder.flag_changes == 0 && folder.expunged == 0) {
+  const bool pushed = folder.appended + folder.pushed_flags + folder.pushed_expunges +
+                          folder.linked + folder.restored >
+                      0;
+  if (folder.fetched == 0 && folder.flag_changes == 0 && folder.expunged == 0 && !pushed) {
     line += "up to date";
   } else if (folder.fetched == 0) {
     line += "no new messages";
@@ -32,6 +60,19 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
             (folder.flag_changes == 1 ? " flag change" : " flag changes");
   }
   if (folder.expunged > 0) line += ", " + std::to_string(folder.expunged) + " expunged";
+  if (folder.appended > 0) line += ", " + Count(folder.appended, "uploaded", "uploaded");
+  if (folder.linked > 0)
+    line += ", " + Count(folder.linked, "local file matched", "local files matched");
+  if (folder.pushed_flags > 0) {
+    line += ", " + Count(folder.pushed_flags, "flag change sent", "flag changes sent");
+  }
+  if (folder.pushed_expunges > 0) {
+    line += ", " + Count(folder.pushed_expunges, "deletion sent", "deletions sent");
+  }
+  if (folder.restored > 0)
+    line += ", " + Count(folder.restored, "deletion undone", "deletions undone");
+  if (folder.conflicts > 0)
+    line += ", " + Count(folder.conflicts, "conflict merged", "conflicts merged");
   if (folder.skipped > 0)
     line += ", " + std::to_string(folder.skipped) + " not delivered by the server";
   // With -v: how the server's changes were found.
@@ -55,8 +96,17 @@ std::string SummaryLine(const sync::AccountReport& report) {
                      std::to_string(messages) +
                      (messages == 1 ? " new message (" : " new messages (") + HumanBytes(bytes) +
                      ") in " + seconds + " s";
+  if (!report.created.empty()) {
+    line += ", " + Count(static_cast<uint32_t>(report.created.size()), "folder", "folders") +
+            (report.dry_run ? " to create on the server" : " created on the server");
+  }
+  if (report.moved > 0) {
+    line += ", " + Count(report.moved, "message moved", "messages moved") +
+            (report.dry_run ? " (dry run)" : "");
+  }
   if (failed > 0)
     line += ", " + std::to_string(failed) + (failed == 1 ? " folder" : " folders") + " failed";
+  if (report.dry_run) line += "; dry run: nothing was changed";
   return line;
 }
 
@@ -86,10 +136,14 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   std::vector<std::unique_ptr<sync::AccountSync>> syncs;
   for (size_t i = 0; i < accounts.size(); ++i) {
     auto on_folder = [&output](const AccountConfig& account, const sync::FolderReport& folder) {
-      if (output.out != nullptr) *output.out << FolderLine(account, folder) << std::endl;
+      if (output.out == nullptr) return;
+      *output.out << (output.options.dry_run ? DryRunLine(account, folder)
+                                             : FolderLine(account, folder))
+                  << std::endl;
     };
     auto done = [&reports, i](sync::AccountReport report) { reports[i] = std::move(report); };
-    syncs.push_back(std::make_unique<sync::AccountSync>(&loop, *accounts[i], on_folder, done));
+    syncs.push_back(
+        std::make_unique<sync::AccountSync>(&loop, *accounts[i], output.options, on_folder, done));
   }
   for (auto& account_sync : syncs) account_sync->Start();
   loop.Run();

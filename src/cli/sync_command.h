@@ -12,6 +12,7 @@ namespace mailmirror::cli {
 
 struct SyncOutput {
   std::ostream* out = nullptr;  // progress and summaries; null with -q
+  sync::SyncOptions options;
 };
 
 // Runs the sync and returns one report per account, in the given order.

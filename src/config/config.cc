@@ -17,9 +17,25 @@ namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
-    "host",         "port",        "tls",      "ca_file",   "user",    "password",
-    "password_cmd", "maildir",     "layout",   "state_dir", "folders", "connect_timeout",
-    "timeout",      "connections", "compress",
+    "host",
+    "port",
+    "tls",
+    "ca_file",
+    "user",
+    "password",
+    "password_cmd",
+    "maildir",
+    "layout",
+    "state_dir",
+    "folders",
+    "connect_timeout",
+    "timeout",
+    "connections",
+    "compress",
+    "direction",
+    "expunge",
+    "create",
+    "max_delete_fraction",
 };
 
 std::string KnownKeysList() {
@@ -52,6 +68,36 @@ class Validator {
  private:
   const std::string& path_;
 };
+
+// A string key with a fixed set of values.
+template <typename T>
+struct Choice {
+  const char* name;
+  T value;
+};
+
+template <typename T, size_t N>
+Result<T> PickChoice(const Validator& v, const toml::node& node, const std::string& key_path,
+                     const std::string& value, const Choice<T> (&choices)[N]) {
+  std::string expected;
+  for (size_t i = 0; i < N; ++i) {
+    if (value == choices[i].name) return choices[i].value;
+    if (i > 0) expected += i + 1 == N ? " or " : ", ";
+    expected += std::string("\"") + choices[i].name + "\"";
+  }
+  return v.At(node.source(), key_path, "expected " + expected + ", got \"" + value + "\"");
+}
+
+constexpr Choice<CompressMode> kCompressChoices[] = {
+    {"auto", CompressMode::kAuto}, {"yes", CompressMode::kYes}, {"no", CompressMode::kNo}};
+constexpr Choice<TlsMode> kTlsChoices[] = {
+    {"implicit", TlsMode::kImplicit}, {"starttls", TlsMode::kStartTls}, {"none", TlsMode::kNone}};
+constexpr Choice<SyncDirection> kDirectionChoices[] = {
+    {"both", SyncDirection::kBoth}, {"pull", SyncDirection::kPull}, {"push", SyncDirection::kPush}};
+constexpr Choice<Sides> kSidesChoices[] = {{"both", Sides::kBoth},
+                                           {"remote", Sides::kRemote},
+                                           {"local", Sides::kLocal},
+                                           {"none", Sides::kNone}};
 
 std::string ExpandHome(const std::string& path) {
   if (path == "~" || path.rfind("~/", 0) == 0) {
@@ -107,7 +153,8 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
   }
   if (key == "host" || key == "user" || key == "password" || key == "password_cmd" ||
       key == "ca_file" || key == "maildir" || key == "tls" || key == "layout" ||
-      key == "state_dir" || key == "compress") {
+      key == "state_dir" || key == "compress" || key == "direction" || key == "expunge" ||
+      key == "create") {
     Result<std::string> value = GetString(v, node, key_path);
     if (!value) return value.error();
     if (value->empty() && key != "password") {
@@ -128,28 +175,24 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
       account.layout = *value;
     }
     if (key == "compress") {
-      if (*value == "auto") {
-        account.compress = CompressMode::kAuto;
-      } else if (*value == "yes") {
-        account.compress = CompressMode::kYes;
-      } else if (*value == "no") {
-        account.compress = CompressMode::kNo;
-      } else {
-        return v.At(node.source(), key_path,
-                    "expected \"auto\", \"yes\" or \"no\", got \"" + *value + "\"");
-      }
+      Result<CompressMode> mode = PickChoice(v, node, key_path, *value, kCompressChoices);
+      if (!mode) return mode.error();
+      account.compress = *mode;
     }
     if (key == "tls") {
-      if (*value == "implicit") {
-        account.tls = TlsMode::kImplicit;
-      } else if (*value == "starttls") {
-        account.tls = TlsMode::kStartTls;
-      } else if (*value == "none") {
-        account.tls = TlsMode::kNone;
-      } else {
-        return v.At(node.source(), key_path,
-                    "expected \"implicit\", \"starttls\" or \"none\", got \"" + *value + "\"");
-      }
+      Result<TlsMode> mode = PickChoice(v, node, key_path, *value, kTlsChoices);
+      if (!mode) return mode.error();
+      account.tls = *mode;
+    }
+    if (key == "direction") {
+      Result<SyncDirection> direction = PickChoice(v, node, key_path, *value, kDirectionChoices);
+      if (!direction) return direction.error();
+      account.direction = *direction;
+    }
+    if (key == "expunge" || key == "create") {
+      Result<Sides> sides = PickChoice(v, node, key_path, *value, kSidesChoices);
+      if (!sides) return sides.error();
+      (key == "expunge" ? account.expunge : account.create) = *sides;
     }
     return Status::Ok();
   }
@@ -164,6 +207,18 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     if (!seconds) return seconds.error();
     (key == "timeout" ? account.timeout_seconds : account.connect_timeout_seconds) =
         static_cast<uint32_t>(*seconds);
+    return Status::Ok();
+  }
+  if (key == "max_delete_fraction") {
+    const auto* number = node.as_floating_point();
+    const auto* integer = node.as_integer();
+    double fraction = number != nullptr    ? number->get()
+                      : integer != nullptr ? static_cast<double>(integer->get())
+                                           : -1;
+    if (fraction < 0 || fraction > 1) {
+      return v.At(node.source(), key_path, "expected a number from 0 to 1, e.g. 0.5");
+    }
+    account.max_delete_fraction = fraction;
     return Status::Ok();
   }
   if (key == "connections") {

@@ -964,6 +964,23 @@ void Session::UidMove(const std::string& uid_set, const std::string& raw_mailbox
       });
 }
 
+void Session::Create(const std::string& raw_mailbox, Done done) {
+  CommandBuilder builder("CREATE", literal_policy());
+  builder.AString(raw_mailbox);
+  Result<Command> command = builder.Build();
+  if (!command.ok()) return done(command.error());
+  Execute(std::move(command).value(), nullptr,
+          [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
+            if (!reply.ok()) return done(reply.error());
+            if (reply->condition != Condition::kOk && reply->code != "ALREADYEXISTS") {
+              return done(MakeError(ErrorKind::kProtocol, "CREATE " + raw_mailbox + " failed on " +
+                                                              options_.server + ": " +
+                                                              DescribeReply(*reply)));
+            }
+            done(Status::Ok());
+          });
+}
+
 void Session::UidExpunge(const std::string& uid_set, Done done) {
   if (!capabilities_.Has("UIDPLUS")) {
     done(MakeError(ErrorKind::kProtocol,

@@ -244,6 +244,10 @@ class Session : private ResponseHandler, private LiteralSink {
   void UidMove(const std::string& uid_set, const std::string& raw_mailbox,
                std::function<void(Result<MoveResult>)> done);
 
+  // CREATE <mailbox>. A mailbox that already exists ([ALREADYEXISTS],
+  // RFC 5530) is not an error: another client may have created it first.
+  void Create(const std::string& raw_mailbox, Done done);
+
   // UID EXPUNGE <uid_set> (UIDPLUS, RFC 4315): removes exactly those
   // messages among the ones marked \Deleted, never another client's. kProtocol
   // error without UIDPLUS (a bare EXPUNGE is never sent instead).

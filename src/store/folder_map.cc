@@ -1,5 +1,11 @@
 #include "store/folder_map.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 
 #include "imap/mailbox_name.h"
@@ -184,6 +190,84 @@ Result<std::string> LocalPathFor(const std::string& root, std::string_view local
     return refuse("is longer than 255 bytes as a Maildir++ directory name");
   }
   return under_base(directory);
+}
+
+namespace {
+
+bool IsDirectory(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// The names in `dir` that are directories, without "." and "..". Errors:
+// kIo, except for a directory that is gone (none).
+Result<std::vector<std::string>> Subdirectories(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* handle = ::opendir(dir.c_str());
+  if (handle == nullptr) {
+    if (errno == ENOENT || errno == ENOTDIR) return names;
+    return Error{ErrorKind::kIo, "reading directory " + dir + ": " + std::strerror(errno)};
+  }
+  while (const dirent* entry = ::readdir(handle)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (entry->d_type == DT_DIR || (entry->d_type == DT_UNKNOWN && IsDirectory(dir + "/" + name))) {
+      names.push_back(std::move(name));
+    }
+  }
+  (void)::closedir(handle);  // read-only
+  return names;
+}
+
+// Verbatim layout: folders nest as directories; every level that is not a
+// Maildir's own cur/new/tmp or hidden may hold more.
+Status ListVerbatim(const std::string& dir, const std::string& prefix, int depth,
+                    std::vector<std::pair<std::string, std::string>>& out) {
+  constexpr int kMaxDepth = 32;
+  if (depth > kMaxDepth) return Status::Ok();
+  Result<std::vector<std::string>> names = Subdirectories(dir);
+  if (!names.ok()) return names.error();
+  for (const std::string& name : *names) {
+    if (name.front() == '.' || name == "cur" || name == "new" || name == "tmp") continue;
+    std::string path = dir + "/" + name;
+    std::string local = prefix.empty() ? name : prefix + "/" + name;
+    if (IsDirectory(path + "/cur")) out.emplace_back(local, path);
+    Status deeper = ListVerbatim(path, local, depth + 1, out);
+    if (!deeper.ok()) return deeper;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> ListLocalFolders(const std::string& root, Layout layout) {
+  std::string base = root;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  std::vector<std::pair<std::string, std::string>> found;  // local name, directory
+  if (layout == Layout::kVerbatim) {
+    Status listed = ListVerbatim(base, "", 0, found);
+    if (!listed.ok()) return listed.error();
+  } else {
+    if (IsDirectory(base + "/cur")) found.emplace_back(kInbox, base);
+    Result<std::vector<std::string>> names = Subdirectories(base);
+    if (!names.ok()) return names.error();
+    for (const std::string& name : *names) {
+      // ".A.B" is A/B; ".." and dot files without a name are not folders.
+      if (name.size() < 2 || name[0] != '.' || name[1] == '.') continue;
+      if (!IsDirectory(base + "/" + name + "/cur")) continue;
+      std::string local = name.substr(1);
+      std::replace(local.begin(), local.end(), '.', '/');
+      found.emplace_back(local, base + "/" + name);
+    }
+  }
+  std::vector<std::string> folders;
+  for (const auto& [local, directory] : found) {
+    // Only names that map back to the same directory.
+    Result<std::string> path = LocalPathFor(base, local, layout);
+    if (path.ok() && *path == directory) folders.push_back(local);
+  }
+  std::sort(folders.begin(), folders.end());
+  return folders;
 }
 
 bool GlobMatch(std::string_view pattern, std::string_view name) {

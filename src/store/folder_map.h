@@ -52,6 +52,13 @@ Result<std::string> RemoteNameFor(std::string_view local_name, const ServerNamin
 Result<std::string> LocalPathFor(const std::string& root, std::string_view local_name,
                                  Layout layout);
 
+// The local names of the Maildir folders under `root`: directories holding
+// a cur/ directory, named back as LocalPathFor names them (a name it would
+// refuse, or map elsewhere, is left out). Hidden directories are skipped
+// and symbolic links not followed. Sorted. Errors: kIo for a `root` that
+// cannot be read (a missing one has no folders).
+Result<std::vector<std::string>> ListLocalFolders(const std::string& root, Layout layout);
+
 // True when `name` matches the glob `pattern` ('*' any run of characters,
 // '/' included; '?' one UTF-8 character; no brackets). Case-sensitive.
 bool GlobMatch(std::string_view pattern, std::string_view name);

@@ -547,6 +547,19 @@ uint32_t FlagFromImap(std::string_view name) {
   return 0;
 }
 
+ImapFlags SplitImapFlags(const std::vector<std::string>& flags) {
+  ImapFlags split;
+  for (const std::string& flag : flags) {
+    uint32_t bit = FlagFromImap(flag);
+    if (bit != 0) {
+      split.bits |= bit;
+    } else if (!flag.empty() && flag[0] != '\\') {
+      split.keywords.push_back(flag);
+    }
+  }
+  return split;
+}
+
 std::vector<std::string> ImapFlagsFromBits(uint32_t flags) {
   std::vector<std::string> out;
   for (const FlagInfo& info : kFlags) {

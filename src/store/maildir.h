@@ -43,6 +43,14 @@ uint32_t FlagsFromLetters(std::string_view letters);
 // IMAP flag name (case-insensitive: "\\Seen", "$Forwarded") to its bit, 0 if
 // it has no Maildir letter.
 uint32_t FlagFromImap(std::string_view name);
+// A message's IMAP flags split into Flag bits and keywords (flags without a
+// Maildir letter that do not start with '\\'; \Recent and unknown system
+// flags are dropped).
+struct ImapFlags {
+  uint32_t bits = 0;
+  std::vector<std::string> keywords;
+};
+ImapFlags SplitImapFlags(const std::vector<std::string>& flags);
 // IMAP names of the bits in bit order, e.g. {"\\Flagged", "\\Seen"}.
 std::vector<std::string> ImapFlagsFromBits(uint32_t flags);
 

@@ -1,6 +1,9 @@
 #include "sync/account_sync.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -12,10 +15,16 @@
 namespace mailmirror::sync {
 
 AccountSync::AccountSync(net::EventLoop* loop, const AccountConfig& account,
+                         const SyncOptions& options,
                          std::function<void(const AccountConfig&, const FolderReport&)> on_folder,
                          std::function<void(AccountReport)> done)
-    : loop_(loop), account_(account), on_folder_(std::move(on_folder)), done_(std::move(done)) {
+    : loop_(loop),
+      account_(account),
+      options_(options),
+      on_folder_(std::move(on_folder)),
+      done_(std::move(done)) {
   report_.account = &account_;
+  report_.dry_run = options_.dry_run;
 }
 
 AccountSync::~AccountSync() = default;
@@ -28,6 +37,9 @@ void AccountSync::Start() {
                                                   account_.name + "\" to [accounts." +
                                                   account_.name + "]"));
   }
+  // Before the lock and the index create the state directory in it.
+  struct stat root_stat {};
+  const bool root_missing = ::stat(account_.maildir.c_str(), &root_stat) != 0 && errno == ENOENT;
   Result<std::unique_ptr<AccountLock>> lock =
       AccountLock::Acquire(account_.state_dir, account_.name);
   if (!lock.ok()) return Fail(lock.error());
@@ -36,8 +48,27 @@ void AccountSync::Start() {
   if (!index.ok()) return Fail(index.error());
   index_ = std::move(index).value();
   disk_ = std::make_unique<DiskWriter>(loop_, index_.get());
-  Status root = MakeDirectories(account_.maildir, 0700);
-  if (!root.ok()) return Fail(root.error());
+  if (root_missing) {
+    // An unmounted disk or a mistyped path is not "the user deleted
+    // everything": nothing may be deleted on the server because of it.
+    Result<std::vector<store::FolderRecord>> folders = index_->ListFolders();
+    if (!folders.ok()) return Fail(folders.error());
+    size_t synced = std::count_if(folders->begin(), folders->end(),
+                                  [](const store::FolderRecord& f) { return f.uidvalidity != 0; });
+    if (synced > 0) {
+      return Fail(
+          MakeError(ErrorKind::kConfig,
+                    "the Maildir " + account_.maildir + " is missing, but the index in " +
+                        account_.state_dir + " has synced " + std::to_string(synced) +
+                        " folder(s) into it; nothing was changed. Mount or restore it, or correct "
+                        "\"maildir\" in the config; to start over, remove " +
+                        account_.state_dir));
+    }
+  }
+  if (!options_.dry_run) {
+    Status root = MakeDirectories(account_.maildir, 0700);
+    if (!root.ok()) return Fail(root.error());
+  }
   Result<std::string> password = ResolvePassword(account_);
   if (!password.ok()) return Fail(password.error());
   password_ = std::move(password).value();
@@ -85,8 +116,11 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     report_.status = mailboxes.error();
     return FoldersDone();
   }
-  store::Layout layout =
-      account_.layout == "maildir++" ? store::Layout::kMaildirPlusPlus : store::Layout::kVerbatim;
+  const store::Layout layout = Layout();
+  char delimiter = 0;
+  for (const imap::MailboxInfo& mailbox : *mailboxes) {
+    if (mailbox.delimiter != 0) delimiter = mailbox.delimiter;
+  }
   for (const imap::MailboxInfo& mailbox : *mailboxes) {
     if (!mailbox.selectable) continue;
     store::ServerNaming naming;
@@ -105,27 +139,64 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
       Log(LogLevel::kWarning, "account " + account_.name + ": " + path.error().message);
       continue;
     }
-    // The state directory lives inside the Maildir root by default.
-    if (*path == account_.state_dir || path->rfind(account_.state_dir + "/", 0) == 0) {
-      std::string why = "folder \"" + *local_name +
-                        "\" skipped: it would be stored in the "
-                        "state directory " +
-                        account_.state_dir;
-      report_.skipped.push_back(why);
-      Log(LogLevel::kWarning, "account " + account_.name + ": " + why);
-      continue;
-    }
-    FolderJob job;
-    job.remote_name = mailbox.raw_name;
-    job.local_name = *local_name;
-    job.local_path = *path;
-    job.run_started = run_started_;
+    if (InStateDirectory(*local_name, *path)) continue;
+    FolderJob job = NewJob(mailbox.raw_name, *local_name, *path);
     job.status_uidvalidity = mailbox.uidvalidity;
     job.status_uidnext = mailbox.uidnext;
     job.status_highestmodseq = mailbox.highestmodseq;
     job.status_messages = mailbox.messages;
+    if (!IncludesLocal(account_.create) && !KnownOrPresentLocally(job)) {
+      Log(LogLevel::kInfo, "account " + account_.name + ": folder " + *local_name +
+                               " exists only on the server and create does not include "
+                               "\"local\": not synced");
+      continue;
+    }
     jobs_.push_back(std::move(job));
   }
+  CreateLocalOnlyFolders(delimiter);  // then FoldersListed
+}
+
+store::Layout AccountSync::Layout() const {
+  return account_.layout == "maildir++" ? store::Layout::kMaildirPlusPlus
+                                        : store::Layout::kVerbatim;
+}
+
+FolderJob AccountSync::NewJob(const std::string& remote_name, const std::string& local_name,
+                              const std::string& local_path) const {
+  FolderJob job;
+  job.remote_name = remote_name;
+  job.local_name = local_name;
+  job.local_path = local_path;
+  job.run_started = run_started_;
+  job.policy.push = account_.direction != SyncDirection::kPull;
+  job.policy.pull = account_.direction != SyncDirection::kPush;
+  job.policy.expunge_remote = IncludesRemote(account_.expunge);
+  job.policy.expunge_local = IncludesLocal(account_.expunge);
+  job.limits.max_fraction = account_.max_delete_fraction;
+  job.limits.allow_mass_delete = options_.allow_mass_delete;
+  job.dry_run = options_.dry_run;
+  return job;
+}
+
+// The state directory lives inside the Maildir root by default: no folder
+// may be stored in it.
+bool AccountSync::InStateDirectory(const std::string& local_name, const std::string& path) {
+  if (path != account_.state_dir && path.rfind(account_.state_dir + "/", 0) != 0) return false;
+  std::string why = "folder \"" + local_name +
+                    "\" skipped: it would be stored in the state directory " + account_.state_dir;
+  report_.skipped.push_back(why);
+  Log(LogLevel::kWarning, "account " + account_.name + ": " + why);
+  return true;
+}
+
+bool AccountSync::KnownOrPresentLocally(const FolderJob& job) const {
+  Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job.remote_name);
+  if (!record.ok() || (record->has_value() && (*record)->uidvalidity != 0)) return true;
+  struct stat st {};
+  return ::stat((job.local_path + "/cur").c_str(), &st) == 0;
+}
+
+void AccountSync::FoldersListed() {
   // Largest first, so that the longest folder does not start last; INBOX
   // first among equals, where new mail is awaited.
   std::stable_sort(jobs_.begin(), jobs_.end(), [](const FolderJob& a, const FolderJob& b) {
@@ -135,6 +206,12 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     if ((a.local_name == "INBOX") != (b.local_name == "INBOX")) return a.local_name == "INBOX";
     return a.local_name < b.local_name;
   });
+  if (account_.direction == SyncDirection::kPull) return StartFolders();
+  ScanAllLocal();  // then StartFolders
+}
+
+// Opens the pool and starts the folders.
+void AccountSync::StartFolders() {
   // Extra sessions only for work that repays their login: an account where
   // nothing changed costs a single login, a few changed folders two, and
   // downloads of thousands of messages the full pool. (On loopback, with
@@ -146,7 +223,10 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
   uint64_t work = 0;  // about one unit per folder round trip or 100 new messages
   for (const FolderJob& job : jobs_) {
     Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job.remote_name);
-    if (record.ok() && record->has_value() && UnchangedSinceLastSync(job, **record)) continue;
+    if (record.ok() && record->has_value() && UnchangedSinceLastSync(job, **record) &&
+        !job.local_changed) {
+      continue;
+    }
     ++needing_session;
     uint32_t known_next = record.ok() && record->has_value() ? (*record)->uidnext : 0;
     uint64_t fresh = known_next == 0 ? job.status_messages.value_or(0)

@@ -20,6 +20,7 @@
 #include "mailmirror/config.h"
 #include "mailmirror/status.h"
 #include "net/event_loop.h"
+#include "store/folder_map.h"
 #include "store/index.h"
 #include "sync/account_lock.h"
 #include "sync/disk_writer.h"
@@ -27,17 +28,26 @@
 
 namespace mailmirror::sync {
 
+// Options of one run (the command line), beside the account's config.
+struct SyncOptions {
+  bool dry_run = false;            // find and report changes, change nothing
+  bool allow_mass_delete = false;  // the user confirmed large deletions
+};
+
 struct AccountReport {
   const AccountConfig* account = nullptr;
   std::vector<FolderReport> folders;  // in the order they were synced
   std::vector<std::string> skipped;   // folders refused by name, with the reason
-  Status status;                      // account-wide failure (lock, login, list)
+  uint32_t moved = 0;  // local moves between folders repeated on the server (or, dry run, found)
+  std::vector<std::string> created;  // local-only folders created on the server (dry run: to be)
+  bool dry_run = false;
+  Status status;  // account-wide failure (lock, login, list)
   double seconds = 0;
 };
 
 class AccountSync {
  public:
-  AccountSync(net::EventLoop* loop, const AccountConfig& account,
+  AccountSync(net::EventLoop* loop, const AccountConfig& account, const SyncOptions& options,
               std::function<void(const AccountConfig&, const FolderReport&)> on_folder,
               std::function<void(AccountReport)> done);
   ~AccountSync();
@@ -49,6 +59,23 @@ class AccountSync {
   void OnLoggedIn(const Status& status);
   void OnNamespace(Result<std::optional<imap::PersonalNamespace>> personal);
   void OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes);
+  // Folders only the Maildir has: created on the server (create = both or
+  // remote), one at a time on the first session, then FoldersListed.
+  store::Layout Layout() const;
+  FolderJob NewJob(const std::string& remote_name, const std::string& local_name,
+                   const std::string& local_path) const;
+  bool InStateDirectory(const std::string& local_name, const std::string& path);
+  bool KnownOrPresentLocally(const FolderJob& job) const;
+  void CreateLocalOnlyFolders(char delimiter);
+  void CreateNext(std::shared_ptr<std::vector<FolderJob>> pending, size_t next);
+  void FoldersListed();
+  // Two-way: the Maildir side of every folder, and moves between them.
+  Status ScanLocal(FolderJob& job);
+  void ScanAllLocal();
+  struct MoveGroup;
+  void MoveNext(std::shared_ptr<std::vector<MoveGroup>> groups, size_t next);
+  Status RecordMoves(const MoveGroup& group, const imap::Session::MoveResult& result);
+  void StartFolders();
 
   // One IMAP session of the pool and the folder it works on.
   struct Worker {
@@ -73,6 +100,7 @@ class AccountSync {
 
   net::EventLoop* loop_;
   const AccountConfig& account_;
+  SyncOptions options_;
   std::function<void(const AccountConfig&, const FolderReport&)> on_folder_;
   std::function<void(AccountReport)> done_;
   AccountReport report_;

@@ -35,24 +35,6 @@ constexpr size_t kChunkMessagesFirst = 256;
 constexpr size_t kChunkMessagesMin = 64;
 constexpr size_t kChunkMessagesMax = 512;
 
-struct ParsedFlags {
-  uint32_t bits = 0;
-  std::vector<std::string> keywords;
-};
-
-ParsedFlags ParseFlags(const std::vector<std::string>& flags) {
-  ParsedFlags parsed;
-  for (const std::string& flag : flags) {
-    uint32_t bit = store::FlagFromImap(flag);
-    if (bit != 0) {
-      parsed.bits |= bit;
-    } else if (!flag.empty() && flag[0] != '\\') {
-      parsed.keywords.push_back(flag);  // \Recent and unknown system flags are dropped
-    }
-  }
-  return parsed;
-}
-
 // The value of the Message-ID header in `header` text (CRLF or LF, folded
 // lines allowed), trimmed; empty when absent.
 std::string MessageIdFromHeader(std::string_view header) {
@@ -177,33 +159,48 @@ void FolderPull::Start() {
   }
   record_.local_name = job_.local_name;
 
-  // No need to select the folder, nor even to look at the Maildir.
-  if (UnchangedSinceLastSync(job_, record_)) {
+  if (!job_.local_status.ok()) return Finish(job_.local_status);
+  // No need to select the folder (the Maildir was scanned already).
+  if (UnchangedSinceLastSync(job_, record_) && !job_.local_changed) {
     report_.path = "unchanged";
+    return Finish(Status::Ok());
+  }
+  if (Status missing = CheckMissingFolder(); !missing.ok()) return Finish(missing);
+  if (job_.dry_run && record_.uidvalidity == 0) {
+    report_.path = "initial";
+    report_.would_fetch = job_.policy.pull ? job_.status_messages.value_or(0) : 0;
+    if (job_.local && job_.policy.push) {
+      report_.appended = static_cast<uint32_t>(job_.local->state.unknown.size());
+    }
     return Finish(Status::Ok());
   }
 
   Result<std::unique_ptr<store::MaildirFolder>> folder =
-      store::MaildirFolder::Open(job_.local_path, /*create=*/true);
+      store::MaildirFolder::Open(job_.local_path, /*create=*/!job_.dry_run);
   if (!folder.ok()) return Finish(folder.error());
   folder_ = std::move(folder).value();
-  Result<size_t> cleaned = folder_->CleanTmp(job_.run_started);
-  if (cleaned.ok() && *cleaned > 0) {
-    Log(LogLevel::kInfo, job_.local_name + ": removed " + std::to_string(*cleaned) +
-                             " unfinished file(s) from tmp/");
+  if (!job_.dry_run) {
+    Result<size_t> cleaned = folder_->CleanTmp(job_.run_started);
+    if (cleaned.ok() && *cleaned > 0) {
+      Log(LogLevel::kInfo, job_.local_name + ": removed " + std::to_string(*cleaned) +
+                               " unfinished file(s) from tmp/");
+    }
   }
 
-  // EXAMINE: a pull never changes anything on the server, not even \Recent.
-  // With QRESYNC the server reports what changed since the last run in its
-  // SELECT responses (RFC 7162 §3.2.5).
+  // EXAMINE unless local changes are to be stored: a pull never changes
+  // anything on the server, not even \Recent. With QRESYNC the server
+  // reports what changed since the last run in its SELECT responses
+  // (RFC 7162 §3.2.5).
   std::optional<imap::QresyncParams> qresync;
   if (session_->enabled().count("QRESYNC") > 0 && record_.uidvalidity != 0 &&
       record_.highestmodseq != 0) {
     qresync = imap::QresyncParams{record_.uidvalidity, record_.highestmodseq};
     qresync_select_ = true;
   }
+  const bool read_only =
+      job_.dry_run || !job_.policy.push || !job_.local || !HasKnownChanges(*job_.local);
   session_->Select(
-      job_.remote_name, /*read_only=*/true,
+      job_.remote_name, read_only,
       [this](Result<imap::SelectedMailbox> selected) { OnSelected(std::move(selected)); }, qresync);
 }
 
@@ -213,6 +210,7 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
   if (record_.uidvalidity != 0 && record_.uidvalidity != selected_.uidvalidity) {
     report_.uidvalidity_changed = true;
     report_.path = "UIDVALIDITY changed";
+    if (job_.dry_run) return Finish(Status::Ok());
     Log(LogLevel::kWarning, job_.local_name + ": UIDVALIDITY changed from " +
                                 std::to_string(record_.uidvalidity) + " to " +
                                 std::to_string(selected_.uidvalidity) +
@@ -231,6 +229,7 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
         Log(LogLevel::kWarning, job_.local_name +
                                     ": the index does not know this folder but its files carry "
                                     "UIDs; matching them to the server's messages");
+        if (job_.dry_run) return Finish(Status::Ok());
         return Rematch();
       }
     }
@@ -308,6 +307,9 @@ void FolderPull::Rematch() {
         for (const Remote& remote : *remotes) by_key[remote.key].push_back(remote.uid);
         Status status = ApplyRematch(by_key);
         if (!status.ok()) return Finish(status);
+        // The files now carry their new UIDs: the scan must see them so.
+        status = RescanLocal();
+        if (!status.ok()) return Finish(status);
         AdoptAndFetch();
       });
 }
@@ -375,6 +377,12 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
 }
 
 void FolderPull::AdoptAndFetch() {
+  if (job_.dry_run) {
+    Result<std::vector<uint32_t>> uids = index_->ListUids(record_.id);
+    if (!uids.ok()) return Finish(uids.error());
+    known_uids_ = std::move(uids).value();
+    return SyncKnown();
+  }
   Status adopted = AdoptOrphans();
   if (!adopted.ok()) return Finish(adopted);
   SyncKnown();
@@ -383,6 +391,7 @@ void FolderPull::AdoptAndFetch() {
 void FolderPull::SyncKnown() {
   if (known_uids_.empty() || record_.uidnext == 0) {
     if (report_.path.empty()) report_.path = "initial";
+    if (job_.dry_run) return CountDryRunNew();
     return FetchNew();
   }
   const bool modseqs =
@@ -453,72 +462,6 @@ void FolderPull::FullScan(const std::string& why) {
                        });
 }
 
-// One message's server-side change, to be applied to its local file.
-struct FolderPull::LocalChange {
-  store::MessageRecord record;  // as the index knows it
-  bool remove = false;          // expunged on the server
-  uint32_t flags = 0;           // else its new flags and keywords
-  std::vector<std::string> keywords;
-};
-
-// Applies server-side flag changes and expunges to the local files, then
-// queues their index updates, and the folder's HIGHESTMODSEQ, for the
-// folder's next commit: a run killed before it finds the same changes again.
-void FolderPull::ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
-                                   const std::optional<imap::UidRanges>& existing,
-                                   const std::vector<uint32_t>& vanished) {
-  std::vector<uint32_t> gone = vanished;
-  if (existing) {
-    size_t next = 0;
-    for (uint32_t uid : known_uids_) {
-      while (next < existing->size() && (*existing)[next].second < uid) ++next;
-      bool present = next < existing->size() && (*existing)[next].first <= uid;
-      if (!present) gone.push_back(uid);
-    }
-  }
-  std::sort(gone.begin(), gone.end());
-  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
-
-  // The records of the messages involved: point lookups when few are, one
-  // walk over the folder when most are (the full scan path).
-  std::vector<uint32_t> wanted = gone;
-  for (const imap::FlagUpdate& update : updates) wanted.push_back(update.uid);
-  Result<std::vector<store::MessageRecord>> records = wanted.size() * 4 > known_uids_.size()
-                                                          ? index_->ListMessages(record_.id)
-                                                          : index_->GetMessages(record_.id, wanted);
-  if (!records.ok()) return Finish(records.error());
-  std::map<uint32_t, store::MessageRecord*> by_uid;
-  for (store::MessageRecord& record : *records) by_uid[record.uid] = &record;
-
-  std::vector<LocalChange> changes;
-  for (uint32_t uid : gone) {
-    auto record = by_uid.find(uid);
-    if (record == by_uid.end()) continue;
-    changes.push_back(LocalChange{std::move(*record->second), true, 0, {}});
-    by_uid.erase(record);  // an expunged message takes no flag change
-  }
-  for (const imap::FlagUpdate& update : updates) {
-    auto record = by_uid.find(update.uid);
-    if (record == by_uid.end()) continue;
-    ParsedFlags flags = ParseFlags(update.flags);
-    const store::MessageRecord& old = *record->second;
-    if (flags.bits == old.flags && flags.keywords == old.keywords) continue;
-    changes.push_back(LocalChange{old, false, flags.bits, std::move(flags.keywords)});
-  }
-
-  Status applied = ApplyLocally(changes);
-  if (!applied.ok()) return Finish(applied);
-  if (selected_.highestmodseq && !selected_.nomodseq) {
-    record_.highestmodseq = *selected_.highestmodseq;
-  }
-  known_uids_.erase(std::remove_if(known_uids_.begin(), known_uids_.end(),
-                                   [&gone](uint32_t uid) {
-                                     return std::binary_search(gone.begin(), gone.end(), uid);
-                                   }),
-                    known_uids_.end());
-  FetchNew();
-}
-
 // Renames or removes each file under the name the index predicts; files a
 // reader renamed meanwhile are found by one scan of the folder. Then makes
 // it all durable and queues the index updates in applied_.
@@ -532,7 +475,7 @@ Status FolderPull::ApplyLocally(std::vector<LocalChange>& changes) {
       if (!removed.ok()) return removed.error();
       return true;
     }
-    if (change.flags == change.record.flags) return true;  // a keyword: the name stays
+    if (change.flags == entry.name.flags) return true;  // a keyword: the name stays
     // Read mail belongs in cur/; a message never moves back to new/.
     bool to_cur = entry.in_cur || (change.flags & store::kFlagSeen) != 0;
     std::string name = store::MakeMaildirName(change.record.stem, change.record.uid, change.flags,
@@ -551,12 +494,16 @@ Status FolderPull::ApplyLocally(std::vector<LocalChange>& changes) {
   for (LocalChange& change : changes) {
     const store::MessageRecord& record = change.record;
     store::MaildirFolder::Entry predicted;
-    predicted.name.stem = record.stem;
-    predicted.name.uid = record.uid;
-    predicted.name.flags = record.flags;
-    predicted.name.has_info = true;
-    predicted.in_cur = record.in_cur;
-    predicted.file_name = store::MakeMaildirName(record.stem, record.uid, record.flags);
+    if (change.file) {
+      predicted = *change.file;  // as scanned: a reader may have renamed it since
+    } else {
+      predicted.name.stem = record.stem;
+      predicted.name.uid = record.uid;
+      predicted.name.flags = record.flags;
+      predicted.name.has_info = true;
+      predicted.in_cur = record.in_cur;
+      predicted.file_name = store::MakeMaildirName(record.stem, record.uid, record.flags);
+    }
     Result<bool> found = apply(change, predicted, /*predicted=*/true);
     if (!found.ok()) return found.error();
     if (!*found) elsewhere.push_back(&change);
@@ -652,24 +599,34 @@ Status FolderPull::AdoptOrphans() {
 }
 
 void FolderPull::FetchNew() {
+  Status prepared = PrepareNewLocal();
+  if (!prepared.ok()) return Finish(prepared);
   fetch_from_ = std::max<uint32_t>(record_.uidnext, 1);
+  // Messages deleted here but changed on the server come back: every
+  // other UID from the lowest of them on is known or gone.
+  if (!refetch_.empty()) fetch_from_ = std::min(fetch_from_, refetch_.front());
   record_.uidvalidity = selected_.uidvalidity;
   // Up to UIDNEXT - 1 when the server told it: "n:*" would match the
   // highest UID even below n.
   std::string set = imap::FormatSetExcluding(
       fetch_from_, selected_.uidnext != 0 ? selected_.uidnext - 1 : 0, known_uids_);
-  bool nothing_new = selected_.exists == 0 || set.empty();
+  // direction = push: the server's new messages stay there (and UIDNEXT
+  // where it was, so that a later pull fetches them).
+  bool nothing_new = selected_.exists == 0 || set.empty() || !job_.policy.pull;
   if (nothing_new) {
-    if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
-    if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
-    record_.messages = selected_.exists;
+    if (job_.policy.pull) {
+      if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
+      if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
+      record_.messages = selected_.exists;
+    }
     record_.fetch_pending = false;
     auto work = std::make_unique<DiskWork>();
     if (renamed_locally_) work->synced_folders.push_back(folder_.get());
     work->index.Append(applied_);
     work->index.PutFolder(record_);
-    SubmitDiskWork(std::move(work), [this](const Status& status) { Finish(status); });
-    return ReleaseSession();
+    SubmitDiskWork(std::move(work), [this](const Status& status) { AfterPull(status); });
+    if (!HasUploads()) ReleaseSession();
+    return;
   }
   // Record the folder (and its UIDVALIDITY) before the first message lands,
   // with the download marked as under way, so that a run killed mid-fetch
@@ -842,7 +799,7 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
     if (lowest_skipped_ == 0 || uid < lowest_skipped_) lowest_skipped_ = uid;
     return Status::Ok();
   }
-  ParsedFlags flags = ParseFlags(message.flags);
+  store::ImapFlags flags = store::SplitImapFlags(message.flags);
   store::MessageRecord record;
   record.uid = uid;
   record.stem = body->stem();
@@ -854,6 +811,13 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
   record.digest = body->digest();
   if (message.internaldate)
     record.internaldate = imap::ParseInternalDate(*message.internaldate).value_or(0);
+  if (batch_records_.empty()) batch_started_ = std::chrono::steady_clock::now();
+  if (!new_local_by_digest_.empty() && LinkToLocalFile(record)) {
+    body.reset();  // the local file is this message: the download is dropped
+    batch_records_.push_back(std::move(record));
+    ++batch_linked_;
+    return batch_records_.size() >= kBatchMessages ? FlushBatch() : Status::Ok();
+  }
   batch_bytes_ += record.size;
   report_.bytes += record.size;
 
@@ -863,10 +827,9 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
   item.uid = uid;
   item.flags = flags.bits;
   item.mtime = record.internaldate;
-  if (batch_.empty()) batch_started_ = std::chrono::steady_clock::now();
   batch_.Add(std::move(item));
   batch_records_.push_back(std::move(record));
-  if (batch_.size() >= kBatchMessages || batch_bytes_ >= kBatchBytes ||
+  if (batch_records_.size() >= kBatchMessages || batch_bytes_ >= kBatchBytes ||
       std::chrono::steady_clock::now() - batch_started_ >= kBatchAge) {
     return FlushBatch();
   }
@@ -877,21 +840,24 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
 // `folder_done`, the folder record (UIDNEXT, MESSAGES, the download over)
 // goes into the same index commit, after every message below it.
 Status FolderPull::FlushBatch(bool folder_done) {
-  if (batch_.empty() && !folder_done) return Status::Ok();
+  if (batch_records_.empty() && !folder_done) return Status::Ok();
   auto work = std::make_unique<DiskWork>();
   work->delivery.Append(batch_);
+  if (batch_renamed_) work->synced_folders.push_back(folder_.get());
+  batch_renamed_ = false;
   for (const store::MessageRecord& record : batch_records_) {
     work->index.PutMessage(record_.id, record);
     known_uids_.insert(std::upper_bound(known_uids_.begin(), known_uids_.end(), record.uid),
                        record.uid);
   }
   if (folder_done) work->index.PutFolder(record_);
-  auto count = static_cast<uint32_t>(batch_records_.size());
+  auto count = static_cast<uint32_t>(batch_records_.size() - batch_linked_);
   batch_records_.clear();
   batch_bytes_ = 0;
+  batch_linked_ = 0;
   SubmitDiskWork(std::move(work), [this, count, folder_done](const Status& status) {
     if (status.ok()) report_.fetched += count;
-    if (folder_done) Finish(status);
+    if (folder_done) AfterPull(status);
   });
   return Status::Ok();
 }
@@ -913,7 +879,7 @@ void FolderPull::OnFetchDone(const Status& status) {
   record_.messages = selected_.exists;
   record_.fetch_pending = false;
   (void)FlushBatch(/*folder_done=*/true);
-  ReleaseSession();
+  if (!HasUploads()) ReleaseSession();
 }
 
 }  // namespace mailmirror::sync

@@ -25,13 +25,17 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "imap/session.h"
 #include "mailmirror/status.h"
 #include "store/index.h"
 #include "store/maildir.h"
+#include "sync/deletion_guard.h"
 #include "sync/disk_writer.h"
+#include "sync/local_scan.h"
+#include "sync/merge_plan.h"
 
 namespace mailmirror::sync {
 
@@ -46,6 +50,16 @@ struct FolderJob {
   std::optional<uint32_t> status_uidnext;
   std::optional<uint64_t> status_highestmodseq;  // with CONDSTORE
   std::optional<uint32_t> status_messages;
+
+  // Two-way sync: the Maildir as scanned at the start of the run (null when
+  // local changes are not sent, direction = pull), and whether it differs
+  // from the index.
+  std::shared_ptr<LocalSide> local;
+  bool local_changed = false;
+  Status local_status;  // the scan failed: the folder fails with this
+  MergePolicy policy;
+  DeletionLimits limits;
+  bool dry_run = false;  // find and report what would change; change nothing
 };
 
 // True when the server's STATUS in `job` proves that nothing happened to the
@@ -62,6 +76,15 @@ struct FolderReport {
   uint32_t skipped = 0;       // messages the server would not deliver (retried later)
   uint32_t flag_changes = 0;  // local files renamed for server flag changes
   uint32_t expunged = 0;      // local files removed: gone from the server
+  // Local changes sent to the server.
+  uint32_t pushed_flags = 0;     // messages whose flags were stored
+  uint32_t pushed_expunges = 0;  // messages expunged (or marked \Deleted)
+  uint32_t appended = 0;         // new local files uploaded
+  uint32_t linked = 0;           // new local files found on the server by content
+  uint32_t conflicts = 0;        // messages changed on both sides (merged)
+  uint32_t restored = 0;         // deleted on one side, changed on the other: kept
+  // --dry-run: messages that would be downloaded (nothing is).
+  uint32_t would_fetch = 0;
   bool uidvalidity_changed = false;
   // How the server's changes were found: "unchanged" (not even selected),
   // "initial", "QRESYNC", "CONDSTORE" or "full scan".
@@ -117,6 +140,7 @@ class FolderPull {
   void OnSelected(Result<imap::SelectedMailbox> selected);
   void Rematch();
   Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key);
+  Status RescanLocal();
   void AdoptAndFetch();
   // Finds what changed on the server among the messages the index knows
   // (flags, expunges) by the cheapest means the server offers, applies it,
@@ -126,8 +150,31 @@ class FolderPull {
   void ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
                          const std::optional<imap::UidRanges>& existing,
                          const std::vector<uint32_t>& vanished);
-  struct LocalChange;
+  // One message's change, to be applied to its local file.
+  struct LocalChange {
+    store::MessageRecord record;  // as the index knows it
+    bool remove = false;          // deleted (gone from the server)
+    uint32_t flags = 0;           // else its new flags and keywords
+    std::vector<std::string> keywords;
+    // The file as the scan found it (two-way); else its name is predicted
+    // from the record.
+    std::optional<store::MaildirFolder::Entry> file;
+  };
   Status ApplyLocally(std::vector<LocalChange>& changes);
+  // Two-way (folder_merge.cc): the plan's server side, then its local side.
+  struct Merge;
+  void PushToServer(std::shared_ptr<Merge> merge);
+  void ApplyMerge(const std::shared_ptr<Merge>& merge);
+  void ReportDryRun(const Merge& merge);
+  void CountDryRunNew();
+  Status CheckMissingFolder();
+  Status PrepareNewLocal();
+  Status AddNewLocal(const store::MaildirFolder::Entry& entry);
+  bool LinkToLocalFile(store::MessageRecord& record);
+  bool HasUploads() const;
+  void AfterPull(const Status& status);
+  void AppendNext(size_t next);
+  void FinishAppends();
   Status AdoptOrphans();
   void FetchNew();
   void IssueChunks();
@@ -181,6 +228,22 @@ class FolderPull {
   std::vector<store::MessageRecord> batch_records_;
   uint64_t batch_bytes_ = 0;
   std::chrono::steady_clock::time_point batch_started_;
+  bool batch_renamed_ = false;  // a linked local file was renamed for the batch
+  uint32_t batch_linked_ = 0;
+
+  // Two-way: local files new to the index, to be found among the server's
+  // new messages by content (LinkToLocalFile) or uploaded after the pull.
+  struct NewLocalFile {
+    store::MaildirFolder::Entry entry;
+    uint64_t digest = 0;
+    uint64_t size = 0;
+    bool linked = false;
+  };
+  std::vector<NewLocalFile> new_local_;
+  std::unordered_multimap<uint64_t, size_t> new_local_by_digest_;
+  std::vector<uint32_t> refetch_;  // deleted here, changed on the server: download again
+  std::vector<store::MessageRecord> appended_records_;
+  Status append_status_;  // the first APPEND that failed
 };
 
 }  // namespace mailmirror::sync

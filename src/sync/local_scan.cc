@@ -38,6 +38,19 @@ LocalFolderState CompareWithIndex(std::vector<store::MaildirFolder::Entry> entri
   return state;
 }
 
+bool HasLocalChanges(const LocalSide& side) {
+  return !side.state.unknown.empty() || HasKnownChanges(side);
+}
+
+bool HasKnownChanges(const LocalSide& side) {
+  if (side.missing) return true;
+  for (size_t i = 0; i < side.records.size(); ++i) {
+    const std::optional<store::MaildirFolder::Entry>& file = side.state.known[i];
+    if (!file || file->name.flags != side.records[i].flags) return true;
+  }
+  return false;
+}
+
 Result<LocalFolderState> ScanLocalFolder(store::MaildirFolder& folder,
                                          const std::vector<store::MessageRecord>& records) {
   Result<std::vector<store::MaildirFolder::Entry>> entries = folder.Scan();

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,25 @@ struct LocalFolderState {
   // Files no record matches, in scan order.
   std::vector<store::MaildirFolder::Entry> unknown;
 };
+
+// A folder's Maildir at the start of a run, with the index records it was
+// compared with: what two-way sync pushes.
+struct LocalSide {
+  std::vector<store::MessageRecord> records;  // the folder's, ascending UID
+  LocalFolderState state;                     // state.known[i] is records[i]'s file
+  bool missing = false;                       // the folder's directory is gone
+  // --dry-run: known messages whose files moved to another folder (UID to
+  // that folder's local name); a real run repeats such moves on the server
+  // before the folders sync.
+  std::map<uint32_t, std::string> moved_out;
+};
+
+// True when the Maildir differs from the index: a known file gone or its
+// flags changed, or a file the index does not know.
+bool HasLocalChanges(const LocalSide& side);
+// The part of those that the server must be told of with STORE or EXPUNGE
+// (which need a read-write SELECT): a known file gone or its flags changed.
+bool HasKnownChanges(const LocalSide& side);
 
 // `entries` as MaildirFolder::Scan returns them.
 LocalFolderState CompareWithIndex(std::vector<store::MaildirFolder::Entry> entries,

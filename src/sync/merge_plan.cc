@@ -113,6 +113,13 @@ class Planner {
 
   // Deleted here; on the server unchanged, changed or moved.
   void LocalDeleted(const KnownMessage& m, Change remote) {
+    // A server copy that only gained \Deleted agrees with the deletion
+    // (another client, or this run's own STORE before a crash cut it off
+    // from its UID EXPUNGE).
+    if (remote == Change::kFlags &&
+        (m.remote.flags & ~store::kFlagDeleted) == (m.base_flags & ~store::kFlagDeleted)) {
+      remote = Change::kNone;
+    }
     switch (remote) {
       case Change::kNone:
         if (!policy_.push) return;
@@ -148,34 +155,6 @@ FolderPlan PlanFolder(const std::vector<KnownMessage>& messages, const MergePoli
   FolderPlan plan;
   Planner planner(policy, plan);
   for (const KnownMessage& message : messages) planner.Plan(message);
-  return plan;
-}
-
-NewMessagesPlan PlanNewMessages(const std::vector<NewLocal>& local,
-                                const std::vector<NewRemote>& remote, const MergePolicy& policy) {
-  NewMessagesPlan plan;
-  // Each server message pairs with at most one local file of equal digest.
-  std::unordered_multimap<uint64_t, uint32_t> by_digest;
-  for (const NewRemote& message : remote) by_digest.emplace(message.digest, message.uid);
-  std::vector<uint32_t> matched;
-  for (const NewLocal& file : local) {
-    auto it = file.digest != 0 ? by_digest.find(file.digest) : by_digest.end();
-    if (it != by_digest.end()) {
-      plan.same.emplace_back(file.file_name, it->second);
-      matched.push_back(it->second);
-      by_digest.erase(it);
-    } else if (policy.push) {
-      plan.append.push_back(file.file_name);
-    }
-  }
-  if (policy.pull) {
-    std::sort(matched.begin(), matched.end());
-    for (const NewRemote& message : remote) {
-      if (!std::binary_search(matched.begin(), matched.end(), message.uid)) {
-        plan.fetch.push_back(message.uid);
-      }
-    }
-  }
   return plan;
 }
 

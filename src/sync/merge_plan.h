@@ -82,22 +82,4 @@ struct FolderPlan {
 
 FolderPlan PlanFolder(const std::vector<KnownMessage>& messages, const MergePolicy& policy);
 
-// Messages new on each side since the last sync, matched by content: a
-// message added on both sides with the same digest is one message.
-struct NewLocal {
-  std::string file_name;
-  uint64_t digest = 0;
-};
-struct NewRemote {
-  uint32_t uid = 0;
-  uint64_t digest = 0;
-};
-struct NewMessagesPlan {
-  std::vector<std::pair<std::string, uint32_t>> same;  // local file, server UID
-  std::vector<std::string> append;                     // local files for the server
-  std::vector<uint32_t> fetch;                         // server UIDs to download
-};
-NewMessagesPlan PlanNewMessages(const std::vector<NewLocal>& local,
-                                const std::vector<NewRemote>& remote, const MergePolicy& policy);
-
 }  // namespace mailmirror::sync

@@ -232,5 +232,40 @@ TEST(ConfigTest, PlainPassword) {
   EXPECT_EQ(*password, "p\"w");
 }
 
+TEST(ConfigTest, TwoWayKeys) {
+  const std::string head = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  AccountConfig defaults = ParseOk(head).accounts[0];
+  EXPECT_EQ(defaults.direction, SyncDirection::kBoth);
+  EXPECT_EQ(defaults.expunge, Sides::kBoth);
+  EXPECT_EQ(defaults.create, Sides::kBoth);
+  EXPECT_DOUBLE_EQ(defaults.max_delete_fraction, 0.5);
+
+  AccountConfig set = ParseOk(head +
+                              "direction = \"pull\"\nexpunge = \"remote\"\ncreate = \"none\"\n"
+                              "max_delete_fraction = 0.25\n")
+                          .accounts[0];
+  EXPECT_EQ(set.direction, SyncDirection::kPull);
+  EXPECT_EQ(set.expunge, Sides::kRemote);
+  EXPECT_EQ(set.create, Sides::kNone);
+  EXPECT_DOUBLE_EQ(set.max_delete_fraction, 0.25);
+  EXPECT_DOUBLE_EQ(ParseOk(head + "max_delete_fraction = 1\n").accounts[0].max_delete_fraction, 1);
+
+  std::string message = ParseError(head + "direction = \"sideways\"\n");
+  EXPECT_EQ(message.rfind("test.toml:5: accounts.a.direction: expected \"both\", \"pull\" or "
+                          "\"push\", got \"sideways\"",
+                          0),
+            0u)
+      << message;
+  message = ParseError(head + "expunge = \"far\"\n");
+  EXPECT_NE(message.find("expected \"both\", \"remote\", \"local\" or \"none\""), std::string::npos)
+      << message;
+  for (const char* bad : {"1.5", "-0.1", "\"half\""}) {
+    message = ParseError(head + "max_delete_fraction = " + bad + "\n");
+    EXPECT_NE(message.find("accounts.a.max_delete_fraction: expected a number from 0 to 1"),
+              std::string::npos)
+        << message;
+  }
+}
+
 }  // namespace
 }  // namespace mailmirror

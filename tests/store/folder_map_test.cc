@@ -1,8 +1,10 @@
 #include "store/folder_map.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 
 namespace mailmirror::store {
 namespace {
@@ -316,6 +318,40 @@ INSTANTIATE_TEST_SUITE_P(
         SelectCase{{"Archive/*", "!Archive/Old*", "Archive/Old2020"}, "Archive/Old2020", true},
         // "!" alone excludes only the empty name.
         SelectCase{{"!"}, "INBOX", true}));
+
+// A Maildir tree as a mail reader leaves it: folders at several levels,
+// plain directories between them, dot files and our state directory.
+TEST(ListLocalFoldersTest, FindsMaildirFoldersInBothLayouts) {
+  const std::string root = ::testing::TempDir() + "/mm-list-local-" + std::to_string(::getpid());
+  std::filesystem::remove_all(root);
+  auto maildir = [](const std::string& path) {
+    for (const char* sub : {"/cur", "/new", "/tmp"}) {
+      std::filesystem::create_directories(path + sub);
+    }
+  };
+  maildir(root + "/INBOX");
+  maildir(root + "/Projects/2024");  // "Projects" itself is a plain directory
+  maildir(root + "/Sent Items");
+  maildir(root + "/.mailmirror/junk");                   // hidden: never a folder
+  std::filesystem::create_directories(root + "/Notes");  // no cur/
+  Result<std::vector<std::string>> verbatim = ListLocalFolders(root, Layout::kVerbatim);
+  ASSERT_TRUE(verbatim.ok()) << verbatim.error().message;
+  EXPECT_EQ(*verbatim, (std::vector<std::string>{"INBOX", "Projects/2024", "Sent Items"}));
+
+  const std::string plus = root + "/plus";
+  maildir(plus);
+  maildir(plus + "/.Archive.2023");
+  maildir(plus + "/.Drafts");
+  std::filesystem::create_directories(plus + "/.Broken");  // no cur/
+  Result<std::vector<std::string>> dotted = ListLocalFolders(plus, Layout::kMaildirPlusPlus);
+  ASSERT_TRUE(dotted.ok()) << dotted.error().message;
+  EXPECT_EQ(*dotted, (std::vector<std::string>{"Archive/2023", "Drafts", "INBOX"}));
+
+  Result<std::vector<std::string>> missing = ListLocalFolders(root + "/none", Layout::kVerbatim);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_TRUE(missing->empty());
+  std::filesystem::remove_all(root);
+}
 
 }  // namespace
 }  // namespace mailmirror::store

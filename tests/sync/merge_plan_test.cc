@@ -201,26 +201,18 @@ TEST(MergePlanTest, ManyMessagesEachGetTheirOwnActions) {
   EXPECT_EQ(plan.forget, std::vector<uint32_t>{2});
 }
 
-TEST(MergePlanTest, NewOnBothSidesWithTheSameContentIsOneMessage) {
-  std::vector<NewLocal> local = {{"a", 0x11}, {"b", 0x22}, {"c", 0x22}, {"d", 0}};
-  std::vector<NewRemote> remote = {{10, 0x22}, {11, 0x33}, {12, 0x11}};
-  NewMessagesPlan plan = PlanNewMessages(local, remote, MergePolicy{});
-  EXPECT_EQ(plan.same, (std::vector<std::pair<std::string, uint32_t>>{{"a", 12}, {"b", 10}}));
-  // A second local copy of 0x22 is a message of its own; digest 0 (unknown)
-  // never matches.
-  EXPECT_EQ(plan.append, (std::vector<std::string>{"c", "d"}));
-  EXPECT_EQ(plan.fetch, std::vector<uint32_t>{11});
-
-  MergePolicy pull;
-  pull.push = false;
-  plan = PlanNewMessages(local, remote, pull);
-  EXPECT_TRUE(plan.append.empty());
-  EXPECT_EQ(plan.fetch, std::vector<uint32_t>{11});
-  MergePolicy push;
-  push.pull = false;
-  plan = PlanNewMessages(local, remote, push);
-  EXPECT_TRUE(plan.fetch.empty());
-  EXPECT_EQ(plan.append, (std::vector<std::string>{"c", "d"}));
+TEST(MergePlanTest, DeletedHereAndOnlyMarkedDeletedThereIsExpunged) {
+  KnownMessage message{
+      kUid, store::kFlagSeen, {false, 0, ""}, {true, store::kFlagSeen | store::kFlagDeleted, ""}};
+  FolderPlan plan = PlanFolder({message}, MergePolicy{});
+  EXPECT_EQ(plan.remote_expunge, std::vector<uint32_t>{kUid});
+  EXPECT_EQ(plan.forget, std::vector<uint32_t>{kUid});
+  EXPECT_TRUE(plan.local_restore.empty());
+  // Any other change there still wins over the deletion.
+  message.remote.flags |= store::kFlagFlagged;
+  plan = PlanFolder({message}, MergePolicy{});
+  EXPECT_EQ(plan.local_restore, std::vector<uint32_t>{kUid});
+  EXPECT_TRUE(plan.remote_expunge.empty());
 }
 
 }  // namespace

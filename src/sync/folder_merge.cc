@@ -1,0 +1,568 @@
+// Two-way sync for one folder, the part of FolderPull that merges the
+// Maildir's changes with the server's (see merge_plan.h) and sends local
+// changes to the server:
+//   1. the server's changes (found by SyncKnown) and the Maildir's (scanned
+//      by AccountSync) become one plan; the deletion guard checks it;
+//   2. flag changes and deletions go to the server first, with UNCHANGEDSINCE
+//      so that a message another client changed meanwhile is merged again
+//      next run instead of overwritten; deletions are UID EXPUNGEd exactly;
+//   3. the plan's local side is applied and the index base moves;
+//   4. after the download, new local files are APPENDed and renamed to
+//      carry their UID.
+// Crash safety of uploads needs no journal: a file uploaded but not yet
+// renamed or indexed is still new to the index next run, and when the
+// download of the server's new messages (which begins at the UIDNEXT stored
+// before the upload) meets a message with the same content, the file is
+// linked to it instead of uploaded again (LinkToLocalFile).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "imap/date.h"
+#include "imap/sequence_set.h"
+#include "sync/folder_pull.h"
+#include "util/log.h"
+
+namespace mailmirror::sync {
+namespace {
+
+// A message file read for APPEND: its bytes with LF line ends turned into
+// CRLF (RFC 5322 wants CRLF; Maildir stores LF), and its modification time,
+// which is the message's arrival time for Maildir readers.
+struct FileForAppend {
+  std::string crlf;
+  int64_t mtime = 0;
+};
+
+// nullopt when the file is gone (a reader renamed or removed it since the
+// scan): it is looked at again next run.
+Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<FileForAppend>();
+    return MakeError(ErrorKind::kIo, "reading " + path + ": " + std::strerror(errno));
+  }
+  FileForAppend file;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) {
+    file.mtime = static_cast<int64_t>(st.st_mtime);
+    file.crlf.reserve(static_cast<size_t>(st.st_size) + static_cast<size_t>(st.st_size) / 32);
+  }
+  char buffer[65536];
+  char previous = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int error = errno;
+      (void)::close(fd);  // read-only: nothing to lose
+      return MakeError(ErrorKind::kIo, "reading " + path + ": " + std::strerror(error));
+    }
+    if (n == 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buffer[i] == '\n' && previous != '\r') file.crlf += '\r';
+      file.crlf += buffer[i];
+      previous = buffer[i];
+    }
+  }
+  (void)::close(fd);
+  return std::optional<FileForAppend>(std::move(file));
+}
+
+// The UIDs of `uids` that lie in `ranges`.
+std::set<uint32_t> UidsIn(const std::vector<uint32_t>& uids, const imap::UidRanges& ranges) {
+  std::set<uint32_t> found;
+  for (uint32_t uid : uids) {
+    if (imap::Contains(ranges, uid)) found.insert(uid);
+  }
+  return found;
+}
+
+}  // namespace
+
+// Everything the merge of one folder works on.
+struct FolderPull::Merge {
+  FolderPlan plan;
+  // Every message either side changed, by UID, with its index record and,
+  // when the scan found it, its local file.
+  std::map<uint32_t, KnownMessage> messages;
+  std::map<uint32_t, store::MessageRecord> records;
+  std::map<uint32_t, store::MaildirFolder::Entry> files;
+  std::map<uint32_t, std::vector<std::string>> keywords;  // the server's, where they changed
+  std::set<uint32_t> modified;  // refused by UNCHANGEDSINCE: merged again next run
+  size_t pending = 0;           // server commands in flight
+  Status status;                // the first that failed
+};
+
+// Merges the server's changes among the messages the index knows (flag
+// updates, expunged UIDs) with the Maildir's, applies the plan to both
+// sides, then fetches what is new.
+void FolderPull::ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
+                                   const std::optional<imap::UidRanges>& existing,
+                                   const std::vector<uint32_t>& vanished) {
+  std::vector<uint32_t> gone = vanished;
+  if (existing) {
+    size_t next = 0;
+    for (uint32_t uid : known_uids_) {
+      while (next < existing->size() && (*existing)[next].second < uid) ++next;
+      bool present = next < existing->size() && (*existing)[next].first <= uid;
+      if (!present) gone.push_back(uid);
+    }
+  }
+  std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+
+  auto merge = std::make_shared<Merge>();
+  const LocalSide* local = job_.local.get();
+  // Local changes: every known file gone or renamed to other flags.
+  if (local != nullptr) {
+    for (size_t i = 0; i < local->records.size(); ++i) {
+      const store::MessageRecord& record = local->records[i];
+      const std::optional<store::MaildirFolder::Entry>& file = local->state.known[i];
+      if (file && file->name.flags == record.flags) continue;
+      if (file) merge->files.emplace(record.uid, *file);
+      KnownMessage& message = merge->messages[record.uid];
+      message.uid = record.uid;
+      message.base_flags = record.flags;
+      message.local = SideState{file.has_value(), file ? file->name.flags : 0, ""};
+      if (auto moved = local->moved_out.find(record.uid); moved != local->moved_out.end()) {
+        message.local.moved_to = moved->second;
+      }
+      message.remote = SideState{true, record.flags, ""};
+      merge->records.emplace(record.uid, record);
+    }
+  }
+  // The records of the messages the server changed: from the scan's copy,
+  // else point lookups when few, one walk over the folder when most are.
+  std::vector<uint32_t> wanted;
+  auto want = [&](uint32_t uid) {
+    if (merge->records.count(uid) > 0) return;
+    if (local != nullptr) {
+      auto it = std::lower_bound(
+          local->records.begin(), local->records.end(), uid,
+          [](const store::MessageRecord& record, uint32_t value) { return record.uid < value; });
+      if (it != local->records.end() && it->uid == uid) {
+        merge->records.emplace(uid, *it);
+        const auto& file = local->state.known[static_cast<size_t>(it - local->records.begin())];
+        if (file) merge->files.emplace(uid, *file);
+        return;
+      }
+    }
+    wanted.push_back(uid);
+  };
+  for (uint32_t uid : gone) want(uid);
+  for (const imap::FlagUpdate& update : updates) want(update.uid);
+  if (!wanted.empty()) {
+    Result<std::vector<store::MessageRecord>> records =
+        wanted.size() * 4 > known_uids_.size() ? index_->ListMessages(record_.id)
+                                               : index_->GetMessages(record_.id, wanted);
+    if (!records.ok()) return Finish(records.error());
+    std::sort(wanted.begin(), wanted.end());
+    for (store::MessageRecord& record : *records) {
+      if (std::binary_search(wanted.begin(), wanted.end(), record.uid)) {
+        merge->records.emplace(record.uid, std::move(record));
+      }
+    }
+  }
+  auto message_for = [&](uint32_t uid) -> KnownMessage* {
+    auto record = merge->records.find(uid);
+    if (record == merge->records.end()) return nullptr;  // not ours: never synced
+    auto [it, added] = merge->messages.try_emplace(uid);
+    if (added) {
+      // Unchanged locally (or not scanned: a pull).
+      it->second.uid = uid;
+      it->second.base_flags = record->second.flags;
+      it->second.local = SideState{true, record->second.flags, ""};
+      it->second.remote = SideState{true, record->second.flags, ""};
+    }
+    return &it->second;
+  };
+  for (uint32_t uid : gone) {
+    if (KnownMessage* message = message_for(uid)) message->remote.present = false;
+  }
+  for (const imap::FlagUpdate& update : updates) {
+    KnownMessage* message = message_for(update.uid);
+    if (message == nullptr || !message->remote.present) continue;
+    store::ImapFlags flags = store::SplitImapFlags(update.flags);
+    message->remote.flags = flags.bits;
+    if (flags.keywords != merge->records[update.uid].keywords) {
+      merge->keywords[update.uid] = std::move(flags.keywords);
+    }
+  }
+
+  std::vector<KnownMessage> messages;
+  messages.reserve(merge->messages.size());
+  for (const auto& [uid, message] : merge->messages) messages.push_back(message);
+  merge->plan = PlanFolder(messages, job_.policy);
+  const FolderPlan& plan = merge->plan;
+  report_.conflicts = static_cast<uint32_t>(plan.conflicts.size());
+
+  // The safety valve: a side that lost much of the folder at once more
+  // likely lost it by accident than by the user's wish.
+  const size_t known = known_uids_.size();
+  Status local_guard = CheckDeletions(job_.local_name, DeletionSide::kLocal, known,
+                                      plan.local_delete.size(), job_.limits);
+  if (!local_guard.ok()) return Finish(local_guard);
+  Status remote_guard =
+      CheckDeletions(job_.local_name, DeletionSide::kRemote, known,
+                     plan.remote_expunge.size() + plan.remote_mark_deleted.size(), job_.limits);
+  if (!remote_guard.ok()) return Finish(remote_guard);
+
+  if (job_.dry_run) return ReportDryRun(*merge);
+  PushToServer(std::move(merge));
+}
+
+// Flag changes and deletions in a few pipelined UID STOREs (one per set of
+// flags added or removed), then one UID EXPUNGE of exactly the messages
+// this run marked.
+void FolderPull::PushToServer(std::shared_ptr<Merge> merge) {
+  const FolderPlan& plan = merge->plan;
+  const bool condstore =
+      session_->enabled().count("CONDSTORE") + session_->enabled().count("QRESYNC") > 0;
+  // Changes the server made after SELECT (which this merge has not seen)
+  // make the STORE skip the message: it is merged again next run.
+  const uint64_t unchanged_since =
+      condstore && selected_.highestmodseq && !selected_.nomodseq ? *selected_.highestmodseq : 0;
+  std::map<uint32_t, std::vector<uint32_t>> adds;
+  std::map<uint32_t, std::vector<uint32_t>> removes;
+  for (const FlagChange& change : plan.remote_flags) {
+    if (change.add != 0) adds[change.add].push_back(change.uid);
+    if (change.remove != 0) removes[change.remove].push_back(change.uid);
+  }
+  std::vector<uint32_t> deleting = plan.remote_expunge;
+  deleting.insert(deleting.end(), plan.remote_mark_deleted.begin(), plan.remote_mark_deleted.end());
+  std::sort(deleting.begin(), deleting.end());
+
+  auto expunge = [this, merge] {
+    if (!merge->status.ok()) return Finish(merge->status);
+    std::vector<uint32_t> expunging;
+    for (uint32_t uid : merge->plan.remote_expunge) {
+      if (merge->modified.count(uid) == 0) expunging.push_back(uid);
+    }
+    if (expunging.empty()) return ApplyMerge(merge);
+    if (!session_->capabilities().Has("UIDPLUS")) {
+      // A bare EXPUNGE would also remove what other clients marked.
+      Log(LogLevel::kWarning, job_.local_name + ": the server lacks UIDPLUS; " +
+                                  std::to_string(expunging.size()) +
+                                  " message(s) deleted locally are only marked \\Deleted there");
+      return ApplyMerge(merge);
+    }
+    session_->UidExpunge(imap::FormatSequenceSet(expunging), [this, merge](const Status& status) {
+      if (!status.ok()) return Finish(status);
+      ApplyMerge(merge);
+    });
+  };
+  auto store = [this, merge, unchanged_since, expunge](const std::vector<uint32_t>& uids, bool add,
+                                                       const std::vector<std::string>& names) {
+    ++merge->pending;
+    session_->StoreFlags(imap::FormatSequenceSet(uids), add, names, unchanged_since,
+                         [merge, uids, expunge](Result<imap::Session::StoreResult> result) {
+                           if (!result.ok()) {
+                             if (merge->status.ok()) merge->status = result.error();
+                           } else {
+                             std::set<uint32_t> refused = UidsIn(uids, result->modified);
+                             merge->modified.insert(refused.begin(), refused.end());
+                           }
+                           if (--merge->pending == 0) expunge();
+                         });
+  };
+  ++merge->pending;  // until every command is out
+  for (const auto& [bits, uids] : adds) store(uids, true, store::ImapFlagsFromBits(bits));
+  for (const auto& [bits, uids] : removes) store(uids, false, store::ImapFlagsFromBits(bits));
+  if (!deleting.empty()) store(deleting, true, {"\\Deleted"});
+  if (--merge->pending == 0) expunge();
+}
+
+// The plan's local side, and the index base for every message it settled.
+void FolderPull::ApplyMerge(const std::shared_ptr<Merge>& merge) {
+  const FolderPlan& plan = merge->plan;
+  const std::set<uint32_t>& modified = merge->modified;
+  for (const FlagChange& change : plan.remote_flags) {
+    if (modified.count(change.uid) == 0) ++report_.pushed_flags;
+  }
+  for (const std::vector<uint32_t>* uids : {&plan.remote_expunge, &plan.remote_mark_deleted}) {
+    for (uint32_t uid : *uids) {
+      if (modified.count(uid) == 0) ++report_.pushed_expunges;
+    }
+  }
+  auto keywords_of = [&merge](uint32_t uid) {
+    auto it = merge->keywords.find(uid);
+    return it != merge->keywords.end() ? it->second : merge->records[uid].keywords;
+  };
+  auto file_of = [&merge](uint32_t uid) -> std::optional<store::MaildirFolder::Entry> {
+    auto it = merge->files.find(uid);
+    if (it == merge->files.end()) return std::nullopt;
+    return it->second;
+  };
+
+  std::vector<LocalChange> changes;
+  std::set<uint32_t> handled;
+  for (const FlagChange& change : plan.local_flags) {
+    // The server refused this message's side of the merge: both sides stay
+    // as they are and the next run merges again from the same base.
+    if (modified.count(change.uid) > 0) continue;
+    const KnownMessage& message = merge->messages[change.uid];
+    uint32_t flags = (message.local.flags | change.add) & ~change.remove;
+    changes.push_back(LocalChange{merge->records[change.uid], false, flags, keywords_of(change.uid),
+                                  file_of(change.uid)});
+    handled.insert(change.uid);
+  }
+  for (uint32_t uid : plan.local_delete) {
+    changes.push_back(LocalChange{merge->records[uid], true, 0, {}, file_of(uid)});
+    handled.insert(uid);
+  }
+  Status applied = ApplyLocally(changes);
+  if (!applied.ok()) return Finish(applied);
+
+  std::set<uint32_t> refetch(plan.local_restore.begin(), plan.local_restore.end());
+  for (const auto& [uid, flags] : plan.new_base) {
+    if (handled.count(uid) > 0 || modified.count(uid) > 0 || refetch.count(uid) > 0) continue;
+    store::MessageRecord record = merge->records[uid];
+    record.flags = flags;
+    record.keywords = keywords_of(uid);
+    if (std::optional<store::MaildirFolder::Entry> file = file_of(uid))
+      record.in_cur = file->in_cur;
+    applied_.PutMessage(record_.id, record);
+    handled.insert(uid);
+  }
+  std::set<uint32_t> forgotten;
+  for (uint32_t uid : plan.forget) {
+    if (modified.count(uid) > 0) continue;
+    forgotten.insert(uid);
+    if (handled.count(uid) == 0) applied_.DeleteMessage(record_.id, uid);
+    handled.insert(uid);
+  }
+  // Keyword changes have no Maildir letter: the index only.
+  for (const auto& [uid, keywords] : merge->keywords) {
+    if (handled.count(uid) > 0 || refetch.count(uid) > 0) continue;
+    store::MessageRecord record = merge->records[uid];
+    record.keywords = keywords;
+    applied_.PutMessage(record_.id, record);
+  }
+  // Deleted here, changed there: downloaded again (FetchNew).
+  refetch_.assign(refetch.begin(), refetch.end());
+  report_.restored = static_cast<uint32_t>(refetch_.size());
+  // Changed here, expunged there: uploaded again after the download.
+  for (const MoveAction& restore : plan.remote_restore) {
+    std::optional<store::MaildirFolder::Entry> file = file_of(restore.uid);
+    if (!file || !restore.folder.empty()) continue;  // restores into other folders: not here
+    Status added = AddNewLocal(*file);
+    if (!added.ok()) return Finish(added);
+    ++report_.restored;
+  }
+  known_uids_.erase(std::remove_if(known_uids_.begin(), known_uids_.end(),
+                                   [&](uint32_t uid) {
+                                     return forgotten.count(uid) > 0 || refetch.count(uid) > 0;
+                                   }),
+                    known_uids_.end());
+  // Without pull (direction = push) the server's changes stay pending: the
+  // next run that may pull must find them again.
+  if (job_.policy.pull && selected_.highestmodseq && !selected_.nomodseq) {
+    record_.highestmodseq = *selected_.highestmodseq;
+  }
+  FetchNew();
+}
+
+void FolderPull::ReportDryRun(const Merge& merge) {
+  const FolderPlan& plan = merge.plan;
+  report_.pushed_flags = static_cast<uint32_t>(plan.remote_flags.size());
+  report_.pushed_expunges =
+      static_cast<uint32_t>(plan.remote_expunge.size() + plan.remote_mark_deleted.size());
+  report_.flag_changes = static_cast<uint32_t>(plan.local_flags.size());
+  report_.expunged = static_cast<uint32_t>(plan.local_delete.size());
+  report_.restored = static_cast<uint32_t>(plan.local_restore.size() + plan.remote_restore.size());
+  CountDryRunNew();
+}
+
+// --dry-run: how many server messages are new (one UID SEARCH) and how many
+// local files would be uploaded.
+void FolderPull::CountDryRunNew() {
+  if (job_.local && job_.policy.push) {
+    for (const store::MaildirFolder::Entry& entry : job_.local->state.unknown) {
+      if (entry.name.uid == 0 ||
+          !std::binary_search(known_uids_.begin(), known_uids_.end(), entry.name.uid)) {
+        ++report_.appended;
+      }
+    }
+  }
+  if (!job_.policy.pull || selected_.exists == 0) return Finish(Status::Ok());
+  session_->SearchAllUids([this](Result<imap::UidRanges> uids) {
+    if (!uids.ok()) return Finish(uids.error());
+    for (const auto& [low, high] : *uids) {
+      for (uint64_t uid = low; uid <= high; ++uid) {
+        if (!std::binary_search(known_uids_.begin(), known_uids_.end(), uint32_t(uid))) {
+          ++report_.would_fetch;
+        }
+      }
+    }
+    Finish(Status::Ok());
+  });
+}
+
+// A missing folder directory is not "the user deleted every message": the
+// server keeps them unless the user confirms.
+Status FolderPull::CheckMissingFolder() {
+  if (!job_.local || !job_.local->missing || job_.local->records.empty()) return Status::Ok();
+  if (job_.limits.allow_mass_delete) return Status::Ok();
+  return MakeError(ErrorKind::kConfig,
+                   "its Maildir directory " + job_.local_path +
+                       " is gone, but the index says it held " +
+                       std::to_string(job_.local->records.size()) +
+                       " message(s); nothing was deleted on the server. Restore the directory, or "
+                       "run again with --allow-mass-delete to delete them on the server too");
+}
+
+// After the files were matched to new UIDs (Rematch): the Maildir as it is
+// now against the index as it is now. Files that matched nothing lost their
+// UID and are new local files (uploaded, unless the download finds the same
+// content on the server).
+Status FolderPull::RescanLocal() {
+  if (!job_.local) return Status::Ok();
+  auto side = std::make_shared<LocalSide>();
+  Result<std::vector<store::MessageRecord>> records = index_->ListMessages(record_.id);
+  if (!records.ok()) return records.error();
+  side->records = std::move(records).value();
+  Result<LocalFolderState> state = ScanLocalFolder(*folder_, side->records);
+  if (!state.ok()) return state.error();
+  side->state = std::move(state).value();
+  job_.local_changed = HasLocalChanges(*side);
+  job_.local = std::move(side);
+  return Status::Ok();
+}
+
+Status FolderPull::AddNewLocal(const store::MaildirFolder::Entry& entry) {
+  Result<std::pair<uint64_t, uint64_t>> digest = folder_->DigestOf(entry.file_name, entry.in_cur);
+  if (!digest.ok()) {
+    // Renamed or removed by a reader since the scan: next run sees it.
+    if (digest.error().message.find(std::strerror(ENOENT)) != std::string::npos) {
+      return Status::Ok();
+    }
+    return digest.error();
+  }
+  new_local_.push_back(NewLocalFile{entry, digest->first, digest->second, false});
+  new_local_by_digest_.emplace(digest->first, new_local_.size() - 1);
+  return Status::Ok();
+}
+
+// The scan's files the index does not know, except those an interrupted
+// download left and AdoptOrphans took in.
+Status FolderPull::PrepareNewLocal() {
+  if (!job_.local || !job_.policy.push) return Status::Ok();
+  for (const store::MaildirFolder::Entry& entry : job_.local->state.unknown) {
+    if (entry.name.uid != 0 &&
+        std::binary_search(known_uids_.begin(), known_uids_.end(), entry.name.uid)) {
+      Result<std::optional<uint32_t>> owner = index_->UidForStem(record_.id, entry.name.stem);
+      if (!owner.ok()) return owner.error();
+      if (*owner == entry.name.uid) continue;
+    }
+    Status added = AddNewLocal(entry);
+    if (!added.ok()) return added;
+  }
+  return Status::Ok();
+}
+
+// A downloaded message with the content of a new local file is that file:
+// the file is renamed to carry the UID (and the union of both sides' flags;
+// the base is the server's, so local extras are pushed next run) and the
+// download is dropped. Returns whether `record` now describes the file.
+bool FolderPull::LinkToLocalFile(store::MessageRecord& record) {
+  auto it = new_local_by_digest_.find(record.digest);
+  if (it == new_local_by_digest_.end()) return false;
+  NewLocalFile& file = new_local_[it->second];
+  new_local_by_digest_.erase(it);
+  const store::MaildirFolder::Entry& entry = file.entry;
+  uint32_t flags = record.flags | entry.name.flags;
+  bool to_cur = entry.in_cur || (flags & store::kFlagSeen) != 0;
+  std::string name =
+      store::MakeMaildirName(entry.name.stem, record.uid, flags, entry.name.other_letters);
+  if (!folder_->RenameEntry(entry, name, to_cur).ok()) return false;  // gone: keep the download
+  file.linked = true;
+  record.stem = entry.name.stem;
+  record.in_cur = to_cur;
+  record.size = file.size;
+  batch_renamed_ = true;
+  ++report_.linked;
+  return true;
+}
+
+bool FolderPull::HasUploads() const {
+  if (!job_.policy.push || job_.dry_run) return false;
+  return std::any_of(new_local_.begin(), new_local_.end(),
+                     [](const NewLocalFile& file) { return !file.linked; });
+}
+
+// After the download's last commit: uploads, or done.
+void FolderPull::AfterPull(const Status& status) {
+  if (!status.ok() || !HasUploads()) return Finish(status);
+  AppendNext(0);
+}
+
+// One APPEND at a time: a message is read whole (as APPEND's literal needs
+// its size with CRLF line ends), so memory holds one message at most.
+void FolderPull::AppendNext(size_t next) {
+  while (next < new_local_.size() && new_local_[next].linked) ++next;
+  if (next == new_local_.size()) return FinishAppends();
+  const store::MaildirFolder::Entry& entry = new_local_[next].entry;
+  Result<std::optional<FileForAppend>> file = ReadForAppend(folder_->EntryPath(entry));
+  if (!file.ok() || !file->has_value()) {
+    if (!file.ok() && append_status_.ok()) append_status_ = file.error();
+    return AppendNext(next + 1);
+  }
+  session_->Append(
+      job_.remote_name, store::ImapFlagsFromBits(entry.name.flags),
+      imap::FormatInternalDate((*file)->mtime), (*file)->crlf,
+      [this, next, size = (*file)->crlf.size(),
+       mtime = (*file)->mtime](Result<imap::Session::AppendResult> appended) {
+        const NewLocalFile& uploaded = new_local_[next];
+        if (!appended.ok()) {
+          Log(LogLevel::kWarning, job_.local_name + ": uploading " + uploaded.entry.file_name +
+                                      " failed: " + appended.error().message);
+          if (append_status_.ok()) append_status_ = appended.error();
+          // A session that died takes the rest with it; a refused message
+          // does not stop the others.
+          if (!session_->authenticated()) return FinishAppends();
+          return AppendNext(next + 1);
+        }
+        ++report_.appended;
+        if (appended->uid != 0 && appended->uidvalidity == selected_.uidvalidity) {
+          const store::MaildirFolder::Entry& source = uploaded.entry;
+          std::string name = store::MakeMaildirName(source.name.stem, appended->uid,
+                                                    source.name.flags, source.name.other_letters);
+          if (folder_->RenameEntry(source, name).ok()) {
+            store::MessageRecord record;
+            record.uid = appended->uid;
+            record.stem = source.name.stem;
+            record.in_cur = source.in_cur;
+            record.flags = source.name.flags;
+            record.size = uploaded.size;
+            record.remote_size = size;
+            record.internaldate = mtime;
+            record.digest = uploaded.digest;
+            appended_records_.push_back(std::move(record));
+          }
+        }
+        // Without APPENDUID the next run's download finds it by content.
+        AppendNext(next + 1);
+      });
+}
+
+void FolderPull::FinishAppends() {
+  auto work = std::make_unique<DiskWork>();
+  work->synced_folders.push_back(folder_.get());
+  for (const store::MessageRecord& record : appended_records_) {
+    work->index.PutMessage(record_.id, record);
+  }
+  appended_records_.clear();
+  SubmitDiskWork(std::move(work),
+                 [this](const Status& status) { Finish(status.ok() ? append_status_ : status); });
+  ReleaseSession();
+}
+
+}  // namespace mailmirror::sync

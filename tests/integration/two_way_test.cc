@@ -466,6 +466,67 @@ TEST_P(TwoWaySyncTest, PullOnlyLeavesTheServerAlone) {
   EXPECT_EQ(Server().size(), before);
 }
 
+// The Message-ID of a stored message, without the angle brackets. (Not
+// std::regex: its recursion overflows the stack on a 100,000-byte line.)
+std::string MessageIdOf(const std::string& path) {
+  const std::string text = ReadFile(path);
+  for (const char* header : {"\nMessage-ID: <", "\nMessage-Id: <"}) {
+    size_t start = text.find(header);
+    if (start == std::string::npos) continue;
+    start += std::string(header).size();
+    size_t end = text.find('>', start);
+    if (end != std::string::npos) return text.substr(start, end - start);
+  }
+  return "";
+}
+
+// A real reader: notmuch with maildir.synchronize_flags renames the files
+// when tags change, and reads the flags mailmirror writes back as tags.
+TEST_P(TwoWaySyncTest, NotmuchTagChangesReachTheServerAndBack) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(30));
+  ASSERT_EQ(RunCommand("command -v notmuch").exit_code, 0)
+      << "notmuch is not installed (apt-get install notmuch)";
+  CommandResult first = Sync();
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  const std::string config = dir_ + "/notmuch-config";
+  {
+    std::ofstream out(config);
+    out << "[database]\npath=" << dir_ << "/notmuch\nmail_root=" << root_
+        << "\n\n[user]\nname=Test\nprimary_email=alice@example.test\n\n"
+        << "[new]\ntags=inbox;\nignore=.mailmirror;\n\n[search]\nexclude_tags=\n\n"
+        << "[maildir]\nsynchronize_flags=true\n";
+  }
+  fs::create_directories(dir_ + "/notmuch");
+  const std::string notmuch = "NOTMUCH_CONFIG=" + ShellQuote(config) + " notmuch ";
+  CommandResult indexed = RunCommand(notmuch + "new --quiet");
+  ASSERT_EQ(indexed.exit_code, 0) << Report(indexed);
+
+  const LocalFile unread = Files("INBOX", "new")[0];
+  const std::string id = MessageIdOf(unread.path);
+  ASSERT_FALSE(id.empty()) << unread.path;
+  CommandResult tagged = RunCommand(notmuch + "tag +flagged -unread " + ShellQuote("id:" + id));
+  ASSERT_EQ(tagged.exit_code, 0) << Report(tagged);
+  ASSERT_FALSE(fs::exists(unread.path)) << "notmuch did not rename the file";
+
+  CommandResult pushed = Sync();
+  ASSERT_EQ(pushed.exit_code, 0) << Report(pushed);
+  const std::vector<ServerMessage> server = Server();
+  const ServerMessage* on_server = Find(server, "INBOX", *unread.uid);
+  ASSERT_NE(on_server, nullptr);
+  EXPECT_EQ(Letters(*on_server), "FS");
+
+  // Another client answers it: notmuch sees the new flag as a tag.
+  Doveadm("flags add '\\Answered' mailbox INBOX uid " + std::to_string(*unread.uid));
+  CommandResult pulled = Sync();
+  ASSERT_EQ(pulled.exit_code, 0) << Report(pulled);
+  ASSERT_EQ(RunCommand(notmuch + "new --quiet").exit_code, 0);
+  CommandResult replied =
+      RunCommand(notmuch + "count " + ShellQuote("id:" + id + " and tag:replied and tag:flagged"));
+  EXPECT_EQ(replied.out, "1\n") << Report(replied);
+  std::vector<std::string> problems = MirrorProblems();
+  EXPECT_TRUE(problems.empty()) << Join(problems);
+}
+
 TEST_P(TwoWaySyncTest, FolderMadeLocallyIsCreatedOnTheServer) {
   ASSERT_NO_FATAL_FAILURE(StartServer(30));
   CommandResult first = Sync();
@@ -486,7 +547,8 @@ TEST_P(TwoWaySyncTest, FolderMadeLocallyIsCreatedOnTheServer) {
   std::vector<ServerMessage> plan = ServerWith("<plan@local.test>");
   ASSERT_EQ(plan.size(), 1u);
   EXPECT_EQ(plan[0].folder, "Projects/2024");
-  EXPECT_EQ(Find(Server(), "INBOX", *moved.uid), nullptr);
+  const std::vector<ServerMessage> server = Server();
+  EXPECT_EQ(Find(server, "INBOX", *moved.uid), nullptr);
   std::vector<std::string> problems = MirrorProblems();
   EXPECT_TRUE(problems.empty()) << Join(problems);
   CommandResult again = Sync();

@@ -194,6 +194,14 @@ Result<std::string> LocalPathFor(const std::string& root, std::string_view local
 
 namespace {
 
+// "dir/name".
+std::string JoinPath(std::string_view dir, std::string_view name) {
+  std::string path;
+  path.reserve(dir.size() + 1 + name.size());
+  path.append(dir).append("/").append(name);
+  return path;
+}
+
 bool IsDirectory(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -211,7 +219,8 @@ Result<std::vector<std::string>> Subdirectories(const std::string& dir) {
   while (const dirent* entry = ::readdir(handle)) {
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
-    if (entry->d_type == DT_DIR || (entry->d_type == DT_UNKNOWN && IsDirectory(dir + "/" + name))) {
+    if (entry->d_type == DT_DIR ||
+        (entry->d_type == DT_UNKNOWN && IsDirectory(JoinPath(dir, name)))) {
       names.push_back(std::move(name));
     }
   }
@@ -229,9 +238,9 @@ Status ListVerbatim(const std::string& dir, const std::string& prefix, int depth
   if (!names.ok()) return names.error();
   for (const std::string& name : *names) {
     if (name.front() == '.' || name == "cur" || name == "new" || name == "tmp") continue;
-    std::string path = dir + "/" + name;
-    std::string local = prefix.empty() ? name : prefix + "/" + name;
-    if (IsDirectory(path + "/cur")) out.emplace_back(local, path);
+    std::string path = JoinPath(dir, name);
+    std::string local = prefix.empty() ? name : JoinPath(prefix, name);
+    if (IsDirectory(JoinPath(path, "cur"))) out.emplace_back(local, path);
     Status deeper = ListVerbatim(path, local, depth + 1, out);
     if (!deeper.ok()) return deeper;
   }
@@ -254,10 +263,11 @@ Result<std::vector<std::string>> ListLocalFolders(const std::string& root, Layou
     for (const std::string& name : *names) {
       // ".A.B" is A/B; ".." and dot files without a name are not folders.
       if (name.size() < 2 || name[0] != '.' || name[1] == '.') continue;
-      if (!IsDirectory(base + "/" + name + "/cur")) continue;
+      std::string directory = JoinPath(base, name);
+      if (!IsDirectory(JoinPath(directory, "cur"))) continue;
       std::string local = name.substr(1);
       std::replace(local.begin(), local.end(), '.', '/');
-      found.emplace_back(local, base + "/" + name);
+      found.emplace_back(local, std::move(directory));
     }
   }
   std::vector<std::string> folders;

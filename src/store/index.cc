@@ -1,11 +1,11 @@
 // LmdbIndex: the Index of index.h on one LMDB environment.
 //
-// On-disk schema, version 2
+// On-disk schema, version 3
 // -------------------------
 // Files: <dir>/data.mdb and <dir>/lock.mdb (mode 0600; <dir> is 0700).
 // Named databases (key -> value):
 //
-//   meta        "schema_version"           -> u32 LE (currently 2)
+//   meta        "schema_version"           -> u32 LE (currently 3)
 //               "next_folder_id"           -> u32 LE, the next id to hand out
 //   folders     folder key                 -> FolderRecord value
 //   folder_ids  u32 BE folder id           -> remote name (raw bytes)
@@ -28,18 +28,20 @@
 // varints, signed ones zigzag-encoded varints, strings a varint length and
 // the bytes, digests 8 bytes little-endian (hashes do not shrink as varints).
 //
-//   FolderRecord:  0x02 | id | remote_name | local_name | uidvalidity |
+//   FolderRecord:  0x03 | id | remote_name | local_name | uidvalidity |
 //                  uidnext | highestmodseq | messages + 1 (0: unknown) |
-//                  bits (bit 0: fetch_pending)
-//                  Schema 1 wrote format 0x01, without the last two fields;
-//                  it still reads, as messages unknown and fetch pending
-//                  (nothing proves that its last download completed).
+//                  bits (bit 0: fetch_pending) | local_stamp (8 bytes LE)
+//                  Schema 2 wrote format 0x02, without local_stamp; it reads
+//                  as stamp 0 (unknown). Schema 1 wrote format 0x01, without
+//                  the last three fields; it still reads, as messages
+//                  unknown and fetch pending (nothing proves that its last
+//                  download completed).
 //   MessageRecord: 0x01 | bits (one byte; bit 0: in_cur) | flags | stem |
 //                  keyword count | keywords... | size | remote_size |
 //                  internaldate (zigzag) | digest (8 bytes LE)
 //                  The UID is not repeated: it is in the key.
 //
-// Opening a schema 1 index stores version 2: its records stay readable.
+// Opening a schema 1 or 2 index stores version 3: its records stay readable.
 //
 // A value with another format byte or with trailing bytes is reported as
 // corruption (kIo): a format change bumps the schema version, and Open
@@ -73,9 +75,10 @@
 namespace mailmirror::store {
 namespace {
 
-constexpr uint32_t kSchemaVersion = 2;
+constexpr uint32_t kSchemaVersion = 3;
 constexpr uint8_t kRecordFormat = 1;  // messages; folders written by schema 1
-constexpr uint8_t kFolderFormat = 2;
+constexpr uint8_t kFolderFormatV2 = 2;
+constexpr uint8_t kFolderFormat = 3;
 constexpr unsigned int kMaxDbs = 8;  // six used, room for two more (journal, tombstones)
 // The file is sparse, so a large map costs address space, not disk.
 constexpr uint64_t kDefaultMapSize = sizeof(void*) >= 8 ? (uint64_t{8} << 30) : (uint64_t{1} << 30);
@@ -128,6 +131,10 @@ void AppendVarint(std::string& out, uint64_t v) {
     v >>= 7;
   }
   out.push_back(static_cast<char>(v));
+}
+
+void AppendFixed64Le(std::string& out, uint64_t v) {
+  for (int shift = 0; shift < 64; shift += 8) out.push_back(static_cast<char>(v >> shift));
 }
 
 void AppendString(std::string& out, std::string_view s) {
@@ -210,13 +217,15 @@ std::string EncodeFolder(const FolderRecord& folder) {
   AppendVarint(out, folder.highestmodseq);
   AppendVarint(out, folder.messages ? uint64_t{*folder.messages} + 1 : 0);
   out.push_back(static_cast<char>(folder.fetch_pending ? 1 : 0));
+  AppendFixed64Le(out, folder.local_stamp);
   return out;
 }
 
 bool DecodeFolder(std::string_view in, FolderRecord* folder) {
   Decoder d(in);
   uint8_t format = 0;
-  if (!d.Byte(&format) || (format != kFolderFormat && format != kRecordFormat) ||
+  if (!d.Byte(&format) ||
+      (format != kFolderFormat && format != kFolderFormatV2 && format != kRecordFormat) ||
       !d.Varint32(&folder->id) || !d.String(&folder->remote_name) ||
       !d.String(&folder->local_name) || !d.Varint32(&folder->uidvalidity) ||
       !d.Varint32(&folder->uidnext) || !d.Varint(&folder->highestmodseq)) {
@@ -230,9 +239,12 @@ bool DecodeFolder(std::string_view in, FolderRecord* folder) {
   uint64_t messages = 0;
   uint8_t bits = 0;
   if (!d.Varint(&messages) || messages > uint64_t{std::numeric_limits<uint32_t>::max()} + 1 ||
-      !d.Byte(&bits) || bits > 1 || d.remaining() != 0) {
+      !d.Byte(&bits) || bits > 1) {
     return false;
   }
+  folder->local_stamp = 0;
+  if (format == kFolderFormat && !d.Fixed64Le(&folder->local_stamp)) return false;
+  if (d.remaining() != 0) return false;
   folder->messages =
       messages == 0 ? std::nullopt : std::optional<uint32_t>(static_cast<uint32_t>(messages - 1));
   folder->fetch_pending = (bits & 1) != 0;
@@ -253,9 +265,7 @@ std::string EncodeMessage(const MessageRecord& message) {
   AppendVarint(out, message.size);
   AppendVarint(out, message.remote_size);
   AppendVarint(out, ZigZag(message.internaldate));
-  for (int shift = 0; shift < 64; shift += 8) {
-    out.push_back(static_cast<char>(message.digest >> shift));
-  }
+  AppendFixed64Le(out, message.digest);
   return out;
 }
 

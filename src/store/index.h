@@ -42,6 +42,11 @@ struct FolderRecord {
   // be in the Maildir under their UID without index records (see
   // sync/folder_pull.h), so the next run must look for them.
   bool fetch_pending = false;
+  // A fingerprint of the folder's cur/ and new/ directories (their times
+  // and inodes) when the Maildir was last found to match the index; 0 when
+  // unknown. While the directories still have it, no file in them was
+  // added, removed or renamed, so a run need not list them.
+  uint64_t local_stamp = 0;
 };
 
 // A message as of the last sync.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <ctime>
 #include <map>
 #include <set>
 
@@ -67,7 +68,7 @@ void AccountSync::CreateLocalOnlyFolders(char delimiter) {
   CreateNext(pending, 0);
 }
 
-void AccountSync::CreateNext(std::shared_ptr<std::vector<FolderJob>> pending, size_t next) {
+void AccountSync::CreateNext(const std::shared_ptr<std::vector<FolderJob>>& pending, size_t next) {
   if (next == pending->size()) return FoldersListed();
   FolderJob& job = (*pending)[next];
   report_.created.push_back(job.local_name);
@@ -96,6 +97,14 @@ Status AccountSync::ScanLocal(FolderJob& job) {
   auto side = std::make_shared<LocalSide>();
   Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job.remote_name);
   if (!record.ok()) return record.error();
+  const uint64_t stamp = DirectoryStamp(job.local_path, static_cast<int64_t>(std::time(nullptr)));
+  job.local = nullptr;
+  job.local_changed = false;
+  job.local_stamp = 0;
+  if (record->has_value() && (*record)->local_stamp != 0 && (*record)->local_stamp == stamp) {
+    job.local_stamp = stamp;
+    return Status::Ok();  // no file came, went or was renamed since it matched
+  }
   if (record->has_value() && (*record)->uidvalidity != 0) {
     Result<std::vector<store::MessageRecord>> records = index_->ListMessages((*record)->id);
     if (!records.ok()) return records.error();
@@ -124,15 +133,23 @@ Status AccountSync::ScanLocal(FolderJob& job) {
     side->state = std::move(state).value();
   }
   job.local_changed = HasLocalChanges(*side);
+  if (!job.local_changed && record->has_value() && (*record)->uidvalidity != 0) {
+    job.local_stamp = stamp;
+  }
   job.local = std::move(side);
   return Status::Ok();
 }
 
 void AccountSync::ScanAllLocal() {
+  size_t listed = 0;
   for (FolderJob& job : jobs_) {
     Status scanned = ScanLocal(job);
     if (!scanned.ok()) job.local_status = scanned;
+    listed += job.local != nullptr ? 1 : 0;
   }
+  Log(LogLevel::kDebug, "account " + account_.name + ": listed " + std::to_string(listed) +
+                            " Maildir folder(s); " + std::to_string(jobs_.size() - listed) +
+                            " unchanged since they last matched the index");
   std::vector<FolderScan> scans;
   std::map<std::string, FolderJob*> by_name;
   for (FolderJob& job : jobs_) {
@@ -167,7 +184,7 @@ void AccountSync::ScanAllLocal() {
 // One group at a time on the first session: SELECT the source, UID MOVE.
 // A move the server cannot make (no MOVE and no UIDPLUS, a failure) is
 // left to the folders: the source then deletes and the destination uploads.
-void AccountSync::MoveNext(std::shared_ptr<std::vector<MoveGroup>> groups, size_t next) {
+void AccountSync::MoveNext(const std::shared_ptr<std::vector<MoveGroup>>& groups, size_t next) {
   if (next == groups->size()) {
     // The moved files now carry their new UIDs: scan the folders involved
     // again (a failed move shows up there as a deletion and a new file).

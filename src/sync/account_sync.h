@@ -67,13 +67,13 @@ class AccountSync {
   bool InStateDirectory(const std::string& local_name, const std::string& path);
   bool KnownOrPresentLocally(const FolderJob& job) const;
   void CreateLocalOnlyFolders(char delimiter);
-  void CreateNext(std::shared_ptr<std::vector<FolderJob>> pending, size_t next);
+  void CreateNext(const std::shared_ptr<std::vector<FolderJob>>& pending, size_t next);
   void FoldersListed();
   // Two-way: the Maildir side of every folder, and moves between them.
   Status ScanLocal(FolderJob& job);
   void ScanAllLocal();
   struct MoveGroup;
-  void MoveNext(std::shared_ptr<std::vector<MoveGroup>> groups, size_t next);
+  void MoveNext(const std::shared_ptr<std::vector<MoveGroup>>& groups, size_t next);
   Status RecordMoves(const MoveGroup& group, const imap::Session::MoveResult& result);
   void StartFolders();
 

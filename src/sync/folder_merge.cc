@@ -222,7 +222,7 @@ void FolderPull::ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
 // Flag changes and deletions in a few pipelined UID STOREs (one per set of
 // flags added or removed), then one UID EXPUNGE of exactly the messages
 // this run marked.
-void FolderPull::PushToServer(std::shared_ptr<Merge> merge) {
+void FolderPull::PushToServer(const std::shared_ptr<Merge>& merge) {
   const FolderPlan& plan = merge->plan;
   const bool condstore =
       session_->enabled().count("CONDSTORE") + session_->enabled().count("QRESYNC") > 0;

@@ -163,8 +163,19 @@ void FolderPull::Start() {
   // No need to select the folder (the Maildir was scanned already).
   if (UnchangedSinceLastSync(job_, record_) && !job_.local_changed) {
     report_.path = "unchanged";
-    return Finish(Status::Ok());
+    if (job_.local_stamp == 0 || job_.local_stamp == record_.local_stamp || job_.dry_run) {
+      return Finish(Status::Ok());
+    }
+    // The Maildir matched the index: the next run need not list it while
+    // its directories keep this stamp.
+    record_.local_stamp = job_.local_stamp;
+    auto work = std::make_unique<DiskWork>();
+    work->index.PutFolder(record_);
+    SubmitDiskWork(std::move(work), [this](const Status& status) { Finish(status); });
+    return ReleaseSession();
   }
+  // This run may change the files: the next one lists them again.
+  record_.local_stamp = 0;
   if (Status missing = CheckMissingFolder(); !missing.ok()) return Finish(missing);
   if (job_.dry_run && record_.uidvalidity == 0) {
     report_.path = "initial";
@@ -620,6 +631,8 @@ void FolderPull::FetchNew() {
       record_.messages = selected_.exists;
     }
     record_.fetch_pending = false;
+    // No file was touched: the Maildir still matches the index as scanned.
+    if (!renamed_locally_ && !HasUploads()) record_.local_stamp = job_.local_stamp;
     auto work = std::make_unique<DiskWork>();
     if (renamed_locally_) work->synced_folders.push_back(folder_.get());
     work->index.Append(applied_);

@@ -57,6 +57,9 @@ struct FolderJob {
   std::shared_ptr<LocalSide> local;
   bool local_changed = false;
   Status local_status;  // the scan failed: the folder fails with this
+  // The scan found no local change and the directories are settled: stored
+  // as FolderRecord::local_stamp when the run leaves the folder untouched.
+  uint64_t local_stamp = 0;
   MergePolicy policy;
   DeletionLimits limits;
   bool dry_run = false;  // find and report what would change; change nothing
@@ -163,7 +166,7 @@ class FolderPull {
   Status ApplyLocally(std::vector<LocalChange>& changes);
   // Two-way (folder_merge.cc): the plan's server side, then its local side.
   struct Merge;
-  void PushToServer(std::shared_ptr<Merge> merge);
+  void PushToServer(const std::shared_ptr<Merge>& merge);
   void ApplyMerge(const std::shared_ptr<Merge>& merge);
   void ReportDryRun(const Merge& merge);
   void CountDryRunNew();

@@ -1,5 +1,7 @@
 #include "sync/local_scan.h"
 
+#include <sys/stat.h>
+
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -36,6 +38,37 @@ LocalFolderState CompareWithIndex(std::vector<store::MaildirFolder::Entry> entri
     }
   }
   return state;
+}
+
+namespace {
+
+// splitmix64's finaliser: every input bit reaches every output bit.
+uint64_t Mix(uint64_t hash, uint64_t value) {
+  uint64_t z = hash ^ (value + 0x9e3779b97f4a7c15ULL + (hash << 6) + (hash >> 2));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+uint64_t DirectoryStamp(const std::string& path, int64_t now) {
+  constexpr int64_t kSettleSeconds = 2;
+  uint64_t stamp = 0;
+  for (const char* sub : {"/cur", "/new"}) {
+    struct stat st {};
+    if (::stat((path + sub).c_str(), &st) != 0) return 0;
+    if (st.st_mtim.tv_sec > now - kSettleSeconds || st.st_ctim.tv_sec > now - kSettleSeconds) {
+      return 0;
+    }
+    for (uint64_t value :
+         {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+          static_cast<uint64_t>(st.st_mtim.tv_sec), static_cast<uint64_t>(st.st_mtim.tv_nsec),
+          static_cast<uint64_t>(st.st_ctim.tv_sec), static_cast<uint64_t>(st.st_ctim.tv_nsec)}) {
+      stamp = Mix(stamp, value);
+    }
+  }
+  return stamp == 0 ? 1 : stamp;
 }
 
 bool HasLocalChanges(const LocalSide& side) {

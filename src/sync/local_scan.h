@@ -48,6 +48,14 @@ bool HasLocalChanges(const LocalSide& side);
 // (which need a read-write SELECT): a known file gone or its flags changed.
 bool HasKnownChanges(const LocalSide& side);
 
+// The fingerprint of the Maildir folder at `path` for FolderRecord::
+// local_stamp: the change and modification times and inodes of its cur/
+// and new/. Any file added to, removed from or renamed in them changes it.
+// 0 (unknown) when a directory cannot be read or changed less than two
+// seconds before `now` (seconds since the epoch): a change in the same
+// clock tick might leave the times as they were.
+uint64_t DirectoryStamp(const std::string& path, int64_t now);
+
 // `entries` as MaildirFolder::Scan returns them.
 LocalFolderState CompareWithIndex(std::vector<store::MaildirFolder::Entry> entries,
                                   const std::vector<store::MessageRecord>& records);

@@ -242,6 +242,34 @@ TEST_P(TwoWaySyncTest, MuttStyleRenamesPushFlags) {
   EXPECT_EQ(FetchesSince(*server_, mark, "alice").body_count, 0);
 }
 
+// A folder whose cur/ and new/ have not changed since the Maildir last
+// matched the index is not even listed; any rename in it is still seen.
+TEST_P(TwoWaySyncTest, UnchangedMaildirFoldersAreNotListed) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(30));
+  CommandResult first = Sync();
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  // Directory times younger than two seconds are not trusted.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  CommandResult stamping = Sync("-vv");
+  ASSERT_EQ(stamping.exit_code, 0) << Report(stamping);
+  CommandResult quiet = Sync("-vv");
+  ASSERT_EQ(quiet.exit_code, 0) << Report(quiet);
+  EXPECT_NE(quiet.err.find("listed 0 Maildir folder(s); 6 unchanged"), std::string::npos)
+      << Report(quiet);
+
+  const LocalFile file = Files("INBOX")[0];
+  ASSERT_EQ(file.flags, "S");
+  fs::rename(file.path, file.path.substr(0, file.path.find(":2,")) + ":2,FS");
+  CommandResult pushed = Sync("-vv");
+  ASSERT_EQ(pushed.exit_code, 0) << Report(pushed);
+  EXPECT_NE(pushed.err.find("listed 1 Maildir folder(s); 5 unchanged"), std::string::npos)
+      << Report(pushed);
+  const std::vector<ServerMessage> server = Server();
+  const ServerMessage* flagged = Find(server, "INBOX", *file.uid);
+  ASSERT_NE(flagged, nullptr);
+  EXPECT_EQ(Letters(*flagged), "FS");
+}
+
 TEST_P(TwoWaySyncTest, DeletedFilesExpungeExactlyThoseUids) {
   ASSERT_NO_FATAL_FAILURE(StartServer(100));
   CommandResult first = Sync();

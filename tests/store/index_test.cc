@@ -547,12 +547,12 @@ TEST_F(IndexTest, PersistsAcrossReopen) {
 TEST_F(IndexTest, NewerSchemaVersionIsRefused) {
   OpenIndex();
   index_.reset();
-  WriteSchemaVersion(dir_, 3);
+  WriteSchemaVersion(dir_, 4);
   Result<std::unique_ptr<Index>> opened = Index::Open(dir_);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().kind, ErrorKind::kConfig);
   EXPECT_EQ(opened.error().message,
-            dir_ + ": index schema version 3 was written by a newer mailmirror (this one knows 2)");
+            dir_ + ": index schema version 4 was written by a newer mailmirror (this one knows 3)");
 }
 
 uint32_t ReadSchemaVersion(const std::string& dir) {
@@ -605,9 +605,42 @@ TEST_F(IndexTest, SchemaOneIndexIsUpgradedAndStillRead) {
   // Nothing proves that schema 1's last download completed.
   EXPECT_TRUE((*got)->fetch_pending);
 
-  // The index now says 2: a schema 1 binary refuses it instead of misreading.
+  // The index now says 3: a schema 1 binary refuses it instead of misreading.
   index_.reset();
-  EXPECT_EQ(ReadSchemaVersion(dir_), 2u);
+  EXPECT_EQ(ReadSchemaVersion(dir_), 3u);
+}
+
+// A schema 2 folder record: format byte 2, then as schema 1 plus
+// messages + 1 and the bits; no local stamp.
+TEST_F(IndexTest, SchemaTwoFolderReadsWithUnknownStampAndStampsRoundTrip) {
+  OpenIndex();
+  uint32_t id = AddFolder("INBOX");
+  index_.reset();
+  WriteSchemaVersion(dir_, 2);
+  std::string record = {2, static_cast<char>(id), 5};
+  record += "INBOX";
+  record += static_cast<char>(5);
+  record += "INBOX";
+  record += std::string{7, 9, 11, 4, 0};  // uidvalidity, uidnext, modseq, 3 messages, bits
+  PutRaw(dir_, "folders", "INBOX", record);
+
+  OpenIndex();
+  Result<std::optional<FolderRecord>> got = index_->GetFolder("INBOX");
+  ASSERT_TRUE(got.ok() && got->has_value()) << (got.ok() ? "missing" : got.error().message);
+  EXPECT_EQ((*got)->messages, std::optional<uint32_t>(3));
+  EXPECT_FALSE((*got)->fetch_pending);
+  EXPECT_EQ((*got)->local_stamp, 0u);
+
+  FolderRecord stamped = **got;
+  stamped.local_stamp = 0x0123456789abcdefULL;
+  Index::Batch batch;
+  batch.PutFolder(stamped);
+  CommitOk(batch);
+  got = index_->GetFolder("INBOX");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->local_stamp, 0x0123456789abcdefULL);
+  index_.reset();
+  EXPECT_EQ(ReadSchemaVersion(dir_), 3u);
 }
 
 TEST_F(IndexTest, MalformedSchemaVersionIsCorruption) {

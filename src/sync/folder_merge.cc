@@ -216,7 +216,7 @@ void FolderPull::ApplyKnownChanges(const std::vector<imap::FlagUpdate>& updates,
   if (!remote_guard.ok()) return Finish(remote_guard);
 
   if (job_.dry_run) return ReportDryRun(*merge);
-  PushToServer(std::move(merge));
+  PushToServer(merge);
 }
 
 // Flag changes and deletions in a few pipelined UID STOREs (one per set of

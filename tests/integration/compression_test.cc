@@ -39,9 +39,8 @@ std::string WriteConfig(const DovecotServer& server, const std::string& name,
                         const std::string& compress) {
   std::string path = server.dir() + "/" + name + ".toml";
   std::ofstream out(path);
-  out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server.imaps_port() << "\nca_file = \""
-      << server.ca_file() << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \""
-      << server.dir() << "/" << name << "\"\nconnections = 2\ncompress = \"" << compress << "\"\n";
+  out << testing::AliceAccount(server, server.dir() + "/" + name)
+      << "connections = 2\ncompress = \"" << compress << "\"\n";
   return path;
 }
 

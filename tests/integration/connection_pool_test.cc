@@ -45,9 +45,7 @@ std::string WriteConfig(const DovecotServer& server, const std::string& name,
                         const std::string& maildir, int connections) {
   std::string path = server.dir() + "/" + name + ".toml";
   std::ofstream out(path);
-  out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server.imaps_port() << "\nca_file = \""
-      << server.ca_file() << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \""
-      << maildir << "\"\nconnections = " << connections << "\n";
+  out << testing::AliceAccount(server, maildir) << "connections = " << connections << "\n";
   return path;
 }
 

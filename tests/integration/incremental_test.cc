@@ -470,9 +470,7 @@ class IncrementalSyncTest : public ::testing::TestWithParam<CapabilitySet> {
     root_ = dir_ + "/mail";
     config_ = dir_ + "/config.toml";
     std::ofstream out(config_);
-    out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server_->imaps_port()
-        << "\nca_file = \"" << server_->ca_file()
-        << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << root_ << "\"\n";
+    out << testing::AliceAccount(*server_, root_);
   }
 
   CommandResult Sync(const std::string& flags = "",
@@ -508,12 +506,7 @@ class IncrementalSyncTest : public ::testing::TestWithParam<CapabilitySet> {
   // doveadm for alice, as `dovecot-fixture` runs it: no IMAP session, the
   // same index and mod-sequences as an IMAP STORE or EXPUNGE.
   void Doveadm(const std::string& arguments) {
-    const char* path = getenv("PATH");
-    const std::string command =
-        "env -i PATH=" +
-        ShellQuote(std::string(path != nullptr ? path : "/usr/bin:/bin") + ":/usr/sbin:/sbin") +
-        " USER=alice HOME=" + ShellQuote(server_->dir() + "/home/alice") + " doveadm -c " +
-        ShellQuote(server_->dir() + "/dovecot.conf") + " " + arguments;
+    const std::string command = testing::DoveadmCommand(*server_, "alice", arguments);
     const CommandResult result = RunCommand(command);
     ASSERT_EQ(result.exit_code, 0) << command << "\n" << Report(result);
   }

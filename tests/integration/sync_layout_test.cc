@@ -12,6 +12,7 @@
 
 #include "support/dovecot_fixture.h"
 #include "support/run_command.h"
+#include "support/sync_checks.h"
 
 namespace mailmirror {
 namespace {
@@ -33,10 +34,7 @@ class SyncLayoutTest : public ::testing::Test {
   std::string WriteConfig(const std::string& extra) {
     std::string path = server_->dir() + "/sync.toml";
     std::ofstream out(path);
-    out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server_->imaps_port()
-        << "\nca_file = \"" << server_->ca_file()
-        << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << maildir_ << "\"\n"
-        << extra;
+    out << testing::AliceAccount(*server_, maildir_) << extra;
     return path;
   }
 

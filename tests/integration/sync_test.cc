@@ -519,14 +519,7 @@ TEST_F(SyncTest, NotmuchIndexesEveryMessage) {
 
   const std::string dir = Dir("notmuch");
   const std::string config = dir + "/notmuch-config";
-  {
-    std::ofstream out(config);
-    out << "[database]\npath=" << dir << "/db\nmail_root=" << root
-        << "\n\n[user]\nname=Test\nprimary_email=alice@example.test\n\n"
-        << "[new]\ntags=unread;inbox;\nignore=.mailmirror;\n\n[search]\nexclude_tags=\n\n"
-        << "[maildir]\nsynchronize_flags=false\n";
-  }
-  fs::create_directories(dir + "/db");
+  testing::WriteNotmuchConfig(config, dir + "/db", root, /*synchronize_flags=*/false);
   const std::string env = "NOTMUCH_CONFIG=" + ShellQuote(config) + " ";
   RunOptions options;
   options.timeout = std::chrono::seconds(120);

@@ -92,10 +92,7 @@ class TwoWaySyncTest : public ::testing::TestWithParam<CapabilitySet> {
     root_ = dir_ + "/mail";
     config_ = dir_ + "/config.toml";
     std::ofstream out(config_);
-    out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << server_->imaps_port()
-        << "\nca_file = \"" << server_->ca_file()
-        << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << root_ << "\"\n"
-        << extra_config;
+    out << testing::AliceAccount(*server_, root_) << extra_config;
     if (!state_dir.empty()) out << "state_dir = \"" << state_dir << "\"\n";
   }
 
@@ -113,12 +110,7 @@ class TwoWaySyncTest : public ::testing::TestWithParam<CapabilitySet> {
   }
 
   std::string Doveadm(const std::string& arguments) {
-    const char* path = getenv("PATH");
-    const std::string command =
-        "env -i PATH=" +
-        ShellQuote(std::string(path != nullptr ? path : "/usr/bin:/bin") + ":/usr/sbin:/sbin") +
-        " USER=alice HOME=" + ShellQuote(server_->dir() + "/home/alice") + " doveadm -c " +
-        ShellQuote(server_->dir() + "/dovecot.conf") + " " + arguments;
+    const std::string command = testing::DoveadmCommand(*server_, "alice", arguments);
     const CommandResult result = RunCommand(command);
     EXPECT_EQ(result.exit_code, 0) << command << "\n" << Report(result);
     return result.out;
@@ -517,14 +509,7 @@ TEST_P(TwoWaySyncTest, NotmuchTagChangesReachTheServerAndBack) {
   CommandResult first = Sync();
   ASSERT_EQ(first.exit_code, 0) << Report(first);
   const std::string config = dir_ + "/notmuch-config";
-  {
-    std::ofstream out(config);
-    out << "[database]\npath=" << dir_ << "/notmuch\nmail_root=" << root_
-        << "\n\n[user]\nname=Test\nprimary_email=alice@example.test\n\n"
-        << "[new]\ntags=inbox;\nignore=.mailmirror;\n\n[search]\nexclude_tags=\n\n"
-        << "[maildir]\nsynchronize_flags=true\n";
-  }
-  fs::create_directories(dir_ + "/notmuch");
+  testing::WriteNotmuchConfig(config, dir_ + "/notmuch", root_, /*synchronize_flags=*/true);
   const std::string notmuch = "NOTMUCH_CONFIG=" + ShellQuote(config) + " notmuch ";
   CommandResult indexed = RunCommand(notmuch + "new --quiet");
   ASSERT_EQ(indexed.exit_code, 0) << Report(indexed);

@@ -237,6 +237,31 @@ FetchStats FetchesSince(const DovecotServer& server, size_t offset, const std::s
 
 // --- Running the binary -------------------------------------------------------------
 
+std::string AliceAccount(const DovecotServer& server, const std::string& maildir) {
+  return "[accounts.test]\nhost = \"127.0.0.1\"\nport = " + std::to_string(server.imaps_port()) +
+         "\nca_file = \"" + server.ca_file() +
+         "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" + maildir + "\"\n";
+}
+
+std::string DoveadmCommand(const DovecotServer& server, const std::string& user,
+                           const std::string& arguments) {
+  const char* path = getenv("PATH");
+  return "env -i PATH=" +
+         ShellQuote(std::string(path != nullptr ? path : "/usr/bin:/bin") + ":/usr/sbin:/sbin") +
+         " USER=" + ShellQuote(user) + " HOME=" + ShellQuote(server.dir() + "/home/" + user) +
+         " doveadm -c " + ShellQuote(server.dir() + "/dovecot.conf") + " " + arguments;
+}
+
+void WriteNotmuchConfig(const std::string& path, const std::string& database,
+                        const std::string& mail_root, bool synchronize_flags) {
+  std::filesystem::create_directories(database);
+  std::ofstream out(path);
+  out << "[database]\npath=" << database << "\nmail_root=" << mail_root
+      << "\n\n[user]\nname=Test\nprimary_email=alice@example.test\n\n"
+      << "[new]\ntags=unread;inbox;\nignore=.mailmirror;\n\n[search]\nexclude_tags=\n\n"
+      << "[maildir]\nsynchronize_flags=" << (synchronize_flags ? "true" : "false") << "\n";
+}
+
 std::string SyncCommand(const std::string& config, const std::string& flags) {
   return ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config) + " " + flags + " sync";
 }

@@ -127,6 +127,22 @@ size_t LogSize(const DovecotServer& server);
 // after `offset` in the log, waiting (at most 10 s) until each has ended.
 FetchStats FetchesSince(const DovecotServer& server, size_t offset, const std::string& user);
 
+// --- Configuration and tools -------------------------------------------------------
+
+// The [accounts.test] table for alice on `server` (implicit TLS, its CA)
+// with `maildir`, one key per line; callers append more keys.
+std::string AliceAccount(const DovecotServer& server, const std::string& maildir);
+
+// The shell command running doveadm for `user` as `dovecot-fixture` does: no
+// IMAP session, the same index and mod-sequences as an IMAP STORE or EXPUNGE.
+std::string DoveadmCommand(const DovecotServer& server, const std::string& user,
+                           const std::string& arguments);
+
+// Writes a notmuch config at `path` indexing `mail_root` into `database`
+// (created), ignoring the state directory.
+void WriteNotmuchConfig(const std::string& path, const std::string& database,
+                        const std::string& mail_root, bool synchronize_flags);
+
 // --- Running the binary -------------------------------------------------------------
 
 // The shell command for `mailmirror -c CONFIG FLAGS sync`.

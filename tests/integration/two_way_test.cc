@@ -471,6 +471,36 @@ TEST_P(TwoWaySyncTest, DryRunChangesNothing) {
   }
 }
 
+// expunge = "none": a file deleted here only marks the server's copy
+// \Deleted, and a message expunged there keeps its file here, which is
+// never taken for a new message and uploaded again.
+TEST_P(TwoWaySyncTest, ExpungeNoneMarksAndKeeps) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(30, "expunge = \"none\"\n"));
+  CommandResult first = Sync();
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  std::vector<LocalFile> files = Files("INBOX");
+  ASSERT_GE(files.size(), 2u);
+  const LocalFile deleted_here = files[0];
+  const LocalFile expunged_there = files[1];
+  fs::remove(deleted_here.path);
+  Doveadm("expunge mailbox INBOX uid " + std::to_string(*expunged_there.uid));
+  const size_t before = Server().size();
+
+  for (int run = 0; run < 2; ++run) {
+    CommandResult result = Sync("-vvv");
+    ASSERT_EQ(result.exit_code, 0) << Report(result);
+    EXPECT_EQ(result.err.find(" APPEND "), std::string::npos) << "run " << run;
+    EXPECT_EQ(result.err.find(" UID EXPUNGE "), std::string::npos) << "run " << run;
+    const std::vector<ServerMessage> server = Server();
+    EXPECT_EQ(server.size(), before) << "run " << run;
+    const ServerMessage* marked = Find(server, "INBOX", *deleted_here.uid);
+    ASSERT_NE(marked, nullptr);
+    EXPECT_NE(Letters(*marked).find('T'), std::string::npos);
+    EXPECT_TRUE(fs::exists(expunged_there.path)) << "run " << run;
+    EXPECT_FALSE(fs::exists(deleted_here.path)) << "run " << run;
+  }
+}
+
 TEST_P(TwoWaySyncTest, PullOnlyLeavesTheServerAlone) {
   ASSERT_NO_FATAL_FAILURE(StartServer(30, "direction = \"pull\"\n"));
   CommandResult first = Sync();

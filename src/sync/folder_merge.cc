@@ -492,6 +492,43 @@ bool FolderPull::LinkToLocalFile(store::MessageRecord& record) {
   return true;
 }
 
+// direction = push, with files to upload: the server's new messages are
+// not downloaded, but one with the CRLF size of such a file (one FETCH of
+// sizes) is, so that the content decides, as in a two-way run.
+void FolderPull::FindUploadedBySize(const std::string& uid_set) {
+  auto sizes = std::make_shared<std::set<uint64_t>>();
+  for (const NewLocalFile& file : new_local_) {
+    if (file.linked) continue;
+    Result<std::optional<FileForAppend>> read = ReadForAppend(folder_->EntryPath(file.entry));
+    if (read.ok() && read->has_value()) sizes->insert((*read)->crlf.size());
+  }
+  auto candidates = std::make_shared<std::vector<uint32_t>>();
+  session_->Execute(
+      imap::Command{{"UID FETCH " + uid_set + " (UID RFC822.SIZE)\r\n"}, "UID FETCH", false},
+      [sizes, candidates](const imap::Response& response) {
+        if (response.type == imap::ResponseType::kFetch && response.fetch.uid &&
+            response.fetch.rfc822_size && sizes->count(*response.fetch.rfc822_size) > 0) {
+          candidates->push_back(*response.fetch.uid);
+        }
+      },
+      [this, candidates](Result<imap::TaggedReply> reply) {
+        if (!reply.ok()) return Finish(reply.error());
+        if (reply->condition != imap::Condition::kOk) {
+          return Finish(MakeError(ErrorKind::kProtocol, "UID FETCH failed: " + reply->text));
+        }
+        if (candidates->empty()) return CommitWithoutDownload();
+        std::sort(candidates->begin(), candidates->end());
+        link_only_ = true;
+        Lane& lane = *lanes_.emplace_back(std::make_unique<Lane>(this, session_));
+        session_->UidFetch(imap::FormatSequenceSet(*candidates), kFetchItems, &lane,
+                           [this](const Status& status) {
+                             if (!status.ok()) return Finish(status);
+                             record_.fetch_pending = false;
+                             (void)FlushBatch(/*folder_done=*/true);
+                           });
+      });
+}
+
 bool FolderPull::HasUploads() const {
   if (!job_.policy.push || job_.dry_run) return false;
   return std::any_of(new_local_.begin(), new_local_.end(),

@@ -25,7 +25,6 @@ constexpr uint64_t kBatchBytes = 32ull << 20;
 // makes regular durable progress.
 constexpr std::chrono::milliseconds kBatchAge{1000};
 
-constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
 // UID FETCH commands of one download in flight at once, and how many
 // messages each asks for: about kChunkBytes, within these bounds, once the
 // folder's typical size is known.
@@ -609,6 +608,24 @@ Status FolderPull::AdoptOrphans() {
   return Status::Ok();
 }
 
+// The folder's record and the changes already applied, with no download.
+void FolderPull::CommitWithoutDownload() {
+  if (job_.policy.pull) {
+    if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
+    if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
+    record_.messages = selected_.exists;
+  }
+  record_.fetch_pending = false;
+  // No file was touched: the Maildir still matches the index as scanned.
+  if (!renamed_locally_ && !HasUploads()) record_.local_stamp = job_.local_stamp;
+  auto work = std::make_unique<DiskWork>();
+  if (renamed_locally_) work->synced_folders.push_back(folder_.get());
+  work->index.Append(applied_);
+  work->index.PutFolder(record_);
+  SubmitDiskWork(std::move(work), [this](const Status& status) { AfterPull(status); });
+  if (!HasUploads()) ReleaseSession();
+}
+
 void FolderPull::FetchNew() {
   Status prepared = PrepareNewLocal();
   if (!prepared.ok()) return Finish(prepared);
@@ -622,25 +639,13 @@ void FolderPull::FetchNew() {
   std::string set = imap::FormatSetExcluding(
       fetch_from_, selected_.uidnext != 0 ? selected_.uidnext - 1 : 0, known_uids_);
   // direction = push: the server's new messages stay there (and UIDNEXT
-  // where it was, so that a later pull fetches them).
-  bool nothing_new = selected_.exists == 0 || set.empty() || !job_.policy.pull;
-  if (nothing_new) {
-    if (job_.policy.pull) {
-      if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
-      if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
-      record_.messages = selected_.exists;
-    }
-    record_.fetch_pending = false;
-    // No file was touched: the Maildir still matches the index as scanned.
-    if (!renamed_locally_ && !HasUploads()) record_.local_stamp = job_.local_stamp;
-    auto work = std::make_unique<DiskWork>();
-    if (renamed_locally_) work->synced_folders.push_back(folder_.get());
-    work->index.Append(applied_);
-    work->index.PutFolder(record_);
-    SubmitDiskWork(std::move(work), [this](const Status& status) { AfterPull(status); });
-    if (!HasUploads()) ReleaseSession();
-    return;
+  // where it was, so that a later pull fetches them), except that those
+  // with the content of a file to upload are that file (an upload whose
+  // rename a killed run did not make).
+  if (!job_.policy.pull && HasUploads() && selected_.exists != 0 && !set.empty()) {
+    return FindUploadedBySize(set);
   }
+  if (selected_.exists == 0 || set.empty() || !job_.policy.pull) return CommitWithoutDownload();
   // Record the folder (and its UIDVALIDITY) before the first message lands,
   // with the download marked as under way, so that a run killed mid-fetch
   // looks for this folder's files again: nothing is renamed into place
@@ -831,6 +836,7 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
     ++batch_linked_;
     return batch_records_.size() >= kBatchMessages ? FlushBatch() : Status::Ok();
   }
+  if (link_only_) return Status::Ok();  // direction = push: not stored here
   batch_bytes_ += record.size;
   report_.bytes += record.size;
 

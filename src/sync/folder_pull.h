@@ -120,6 +120,8 @@ class FolderPull {
   void AddHelper(imap::Session* session, std::function<void()> release);
 
  private:
+  static constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
+
   // One session fetching chunks of the download, with the body it is
   // streaming: lane 0 is the folder's own session, others are helpers.
   class Lane : public imap::FetchSink {
@@ -180,6 +182,8 @@ class FolderPull {
   void FinishAppends();
   Status AdoptOrphans();
   void FetchNew();
+  void CommitWithoutDownload();
+  void FindUploadedBySize(const std::string& uid_set);
   void IssueChunks();
   std::string NextChunk();  // the next range's UID set; "" if all known
   size_t ChunkMessages() const;
@@ -245,6 +249,7 @@ class FolderPull {
   std::vector<NewLocalFile> new_local_;
   std::unordered_multimap<uint64_t, size_t> new_local_by_digest_;
   std::vector<uint32_t> refetch_;  // deleted here, changed on the server: download again
+  bool link_only_ = false;         // direction = push: downloads only find uploads
   std::vector<store::MessageRecord> appended_records_;
   Status append_status_;  // the first APPEND that failed
 };

@@ -501,6 +501,37 @@ TEST_P(TwoWaySyncTest, ExpungeNoneMarksAndKeeps) {
   }
 }
 
+// The same message new on both sides (or uploaded by a run killed before
+// it renamed the file, which looks the same) is one message: linked, not
+// uploaded or downloaded again. Both ways, and with direction = push.
+TEST_P(TwoWaySyncTest, SameNewMessageOnBothSidesIsOneMessage) {
+  for (const char* direction : {"both", "push"}) {
+    SCOPED_TRACE(direction);
+    ASSERT_NO_FATAL_FAILURE(StartServer(30, std::string("direction = \"") + direction + "\"\n"));
+    CommandResult first = Sync();
+    ASSERT_EQ(first.exit_code, 0) << Report(first);
+    const std::string id = std::string("twin-") + direction;
+    const std::string message = LocalMessage(id, "written on both sides");
+    WriteFile(root_ + "/INBOX/cur/twin:2,S", message);
+    ASSERT_TRUE(server_->AddMessage("alice", "INBOX", message, true));
+    const std::vector<ServerMessage> on_server = ServerWith("<" + id + "@local.test>");
+    ASSERT_EQ(on_server.size(), 1u);
+
+    CommandResult result = Sync("-vvv");
+    ASSERT_EQ(result.exit_code, 0) << Report(result);
+    EXPECT_EQ(result.err.find(" APPEND "), std::string::npos) << Report(result);
+    EXPECT_EQ(ServerWith("<" + id + "@local.test>").size(), 1u);
+    int copies = 0;
+    for (const LocalFile& file : ScanLocal(root_).files) {
+      if (file.stem != "twin") continue;
+      ++copies;
+      EXPECT_EQ(file.uid, on_server[0].uid) << file.path;
+    }
+    EXPECT_EQ(copies, 1);
+    server_.reset();
+  }
+}
+
 TEST_P(TwoWaySyncTest, PullOnlyLeavesTheServerAlone) {
   ASSERT_NO_FATAL_FAILURE(StartServer(30, "direction = \"pull\"\n"));
   CommandResult first = Sync();

@@ -1,5 +1,7 @@
-// Pulls one server folder into its Maildir: new messages are streamed to
-// tmp/, delivered in durable batches and recorded in the index.
+// Syncs one server folder with its Maildir: new messages are streamed to
+// tmp/, delivered in durable batches and recorded in the index; with a
+// local side (FolderJob::local, two-way sync) the Maildir's changes are
+// merged with the server's and sent to it (folder_merge.cc).
 //
 // Order per batch (see store::DeliveryBatch): fsync files, rename into
 // cur/ or new/, fsync directories, then commit the index. The folder's UIDNEXT

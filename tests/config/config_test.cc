@@ -267,5 +267,24 @@ TEST(ConfigTest, TwoWayKeys) {
   }
 }
 
+// Non-ASCII text is fine in strings and comments, and refused with its
+// line elsewhere (toml++ 3.3 has undefined behaviour there; found by
+// tests/fuzz/config_fuzz.cc).
+TEST(ConfigTest, NonAsciiOnlyInStringsAndComments) {
+  const std::string account =
+      "[accounts.a]  # K\xC3\xB6ln\nhost = \"h\"\nuser = \"J\xC3\xBCrgen\"\n"
+      "password = 'p\xC3\xA4ss'\nfolders = [\"\"\"Entw\xC3\xBCrfe\"\"\"]\n";
+  Config config = ParseOk(account);
+  ASSERT_EQ(config.accounts.size(), 1u);
+  EXPECT_EQ(config.accounts[0].user, "J\xC3\xBCrgen");
+  EXPECT_EQ(config.accounts[0].folders, std::vector<std::string>{"Entw\xC3\xBCrfe"});
+
+  std::string message = ParseError("[accounts\xD1\x88ork]\nhost = \"h\"\n");
+  EXPECT_EQ(message.rfind("test.toml:1: invalid TOML: a non-ASCII character outside", 0), 0u)
+      << message;
+  message = ParseError(account + "x\xC2\xA0= 1\n");
+  EXPECT_EQ(message.rfind("test.toml:6: invalid TOML", 0), 0u) << message;
+}
+
 }  // namespace
 }  // namespace mailmirror

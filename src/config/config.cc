@@ -4,7 +4,7 @@
 
 // toml++ 3.3 (Debian 12) marks "impossible" branches with
 // __builtin_unreachable(), and some non-ASCII input reaches one (see
-// CheckAsciiOutsideStrings): undefined behaviour. Its preprocessor header is
+// CheckConfigText): undefined behaviour. Its preprocessor header is
 // #pragma once, so redefining the macro after it and before the rest makes
 // such a branch abort instead.
 #include <toml++/impl/preprocessor.h>
@@ -12,6 +12,7 @@
 #define TOML_UNREACHABLE ::abort()
 #include <toml++/toml.h>
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -285,70 +286,108 @@ std::string DefaultConfigPath() {
 
 namespace {
 
-// TOML allows non-ASCII bytes only in strings and comments, and control
-// characters other than tab and line ends nowhere. toml++ 3.3 (Debian 12)
-// reaches __builtin_unreachable() on some non-ASCII text outside strings (a
-// Cyrillic letter in a table name, found by tests/fuzz/config_fuzz.cc), which is
-// undefined behaviour: such text is refused here first, with its line.
-Status CheckAsciiOutsideStrings(std::string_view text, const std::string& path) {
-  size_t line = 1;
+// A line holding non-ASCII text must be `key = "string"` (or an array of
+// one-line strings) or an ASCII table header, optionally with a comment,
+// or a comment alone: the
+// shapes toml++ reads without looking at non-ASCII characters outside
+// strings. Returns whether `line` is such a line.
+bool IsPlainValueLine(std::string_view line) {
   size_t i = 0;
-  auto refuse = [&](const std::string& what) {
-    return MakeError(ErrorKind::kConfig,
-                     path + ":" + std::to_string(line) + ": invalid TOML: " + what);
+  auto blanks = [&] {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
   };
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    if (c == '\n') ++line;
-    if ((byte < 0x20 && c != '\t' && c != '\n' && c != '\r') || byte == 0x7f) {
-      return refuse("a control character (byte " + std::to_string(byte) + ")");
+  auto string = [&] {
+    if (i >= line.size() || (line[i] != '"' && line[i] != '\'')) return false;
+    const char quote = line[i++];
+    while (i < line.size() && line[i] != quote) {
+      if (quote == '"' && line[i] == '\\') ++i;
+      ++i;
     }
+    if (i >= line.size()) return false;
+    ++i;
+    // A third quote in a row opens a multi-line string: not here.
+    return !(i < line.size() && line[i] == quote);
+  };
+  blanks();
+  if (i == line.size() || line[i] == '#') return true;
+  if (line[i] == '[') {  // a table header, ASCII only, then maybe a comment
+    while (i < line.size() && line[i] != ']' && static_cast<unsigned char>(line[i]) < 0x80) ++i;
+    if (i >= line.size() || line[i] != ']') return false;
+    ++i;
+    if (i < line.size() && line[i] == ']') ++i;
+    blanks();
+    return i == line.size() || line[i] == '#';
   }
-  line = 1;
-  auto starts = [&](std::string_view what) { return text.substr(i, what.size()) == what; };
-  // Skips to the end of a string opened at i (its quote(s) already passed);
-  // false when a one-line string is not closed on its line.
-  auto skip_string = [&](char quote, bool multi_line, bool escapes) {
-    const std::string closing(multi_line ? 3 : 1, quote);
-    while (i < text.size()) {
-      char c = text[i];
-      if (c == '\n') {
-        if (!multi_line) return false;
-        ++line;
-      }
-      if (escapes && c == '\\') {
-        if (i + 1 < text.size() && text[i + 1] == '\n') ++line;
-        i += 2;
-        continue;
-      }
-      if (starts(closing)) {
-        i += closing.size();
-        // """a"""" ends with the last three quotes of a run.
-        while (multi_line && i < text.size() && text[i] == quote) ++i;
-        return true;
-      }
-      ++i;
+  const size_t key = i;
+  while (i < line.size() && static_cast<unsigned char>(line[i]) < 0x80 &&
+         (std::isalnum(static_cast<unsigned char>(line[i])) != 0 || line[i] == '_' ||
+          line[i] == '-')) {
+    ++i;
+  }
+  if (i == key) return false;
+  blanks();
+  if (i >= line.size() || line[i++] != '=') return false;
+  blanks();
+  if (i < line.size() && line[i] == '[') {
+    ++i;
+    blanks();
+    while (i < line.size() && line[i] != ']') {
+      if (!string()) return false;
+      blanks();
+      if (i < line.size() && line[i] == ',') ++i;
+      blanks();
     }
+    if (i >= line.size()) return false;
+    ++i;
+  } else if (!string()) {
     return false;
-  };
-  while (i < text.size()) {
-    char c = text[i];
-    if (c == '\n') {
-      ++line;
-      ++i;
-    } else if (c == '#') {
-      while (i < text.size() && text[i] != '\n') ++i;
-    } else if (c == '"' || c == '\'') {
-      bool multi_line = starts(std::string(3, c));
-      i += multi_line ? 3 : 1;
-      if (!skip_string(c, multi_line, c == '"')) return refuse("a string is not closed");
-    } else if (static_cast<unsigned char>(c) >= 0x80) {
-      return refuse(
-          "a non-ASCII character outside a quoted string (names with such characters must be "
-          "quoted)");
-    } else {
-      ++i;
+  }
+  blanks();
+  return i == line.size() || line[i] == '#';
+}
+
+// TOML allows control characters other than tab and line ends nowhere, and
+// non-ASCII text only in strings and comments. toml++ 3.3 (Debian 12)
+// reaches __builtin_unreachable() when it checks a non-ASCII character for
+// whitespace outside a string (a Cyrillic letter in a table name, found by
+// tests/fuzz/config_fuzz.cc), which is undefined behaviour: text it could
+// trip on is refused here first, with its line.
+Status CheckConfigText(std::string_view text, const std::string& path) {
+  // Whether a line is inside a multi-line string decides what toml++ makes
+  // of it: with non-ASCII text around, such strings are not accepted.
+  const bool any_non_ascii = std::any_of(
+      text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  if (any_non_ascii && (text.find("\"\"\"") != std::string_view::npos ||
+                        text.find("\'\'\'") != std::string_view::npos)) {
+    return MakeError(ErrorKind::kConfig,
+                     path +
+                         ": multi-line strings (three quotes) cannot be used in a file with "
+                         "non-ASCII text");
+  }
+  size_t line_number = 1;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    bool non_ascii = false;
+    for (char c : line) {
+      auto byte = static_cast<unsigned char>(c);
+      if ((byte < 0x20 && c != '\t' && c != '\r') || byte == 0x7f) {
+        return MakeError(ErrorKind::kConfig, path + ":" + std::to_string(line_number) +
+                                                 ": invalid TOML: a control character (byte " +
+                                                 std::to_string(byte) + ")");
+      }
+      non_ascii = non_ascii || byte >= 0x80;
     }
+    if (non_ascii && !IsPlainValueLine(line)) {
+      return MakeError(ErrorKind::kConfig,
+                       path + ":" + std::to_string(line_number) +
+                           ": non-ASCII text is allowed only in quoted one-line values "
+                           "(key = \"...\") and comments");
+    }
+    start = end + 1;
+    ++line_number;
   }
   return Status::Ok();
 }
@@ -357,7 +396,7 @@ Status CheckAsciiOutsideStrings(std::string_view text, const std::string& path) 
 
 Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   Validator v(path);
-  if (Status ascii = CheckAsciiOutsideStrings(text, path); !ascii.ok()) return ascii.error();
+  if (Status checked = CheckConfigText(text, path); !checked.ok()) return checked.error();
   toml::parse_result parsed = toml::parse(text, path);
   if (!parsed) {
     const toml::parse_error& error = parsed.error();

@@ -158,18 +158,11 @@ void AccountSync::ScanAllLocal() {
     by_name[job.local_name] = &job;
   }
   std::vector<LocalMove> moves = FindLocalMoves(scans);
-  auto start = [this] {
-    // Folders without local changes need nothing of the scan: free it.
-    for (FolderJob& job : jobs_) {
-      if (!job.local_changed) job.local.reset();
-    }
-    StartFolders();
-  };
-  if (moves.empty() || account_.direction == SyncDirection::kPull) return start();
+  if (moves.empty()) return StartFolders();
   if (options_.dry_run) {
     for (const LocalMove& move : moves) by_name[move.from]->local->moved_out[move.uid] = move.to;
     report_.moved = static_cast<uint32_t>(moves.size());
-    return start();
+    return StartFolders();
   }
   auto groups = std::make_shared<std::vector<MoveGroup>>();
   std::map<std::pair<std::string, std::string>, size_t> group_of;
@@ -193,9 +186,6 @@ void AccountSync::MoveNext(const std::shared_ptr<std::vector<MoveGroup>>& groups
         Status scanned = ScanLocal(*job);
         if (!scanned.ok()) job->local_status = scanned;
       }
-    }
-    for (FolderJob& job : jobs_) {
-      if (!job.local_changed) job.local.reset();
     }
     return StartFolders();
   }

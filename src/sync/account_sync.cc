@@ -212,6 +212,10 @@ void AccountSync::FoldersListed() {
 
 // Opens the pool and starts the folders.
 void AccountSync::StartFolders() {
+  // Folders without local changes need nothing of the scan: free it.
+  for (FolderJob& job : jobs_) {
+    if (!job.local_changed) job.local.reset();
+  }
   // Extra sessions only for work that repays their login: an account where
   // nothing changed costs a single login, a few changed folders two, and
   // downloads of thousands of messages the full pool. (On loopback, with

@@ -60,6 +60,12 @@ struct AccountConfig {
   // A run may delete at most this fraction of a folder's messages on either
   // side (folders of more than 20 messages); more stops the folder.
   double max_delete_fraction = 0.5;
+  // A dropped, stalled or throttled connection is tried again up to
+  // `retries` times, after retry_delay seconds doubled per attempt (with
+  // jitter), or as long as a throttling server asks, up to max_retry_wait.
+  uint32_t retries = 3;
+  double retry_delay_seconds = 1;
+  double max_retry_wait_seconds = 300;
 };
 
 struct Config {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cassert>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -32,16 +33,33 @@ int ExitCodeFor(ErrorKind kind);
 const char* ErrorKindName(ErrorKind kind);
 
 struct Error {
+  Error(ErrorKind error_kind, std::string text) : kind(error_kind), message(std::move(text)) {}
+
   ErrorKind kind;
   std::string message;
+  // An unavailable server that waiting will not change (a certificate that
+  // does not verify, a server refusing STARTTLS): not retried.
+  bool lasting = false;
+  // Set when the server is throttling us: how long it asked to be left
+  // alone in milliseconds (0: it did not say).
+  std::optional<uint64_t> throttle_ms;
 
   // Returns a copy whose message is prefixed with `context`, e.g.
   // err.Wrap("account work") turns "connection refused" into
   // "account work: connection refused".
   [[nodiscard]] Error Wrap(const std::string& context) const {
-    return Error{kind, context + ": " + message};
+    Error wrapped = *this;
+    wrapped.message = context + ": " + message;
+    return wrapped;
   }
 };
+
+// True for failures that may pass when tried again: a dropped or stalled
+// connection, an unreachable server, throttling.
+inline bool Transient(const Error& error) {
+  return !error.lasting &&
+         (error.kind == ErrorKind::kUnavailable || error.kind == ErrorKind::kTemporary);
+}
 
 inline Error MakeError(ErrorKind kind, std::string message) {
   return Error{kind, std::move(message)};

@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,9 @@ constexpr const char* kAccountKeys[] = {
     "expunge",
     "create",
     "max_delete_fraction",
+    "retries",
+    "retry_delay",
+    "max_retry_wait",
 };
 
 std::string KnownKeysList() {
@@ -141,6 +145,27 @@ Result<int64_t> GetInteger(const Validator& v, const toml::node& node, const std
   return value->get();
 }
 
+// An integer or a floating-point number within [min, max]; NaN is refused.
+Result<double> GetNumber(const Validator& v, const toml::node& node, const std::string& key,
+                         double min, double max, const char* example) {
+  const auto* floating = node.as_floating_point();
+  const auto* integer = node.as_integer();
+  double value = floating != nullptr  ? floating->get()
+                 : integer != nullptr ? static_cast<double>(integer->get())
+                                      : std::nan("");
+  if (!(value >= min && value <= max)) {
+    auto text = [](double number) {
+      std::string out = std::to_string(number);
+      out.erase(out.find_last_not_of('0') + 1);
+      if (out.back() == '.') out.pop_back();
+      return out;
+    };
+    return v.At(node.source(), key,
+                "expected a number from " + text(min) + " to " + text(max) + ", e.g. " + example);
+  }
+  return value;
+}
+
 // Applies one key of an [accounts.NAME] table to `account`.
 Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::string_view key,
                        const toml::node& node, AccountConfig& account,
@@ -219,15 +244,22 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     return Status::Ok();
   }
   if (key == "max_delete_fraction") {
-    const auto* number = node.as_floating_point();
-    const auto* integer = node.as_integer();
-    double fraction = number != nullptr    ? number->get()
-                      : integer != nullptr ? static_cast<double>(integer->get())
-                                           : -1;
-    if (fraction < 0 || fraction > 1) {
-      return v.At(node.source(), key_path, "expected a number from 0 to 1, e.g. 0.5");
-    }
-    account.max_delete_fraction = fraction;
+    Result<double> fraction = GetNumber(v, node, key_path, 0, 1, "0.5");
+    if (!fraction) return fraction.error();
+    account.max_delete_fraction = *fraction;
+    return Status::Ok();
+  }
+  if (key == "retries") {
+    Result<int64_t> count = GetInteger(v, node, key_path, 0, 100);
+    if (!count) return count.error();
+    account.retries = static_cast<uint32_t>(*count);
+    return Status::Ok();
+  }
+  if (key == "retry_delay" || key == "max_retry_wait") {
+    Result<double> seconds = GetNumber(v, node, key_path, 0, 86400, "1.5");
+    if (!seconds) return seconds.error();
+    (key == "retry_delay" ? account.retry_delay_seconds : account.max_retry_wait_seconds) =
+        *seconds;
     return Status::Ok();
   }
   if (key == "connections") {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "imap/mailbox_name.h"
+#include "imap/throttle.h"
 #include "util/base64.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -15,10 +16,17 @@
 namespace mailmirror::imap {
 namespace {
 
-Error ConnectionLost(const std::string& server, const std::string& bye_text) {
+Error ConnectionLost(const std::string& server, const std::string& bye_code,
+                     const std::string& bye_text) {
   std::string message = "connection to " + server + " closed unexpectedly";
   if (!bye_text.empty()) message += " (server said: " + Printable(bye_text) + ")";
-  return MakeError(ErrorKind::kUnavailable, message);
+  Error error = MakeError(ErrorKind::kUnavailable, message);
+  // Office 365 says "BYE Request is throttled. Suggested Backoff Time: ...".
+  if (std::optional<uint64_t> delay = ThrottleDelayMs(bye_code, bye_text)) {
+    error.kind = ErrorKind::kTemporary;
+    error.throttle_ms = delay;
+  }
+  return error;
 }
 
 // A FETCH response's UID, flags and MODSEQ, copied out of the parser.
@@ -35,6 +43,26 @@ std::string DescribeReply(const TaggedReply& reply) {
   if (!reply.code.empty()) out += "[" + reply.code + "] ";
   out += Printable(reply.text);
   return out;
+}
+
+// A refusal that trying again will not change (a downgrade attempt).
+Error Lasting(Error error) {
+  error.lasting = true;
+  return error;
+}
+
+// A command the server refused: a protocol error, unless the server says it
+// is throttling or overloaded (worth waiting for) or out of quota.
+Error CommandError(const std::string& what, const TaggedReply& reply) {
+  Error error = MakeError(ErrorKind::kProtocol, what + ": " + DescribeReply(reply));
+  if (std::optional<uint64_t> delay = ThrottleDelayMs(reply.code, reply.text)) {
+    error.kind = ErrorKind::kTemporary;
+    error.throttle_ms = delay;
+  } else if (IsOverQuota(reply.code)) {
+    error.kind = ErrorKind::kTemporary;
+    error.lasting = true;  // until someone makes room
+  }
+  return error;
 }
 
 bool HasAttribute(const std::vector<std::string>& attributes, std::string_view name) {
@@ -171,7 +199,7 @@ void Session::OnTlsStarted() {
 
 void Session::OnClosed(const Status& status) {
   if (failure_) return;
-  Error error = status.ok() ? ConnectionLost(options_.server, bye_text_) : status.error();
+  Error error = status.ok() ? ConnectionLost(options_.server, bye_code_, bye_text_) : status.error();
   if (state_ == State::kClosed && in_flight_.empty() && queued_.empty() && !login_done_) {
     return;  // closed after LOGOUT, as expected
   }
@@ -220,7 +248,10 @@ Status Session::OnResponse(const Response& response) {
       OnContinuation();
       break;
     case ResponseType::kCondition:
-      if (response.condition == Condition::kBye) bye_text_ = std::string(response.text);
+      if (response.condition == Condition::kBye) {
+        bye_text_ = std::string(response.text);
+        if (response.code) bye_code_ = std::string(response.code->name);
+      }
       if (response.code && EqualsIgnoreCase(response.code->name, "ALERT")) {
         Log(LogLevel::kWarning, "alert from " + options_.server + ": " + Printable(response.text));
       }
@@ -283,9 +314,10 @@ Status Session::OnGreeting(const Response& response) {
       break;
     case Condition::kPreauth:
       if (options_.security == Security::kStartTls) {
-        Fail(MakeError(ErrorKind::kUnavailable,
-                       "server " + options_.server +
-                           " sent PREAUTH before STARTTLS; refusing to continue unencrypted"));
+        Fail(Lasting(MakeError(
+            ErrorKind::kUnavailable,
+            "server " + options_.server +
+                " sent PREAUTH before STARTTLS; refusing to continue unencrypted")));
         break;
       }
       state_ = State::kAuthenticated;
@@ -425,8 +457,7 @@ void Session::EnsureCapabilities(std::function<void()> next) {
           [this, next = std::move(next)](Result<TaggedReply> reply) {
             if (!reply.ok()) return;  // FailAll reports to the login
             if (reply->condition != Condition::kOk || capabilities_.empty()) {
-              Fail(MakeError(ErrorKind::kProtocol, "CAPABILITY failed on " + options_.server +
-                                                       ": " + DescribeReply(*reply)));
+              Fail(CommandError("CAPABILITY failed on " + options_.server, *reply));
               return;
             }
             next();
@@ -435,17 +466,19 @@ void Session::EnsureCapabilities(std::function<void()> next) {
 
 void Session::StartTlsUpgrade() {
   if (!capabilities_.Has("STARTTLS")) {
-    Fail(MakeError(ErrorKind::kUnavailable,
-                   "server " + options_.server +
-                       " does not offer STARTTLS; refusing to send credentials unencrypted "
-                       "(use tls = \"implicit\" with its TLS port, usually 993)"));
+    Fail(Lasting(MakeError(ErrorKind::kUnavailable,
+                           "server " + options_.server +
+                               " does not offer STARTTLS; refusing to send credentials "
+                               "unencrypted (use tls = \"implicit\" with its TLS port, usually "
+                               "993)")));
     return;
   }
   Execute(Command{{"STARTTLS\r\n"}, "STARTTLS", false}, nullptr, [this](Result<TaggedReply> reply) {
     if (!reply.ok()) return;
     if (reply->condition != Condition::kOk) {
-      Fail(MakeError(ErrorKind::kUnavailable,
-                     "server " + options_.server + " refused STARTTLS: " + DescribeReply(*reply)));
+      Fail(Lasting(MakeError(ErrorKind::kUnavailable, "server " + options_.server +
+                                                          " refused STARTTLS: " +
+                                                          DescribeReply(*reply))));
       return;
     }
     state_ = State::kStartingTls;
@@ -500,11 +533,15 @@ void Session::Authenticate() {
       return;
     }
     ErrorKind kind = ErrorKind::kAuth;
-    if (reply->code == "UNAVAILABLE") kind = ErrorKind::kTemporary;
+    // "[UNAVAILABLE]", Gmail's "Too many simultaneous connections": later.
+    std::optional<uint64_t> delay = ThrottleDelayMs(reply->code, reply->text);
+    if (delay) kind = ErrorKind::kTemporary;
     if (reply->condition == Condition::kBad) kind = ErrorKind::kProtocol;
     std::string hint = kind == ErrorKind::kAuth ? " (check user and password)" : "";
-    FinishLogin(MakeError(kind, "server " + options_.server + " rejected login as \"" + user_ +
-                                    "\": " + DescribeReply(*reply) + hint));
+    Error error = MakeError(kind, "server " + options_.server + " rejected login as \"" + user_ +
+                                      "\": " + DescribeReply(*reply) + hint);
+    error.throttle_ms = delay;
+    FinishLogin(error);
   });
 }
 
@@ -561,8 +598,7 @@ void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)
       [this, state, items, list_status, collect](Result<TaggedReply> reply) {
         if (!reply.ok()) return state->done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return state->done(MakeError(ErrorKind::kProtocol, "LIST failed on " + options_.server +
-                                                                 ": " + DescribeReply(*reply)));
+          return state->done(CommandError("LIST failed on " + options_.server, *reply));
         }
         if (list_status) return state->done(std::move(state->mailboxes));
         // No LIST-STATUS: one STATUS per mailbox, all pipelined.
@@ -616,8 +652,7 @@ void Session::Enable(const std::vector<std::string>& extensions,
       [this, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, "ENABLE failed on " + options_.server + ": " +
-                                                          DescribeReply(*reply)));
+          return done(CommandError("ENABLE failed on " + options_.server, *reply));
         }
         done(enabled_);
       });
@@ -641,8 +676,7 @@ void Session::GetPersonalNamespace(
       [this, found, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, "NAMESPACE failed on " + options_.server +
-                                                          ": " + DescribeReply(*reply)));
+          return done(CommandError("NAMESPACE failed on " + options_.server, *reply));
         }
         done(*found);
       });
@@ -695,10 +729,9 @@ void Session::Select(const std::string& raw_name, bool read_only,
       [this, selected, verb, read_only, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, std::string(verb) + " " +
+          return done(CommandError(std::string(verb) + " " +
                                                           DisplayMailboxName(selected->raw_name) +
-                                                          " failed on " + options_.server + ": " +
-                                                          DescribeReply(*reply)));
+                                                          " failed on " + options_.server, *reply));
         }
         selected->read_only = read_only || reply->code == "READ-ONLY";
         if (selected->uidvalidity == 0) {
@@ -743,8 +776,7 @@ void Session::UidFetch(const std::string& uid_set, const std::string& items, Fet
   pending.on_reply = [this, done = std::move(done)](Result<TaggedReply> reply) {
     if (!reply.ok()) return done(reply.error());
     if (reply->condition != Condition::kOk) {
-      return done(MakeError(ErrorKind::kProtocol, "UID FETCH failed on " + options_.server + ": " +
-                                                      DescribeReply(*reply)));
+      return done(CommandError("UID FETCH failed on " + options_.server, *reply));
     }
     done(Status::Ok());
   };
@@ -768,9 +800,7 @@ void Session::FetchFlags(const std::string& uid_set, uint64_t changed_since,
       [this, updates, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(
-              ErrorKind::kProtocol,
-              "UID FETCH FLAGS failed on " + options_.server + ": " + DescribeReply(*reply)));
+          return done(CommandError("UID FETCH FLAGS failed on " + options_.server, *reply));
         }
         done(std::move(*updates));
       });
@@ -797,8 +827,7 @@ void Session::StoreFlags(const std::string& uid_set, bool add,
       [this, result, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, "UID STORE failed on " + options_.server +
-                                                          ": " + DescribeReply(*reply)));
+          return done(CommandError("UID STORE failed on " + options_.server, *reply));
         }
         if (reply->code == "MODIFIED") {
           std::optional<UidRanges> modified = ParseSequenceSet(reply->code_raw);
@@ -832,9 +861,8 @@ void Session::Append(const std::string& raw_mailbox, const std::vector<std::stri
       [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, "APPEND to " + Printable(raw_mailbox, 100) +
-                                                          " failed on " + options_.server + ": " +
-                                                          DescribeReply(*reply)));
+          return done(CommandError("APPEND to " + Printable(raw_mailbox, 100) +
+                                                          " failed on " + options_.server, *reply));
         }
         AppendResult result;
         if (reply->code == "APPENDUID") {
@@ -946,9 +974,8 @@ void Session::UidMove(const std::string& uid_set, const std::string& raw_mailbox
        done = std::move(done)](Result<TaggedReply> reply) mutable {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, verb + " to " + Printable(raw_mailbox, 100) +
-                                                          " failed on " + options_.server + ": " +
-                                                          DescribeReply(*reply)));
+          return done(CommandError(verb + " to " + Printable(raw_mailbox, 100) +
+                                                          " failed on " + options_.server, *reply));
         }
         if (reply->code == "COPYUID") on_copyuid(reply->code_raw);
         if (move) return done(std::move(*result));
@@ -973,9 +1000,8 @@ void Session::Create(const std::string& raw_mailbox, Done done) {
           [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
             if (!reply.ok()) return done(reply.error());
             if (reply->condition != Condition::kOk && reply->code != "ALREADYEXISTS") {
-              return done(MakeError(ErrorKind::kProtocol, "CREATE " + raw_mailbox + " failed on " +
-                                                              options_.server + ": " +
-                                                              DescribeReply(*reply)));
+              return done(CommandError("CREATE " + raw_mailbox + " failed on " +
+                                                              options_.server, *reply));
             }
             done(Status::Ok());
           });
@@ -994,8 +1020,7 @@ void Session::UidExpunge(const std::string& uid_set, Done done) {
       [this, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(MakeError(ErrorKind::kProtocol, "UID EXPUNGE failed on " + options_.server +
-                                                          ": " + DescribeReply(*reply)));
+          return done(CommandError("UID EXPUNGE failed on " + options_.server, *reply));
         }
         done(Status::Ok());
       });
@@ -1037,8 +1062,7 @@ void Session::SearchAllUids(std::function<void(Result<UidRanges>)> done) {
       [this, found, malformed, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk || *malformed) {
-          return done(MakeError(ErrorKind::kProtocol, "UID SEARCH failed on " + options_.server +
-                                                          ": " + DescribeReply(*reply)));
+          return done(CommandError("UID SEARCH failed on " + options_.server, *reply));
         }
         done(std::move(*found));
       });

@@ -278,6 +278,8 @@ class Session : private ResponseHandler, private LiteralSink {
   const Capabilities& capabilities() const { return capabilities_; }
   const std::set<std::string>& enabled() const { return enabled_; }
   bool authenticated() const { return state_ == State::kAuthenticated; }
+  // The error that ended the session, if one did.
+  const std::optional<Error>& failure() const { return failure_; }
   bool compressed() const { return compression_ != nullptr; }
 
  private:
@@ -338,6 +340,7 @@ class Session : private ResponseHandler, private LiteralSink {
   std::deque<Pending> in_flight_;  // sent (at least partly), awaiting a tagged reply
   bool awaiting_continuation_ = false;
   std::optional<Error> failure_;                // the first fatal error
+  std::string bye_code_;                        // response code of an untagged BYE
   std::string bye_text_;                        // text of an untagged BYE, for messages
   FetchSink* streaming_sink_ = nullptr;         // receives the literal in progress
   Status sink_status_;                          // first error a fetch sink returned

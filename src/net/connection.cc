@@ -533,15 +533,20 @@ struct Connection::Impl {
     X509_free(peer);
     long result = SSL_get_verify_result(ssl_);
     if (has_peer && result == X509_V_OK) return true;
-    Fail(ErrorKind::kUnavailable, "TLS handshake with " + endpoint_ + " failed: " +
-                                      (!has_peer ? std::string("the server sent no certificate")
-                                                 : std::string("certificate verify failed: ") +
-                                                       X509_verify_cert_error_string(result)));
+    Error failure = MakeError(
+        ErrorKind::kUnavailable,
+        "TLS handshake with " + endpoint_ + " failed: " +
+            (!has_peer ? std::string("the server sent no certificate")
+                       : std::string("certificate verify failed: ") +
+                             X509_verify_cert_error_string(result)));
+    failure.lasting = true;
+    Fail(failure);
     return false;
   }
 
   void FailHandshake(int error, std::string reason) {
     std::string why;
+    bool dropped = false;
     long verify = SSL_get_verify_result(ssl_);
     if (options_.verify_certificate && verify != X509_V_OK) {
       why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
@@ -560,12 +565,16 @@ struct Connection::Impl {
                            "port 143 needs STARTTLS)";
       }
       if (why.empty()) {
-        why = error == SSL_ERROR_ZERO_RETURN || error == SSL_ERROR_SYSCALL
-                  ? "the server closed the connection"
-                  : "unknown error";
+        dropped = error == SSL_ERROR_ZERO_RETURN || error == SSL_ERROR_SYSCALL;
+        why = dropped ? "the server closed the connection" : "unknown error";
       }
     }
-    Fail(ErrorKind::kUnavailable, "TLS handshake with " + endpoint_ + " failed: " + why);
+    Error failure =
+        MakeError(ErrorKind::kUnavailable, "TLS handshake with " + endpoint_ + " failed: " + why);
+    // A refused certificate or protocol stays refused; only a connection
+    // that dropped mid-handshake may fare better when tried again.
+    failure.lasting = !dropped;
+    Fail(failure);
   }
 
   // --- Writing ------------------------------------------------------------

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -13,6 +15,43 @@
 #include "util/log.h"
 
 namespace mailmirror::sync {
+namespace {
+
+// Whether a failed attempt at a folder left anything done for good.
+bool MadeProgress(const FolderReport& folder) {
+  return folder.fetched + folder.adopted + folder.matched + folder.flag_changes +
+             folder.expunged + folder.pushed_flags + folder.pushed_expunges + folder.appended +
+             folder.linked >
+         0;
+}
+
+// Adds the counts of a failed attempt at a folder to the attempts before.
+void AddCounts(FolderReport& total, const FolderReport& attempt) {
+  total.fetched += attempt.fetched;
+  total.bytes += attempt.bytes;
+  total.adopted += attempt.adopted;
+  total.matched += attempt.matched;
+  total.skipped = attempt.skipped;  // counted anew by each attempt
+  total.flag_changes += attempt.flag_changes;
+  total.expunged += attempt.expunged;
+  total.pushed_flags += attempt.pushed_flags;
+  total.pushed_expunges += attempt.pushed_expunges;
+  total.appended += attempt.appended;
+  total.linked += attempt.linked;
+  total.conflicts += attempt.conflicts;
+  total.restored += attempt.restored;
+  total.would_fetch += attempt.would_fetch;
+  total.uidvalidity_changed = total.uidvalidity_changed || attempt.uidvalidity_changed;
+}
+
+// Milliseconds as seconds for messages: "0.25", "12", "300".
+std::string FormatSeconds(uint64_t ms) {
+  char text[32];
+  (void)std::snprintf(text, sizeof text, "%g", static_cast<double>(ms) / 1000);
+  return text;
+}
+
+}  // namespace
 
 AccountSync::AccountSync(net::EventLoop* loop, const AccountConfig& account,
                          const SyncOptions& options,
@@ -82,18 +121,12 @@ void AccountSync::Start() {
 }
 
 void AccountSync::OnLoggedIn(const Status& status) {
-  if (!status.ok()) {
-    report_.status = status;
-    return FoldersDone();
-  }
+  if (!status.ok()) return ListingFailed(status.error());
   // QRESYNC (which implies CONDSTORE) lets each folder report only what
   // changed since the last run; CONDSTORE alone at least the flag changes.
   workers_[0]->connection->session().Enable(
       {"QRESYNC", "CONDSTORE"}, [this](const Result<std::set<std::string>>& enabled) {
-        if (!enabled.ok()) {
-          report_.status = enabled.error();
-          return FoldersDone();
-        }
+        if (!enabled.ok()) return ListingFailed(enabled.error());
         workers_[0]->connection->session().GetPersonalNamespace(
             [this](Result<std::optional<imap::PersonalNamespace>> personal) {
               OnNamespace(std::move(personal));
@@ -102,20 +135,16 @@ void AccountSync::OnLoggedIn(const Status& status) {
 }
 
 void AccountSync::OnNamespace(Result<std::optional<imap::PersonalNamespace>> personal) {
-  if (!personal.ok()) {
-    report_.status = personal.error();
-    return FoldersDone();
-  }
+  if (!personal.ok()) return ListingFailed(personal.error());
   namespace_ = *personal;
   workers_[0]->connection->session().ListMailboxes(
       [this](Result<std::vector<imap::MailboxInfo>> mailboxes) { OnListed(std::move(mailboxes)); });
 }
 
 void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
-  if (!mailboxes.ok()) {
-    report_.status = mailboxes.error();
-    return FoldersDone();
-  }
+  if (!mailboxes.ok()) return ListingFailed(mailboxes.error());
+  workers_[0]->failures = 0;
+  workers_[0]->joined = true;
   const store::Layout layout = Layout();
   char delimiter = 0;
   for (const imap::MailboxInfo& mailbox : *mailboxes) {
@@ -243,6 +272,10 @@ void AccountSync::StartFolders() {
   constexpr uint64_t kWorkPerExtraSession = 8;
   size_t sessions = std::min<size_t>({account_.connections, needing_session,
                                       1 + static_cast<size_t>(work / kWorkPerExtraSession)});
+  listed_ = true;
+  pool_limit_ = std::max<size_t>(sessions, 1);
+  runs_.resize(jobs_.size());
+  for (size_t i = 0; i < jobs_.size(); ++i) queue_.push_back(i);
   for (size_t i = 1; i < sessions; ++i) OpenExtraWorker();
   workers_[0]->busy = false;
   NextFolder(workers_[0].get());
@@ -267,6 +300,7 @@ void AccountSync::OnExtraReady(Worker* worker, const Status& status) {
                              std::to_string(worker->number + 1) +
                              " not available, continuing with fewer: " + error.message);
     worker->busy = false;
+    worker->given_up = true;
     CloseWorker(worker);
   };
   if (!status.ok()) return refused(status.error());
@@ -275,6 +309,7 @@ void AccountSync::OnExtraReady(Worker* worker, const Status& status) {
       [this, worker, refused](const Result<std::set<std::string>>& enabled) {
         if (!enabled.ok()) return refused(enabled.error());
         worker->busy = false;
+        worker->joined = true;
         NextFolder(worker);
       });
 }
@@ -291,18 +326,30 @@ bool AccountSync::AnyLiveWorkerBesides(const Worker* worker) const {
 
 void AccountSync::NextFolder(Worker* worker) {
   if (folders_done_ || worker->busy) return;
-  if (next_job_ >= jobs_.size()) {
+  if (!Usable(*worker)) {
+    // A session that died is opened again, or leaves the remaining folders
+    // to the others; when there are none, each remaining folder fails (or,
+    // unchanged, succeeds) on it in turn, so that the report names them all.
+    if (ShouldReopen(*worker) || AnyLiveWorkerBesides(worker)) return;
+    if (queue_.empty()) {
+      if (running_ == 0 && retries_waiting_ == 0) FoldersDone();
+      return;
+    }
+  } else if (queue_.empty()) {
+    if (retries_waiting_ > 0) return;  // stays open for the folder to come back
     if (HelpLargestDownload(worker)) return;
     CloseWorker(worker);  // nothing left for it
     if (running_ == 0) FoldersDone();
     return;
+  } else if (LiveWorkers() > pool_limit_) {
+    // The server is throttling: fewer sessions.
+    worker->given_up = true;
+    CloseWorker(worker);
+    return;
   }
-  // A session that died leaves the remaining folders to the others; when
-  // there are none, each remaining folder fails (or, unchanged, succeeds)
-  // on it in turn, so that the report names them all.
-  bool dead = worker->closed || worker->closing || !worker->connection->session().authenticated();
-  if (dead && AnyLiveWorkerBesides(worker)) return;
-  FolderJob job = jobs_[next_job_++];
+  const size_t index = queue_.front();
+  queue_.pop_front();
+  FolderJob job = jobs_[index];
   ++running_;
   worker->busy = true;
   auto pull = std::make_unique<FolderPull>(
@@ -314,7 +361,7 @@ void AccountSync::NextFolder(Worker* worker) {
         worker->busy = false;
         PostNextFolder(worker);
       },
-      [this](const FolderReport& folder) { OnFolderDone(folder); });
+      [this, index](FolderReport folder) { OnFolderDone(index, std::move(folder)); });
   FolderPull* started = pull.get();
   pulls_.push_back(std::move(pull));
   started->Start();
@@ -344,15 +391,31 @@ bool AccountSync::HelpLargestDownload(Worker* worker) {
   return true;
 }
 
-void AccountSync::OnFolderDone(const FolderReport& folder) {
-  report_.folders.push_back(folder);
-  if (on_folder_) on_folder_(account_, folder);
+void AccountSync::OnFolderDone(size_t job, FolderReport folder) {
   --running_;
+  const bool retrying = !folder.status.ok() && RetryFolder(job, folder);
+  if (!retrying) {
+    if (!folder.status.ok() && Transient(folder.status.error()) && account_.retries > 0) {
+      Error final = folder.status.error();
+      final.message += GaveUp(final, runs_[job].failed_attempts);
+      folder.status = final;
+    }
+    if (runs_[job].earlier) {
+      FolderReport total = std::move(*runs_[job].earlier);
+      runs_[job].earlier.reset();
+      AddCounts(total, folder);
+      total.path = folder.path;
+      total.status = folder.status;
+      folder = std::move(total);
+    }
+    report_.folders.push_back(folder);
+    if (on_folder_) on_folder_(account_, folder);
+  }
   // The pull is still on the stack; once none is running, none is needed.
   loop_->Post([this, alive = std::weak_ptr<const bool>(alive_)] {
     if (alive.expired() || running_ != 0) return;
     pulls_.clear();
-    if (next_job_ >= jobs_.size() && !folders_done_) FoldersDone();
+    if (queue_.empty() && retries_waiting_ == 0 && !folders_done_) FoldersDone();
   });
 }
 
@@ -371,11 +434,256 @@ void AccountSync::CloseWorker(Worker* worker) {
 }
 
 void AccountSync::OnWorkerClosed(Worker* worker) {
+  const bool reopen = ShouldReopen(*worker);
   worker->closed = true;
+  if (reopen) {
+    if (!worker->reopen) {
+      // Dropped under us: count it, and wait as long as a throttling
+      // server asked before its BYE.
+      const std::optional<Error>& failure = worker->connection->session().failure();
+      ++worker->failures;
+      worker->retry_after_ms = failure ? failure->throttle_ms.value_or(0) : 0;
+      if (failure && failure->throttle_ms) Throttled(*failure);
+    }
+    ScheduleReopen(worker);
+    return;
+  }
   // An idle session that dropped may be the last one: the remaining folders
   // then need it to report them.
   if (!folders_done_ && !worker->busy) PostNextFolder(worker);
   MaybeFinish();
+}
+
+// --- Faults
+
+bool AccountSync::Usable(const Worker& worker) {
+  return !worker.closed && !worker.closing && worker.connection->session().authenticated();
+}
+
+size_t AccountSync::LiveWorkers() const {
+  return static_cast<size_t>(
+      std::count_if(workers_.begin(), workers_.end(), [](const std::unique_ptr<Worker>& worker) {
+        return worker->waiting || worker->reopen ||
+               (!worker->closed && !worker->closing &&
+                (worker->busy || worker->connection->session().authenticated()));
+      }));
+}
+
+// A failure worth opening the session again for: transient, within the
+// attempts allowed, and not asking for a longer wait than allowed.
+bool AccountSync::MayReopen(const Worker& worker, const Error& error) const {
+  return !folders_done_ && !worker.given_up && Transient(error) &&
+         worker.failures < account_.retries &&
+         static_cast<double>(error.throttle_ms.value_or(0)) <=
+             account_.max_retry_wait_seconds * 1000;
+}
+
+// Whether a session that is dead, or about to be, is to be opened again:
+// asked for, or a pool member that dropped under us with work left.
+bool AccountSync::ShouldReopen(const Worker& worker) const {
+  if (folders_done_ || worker.given_up) return false;
+  if (worker.reopen || worker.waiting) return true;
+  if (worker.closing || !worker.joined || !listed_) return false;
+  if (queue_.empty() && retries_waiting_ == 0) return false;
+  const std::optional<Error>& failure = worker.connection->session().failure();
+  // A server that sends garbage may do better on a fresh session for the
+  // other folders; that folder itself is not retried.
+  return !failure || ((Transient(*failure) || failure->kind == ErrorKind::kProtocol) &&
+                      MayReopen(worker, Transient(*failure) ? *failure
+                                                            : MakeError(ErrorKind::kUnavailable,
+                                                                        failure->message)));
+}
+
+bool AccountSync::CanRetryFolders() const {
+  return std::any_of(workers_.begin(), workers_.end(), [](const std::unique_ptr<Worker>& worker) {
+    return !worker->given_up && (worker->joined || worker->busy);
+  });
+}
+
+void AccountSync::ListingFailed(const Error& error) {
+  Worker* first = workers_[0].get();
+  if (MayReopen(*first, error)) {
+    ++first->failures;
+    first->reopen = true;
+    first->retry_after_ms = error.throttle_ms.value_or(0);
+    Log(LogLevel::kInfo, "account " + account_.name + ": " + error.message);
+    CloseWorker(first);  // OnWorkerClosed opens it again
+    return;
+  }
+  Error final = error;
+  if (Transient(error) && account_.retries > 0) final.message += GaveUp(error, first->failures + 1);
+  report_.status = final;
+  FoldersDone();
+}
+
+void AccountSync::ScheduleReopen(Worker* worker) {
+  worker->reopen = false;
+  worker->waiting = true;
+  const uint64_t delay = BackoffMs(worker->failures, worker->retry_after_ms);
+  Log(LogLevel::kInfo, "account " + account_.name + ": opening session " +
+                           std::to_string(worker->number + 1) + " again in " +
+                           FormatSeconds(delay) + " s (attempt " +
+                           std::to_string(worker->failures) + " of " +
+                           std::to_string(account_.retries) + ")");
+  loop_->Post(
+      [this, worker, alive = std::weak_ptr<const bool>(alive_)] {
+        if (!alive.expired()) Reopen(worker);
+      },
+      delay);
+}
+
+void AccountSync::Reopen(Worker* worker) {
+  worker->waiting = false;
+  const bool listing = !listed_ && worker->number == 0;
+  if (folders_done_ || (!listing && queue_.empty() && retries_waiting_ == 0)) {
+    // Nothing left for it (the others finished meanwhile).
+    if (!folders_done_ && !worker->busy) PostNextFolder(worker);
+    return MaybeFinish();
+  }
+  // The old connection reported its close: it may go now.
+  worker->connection = std::make_unique<account::ImapConnection>(
+      loop_, account_, worker->number == 0 ? "" : std::to_string(worker->number + 1));
+  worker->closed = false;
+  worker->closing = false;
+  worker->busy = true;
+  worker->connection->Open(
+      password_,
+      [this, worker, listing](const Status& status) {
+        if (listing) return OnLoggedIn(status);
+        OnReopened(worker, status);
+      },
+      [this, worker] { OnWorkerClosed(worker); });
+}
+
+void AccountSync::OnReopened(Worker* worker, const Status& status) {
+  auto failed = [this, worker](const Error& error) {
+    worker->busy = false;
+    if (MayReopen(*worker, error)) {
+      ++worker->failures;
+      worker->reopen = true;
+      worker->retry_after_ms = error.throttle_ms.value_or(0);
+      Log(LogLevel::kInfo, "account " + account_.name + ": session " +
+                               std::to_string(worker->number + 1) + ": " + error.message);
+      CloseWorker(worker);
+      return;
+    }
+    GiveUpWorker(worker, error);
+  };
+  if (!status.ok()) return failed(status.error());
+  worker->connection->session().Enable(
+      {"QRESYNC", "CONDSTORE"}, [this, worker, failed](const Result<std::set<std::string>>& enabled) {
+        if (!enabled.ok()) return failed(enabled.error());
+        worker->failures = 0;
+        worker->busy = false;
+        NextFolder(worker);
+      });
+}
+
+void AccountSync::GiveUpWorker(Worker* worker, const Error& error) {
+  Log(LogLevel::kInfo, "account " + account_.name + ": session " +
+                           std::to_string(worker->number + 1) + " given up: " + error.message);
+  worker->given_up = true;
+  CloseWorker(worker);
+  // With no session left, the remaining folders fail on this one in turn.
+  if (worker->closed) PostNextFolder(worker);
+}
+
+void AccountSync::Throttled(const Error& error) {
+  const size_t live = LiveWorkers();
+  const size_t limit = live > 1 ? live - 1 : 1;
+  if (limit < pool_limit_) {
+    pool_limit_ = limit;
+    Log(LogLevel::kInfo, "account " + account_.name + ": the server is throttling (" +
+                             error.message + "); continuing with at most " +
+                             std::to_string(pool_limit_) + " session(s)");
+  }
+}
+
+bool AccountSync::RetryFolder(size_t job, const FolderReport& folder) {
+  const Error& error = folder.status.error();
+  JobRun& run = runs_[job];
+  // An attempt that got somewhere starts the count again: a connection that
+  // drops every few thousand messages still finishes a large folder.
+  run.failed_attempts = MadeProgress(folder) ? 1 : run.failed_attempts + 1;
+  if (folders_done_ || !Transient(error) || run.failed_attempts > account_.retries ||
+      static_cast<double>(error.throttle_ms.value_or(0)) >
+          account_.max_retry_wait_seconds * 1000 ||
+      !CanRetryFolders()) {
+    return false;
+  }
+  if (error.throttle_ms) Throttled(error);
+  if (run.earlier) {
+    AddCounts(*run.earlier, folder);
+  } else {
+    run.earlier = folder;
+  }
+  const uint64_t delay = BackoffMs(run.failed_attempts, error.throttle_ms.value_or(0));
+  Log(LogLevel::kInfo, "account " + account_.name + ": folder " + folder.local_name + ": " +
+                           error.message + "; trying again in " + FormatSeconds(delay) +
+                           " s (attempt " + std::to_string(run.failed_attempts) + " of " +
+                           std::to_string(account_.retries) + ")");
+  ++retries_waiting_;
+  loop_->Post(
+      [this, job, alive = std::weak_ptr<const bool>(alive_)] {
+        if (!alive.expired()) RequeueFolder(job);
+      },
+      delay);
+  return true;
+}
+
+void AccountSync::RequeueFolder(size_t job) {
+  --retries_waiting_;
+  if (folders_done_) return;
+  FolderJob& folder = jobs_[job];
+  if (folder.policy.push && !options_.dry_run) {
+    // The failed attempt may have renamed, uploaded or removed files: the
+    // merge must start from the Maildir as it is now.
+    Status scanned = ScanLocal(folder);
+    folder.local_status = scanned;
+    if (scanned.ok() && !folder.local_changed) folder.local.reset();
+  }
+  queue_.push_back(job);
+  for (const std::unique_ptr<Worker>& worker : workers_) {
+    if (Usable(*worker) && !worker->busy) return PostNextFolder(worker.get());
+  }
+  for (const std::unique_ptr<Worker>& worker : workers_) {
+    // Busy, or coming back: it takes the folder when free.
+    if (worker->waiting || worker->reopen || (!worker->closed && !worker->closing)) return;
+  }
+  for (const std::unique_ptr<Worker>& worker : workers_) {
+    if (!worker->given_up && worker->joined) return Reopen(worker.get());
+  }
+  // No session can be had: the folder fails on a dead one and is reported.
+  PostNextFolder(workers_[0].get());
+}
+
+uint64_t AccountSync::BackoffMs(uint32_t attempt, uint64_t asked_ms) {
+  const double cap = account_.max_retry_wait_seconds * 1000;
+  double delay = account_.retry_delay_seconds * 1000 *
+                 std::pow(2.0, static_cast<double>(attempt > 0 ? attempt - 1 : 0));
+  // Jitter, so that sessions (and cron jobs) cut off together do not all
+  // come back in the same instant.
+  delay *= std::uniform_real_distribution<double>(0.5, 1.5)(jitter_);
+  delay = std::min(delay, cap);
+  return std::max(static_cast<uint64_t>(delay), asked_ms);
+}
+
+std::string AccountSync::GaveUp(const Error& error, uint32_t attempts) const {
+  std::string text = " (gave up after " + std::to_string(attempts) +
+                     (attempts == 1 ? " attempt" : " attempts");
+  if (error.throttle_ms && *error.throttle_ms > 0) {
+    const std::time_t when =
+        std::time(nullptr) + static_cast<std::time_t>((*error.throttle_ms + 999) / 1000);
+    char clock[32];
+    std::tm local{};
+    localtime_r(&when, &local);
+    (void)std::strftime(clock, sizeof clock, "%Y-%m-%d %H:%M:%S", &local);
+    text += "; the server asked for a pause of " + FormatSeconds(*error.throttle_ms) +
+            " s: try again after " + clock;
+  } else if (error.throttle_ms) {
+    text += "; the server is throttling: try again later";
+  }
+  return text + ")";
 }
 
 void AccountSync::Fail(const Error& error) {

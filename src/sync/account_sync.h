@@ -7,12 +7,23 @@
 // way. A server that refuses an extra session leaves the pool smaller, not
 // the sync failed.
 //
+// Faults: a session that drops or stalls is opened again after a backoff
+// (retry_delay doubled per attempt, with jitter), up to `retries` failed
+// attempts in a row; a folder that failed on it is run again from what the
+// index committed (every step is crash-safe, so a rerun resumes), up to
+// `retries` attempts that made no progress. A throttling server (see
+// imap/throttle.h) costs the pool a session and is waited for as long as
+// it asks, up to max_retry_wait.
+//
 // Threading: the loop thread. Lifetime: keep the object until `done` ran.
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -84,16 +95,40 @@ class AccountSync {
     bool busy = false;     // logging in, listing or using the session for a folder
     bool closing = false;  // LOGOUT sent or close asked
     bool closed = false;   // the connection is gone
+    bool joined = false;   // was part of the pool once: worth opening again
+    bool reopen = false;   // open it again once closed (after a backoff)
+    bool waiting = false;  // closed, waiting out the backoff to reopen
+    bool given_up = false;  // not to be opened again this run
+    uint32_t failures = 0;       // failed attempts in a row
+    uint64_t retry_after_ms = 0;  // what the server asked, for the next backoff
   };
   void OpenExtraWorker();
   void OnExtraReady(Worker* worker, const Status& status);
   void NextFolder(Worker* worker);
   bool HelpLargestDownload(Worker* worker);
-  void OnFolderDone(const FolderReport& folder);
+  void OnFolderDone(size_t job, FolderReport folder);
   void PostNextFolder(Worker* worker);
   void CloseWorker(Worker* worker);
   void OnWorkerClosed(Worker* worker);
   bool AnyLiveWorkerBesides(const Worker* worker) const;
+  // Faults (see the header comment).
+  static bool Usable(const Worker& worker);
+  bool MayReopen(const Worker& worker, const Error& error) const;
+  bool ShouldReopen(const Worker& worker) const;
+  bool CanRetryFolders() const;
+  size_t LiveWorkers() const;
+  void ListingFailed(const Error& error);
+  void ScheduleReopen(Worker* worker);
+  void Reopen(Worker* worker);
+  void OnReopened(Worker* worker, const Status& status);
+  void GiveUpWorker(Worker* worker, const Error& error);
+  bool RetryFolder(size_t job, const FolderReport& folder);
+  void RequeueFolder(size_t job);
+  void Throttled(const Error& error);
+  // How long to wait before attempt `attempt` (1: the first retry); at
+  // least what the server asked.
+  uint64_t BackoffMs(uint32_t attempt, uint64_t asked_ms);
+  std::string GaveUp(const Error& error, uint32_t attempts) const;
   void Fail(const Error& error);
   void FoldersDone();
   void MaybeFinish();
@@ -114,7 +149,18 @@ class AccountSync {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<imap::PersonalNamespace> namespace_;
   std::vector<FolderJob> jobs_;
-  size_t next_job_ = 0;
+  std::deque<size_t> queue_;  // jobs_ indexes waiting for a session, in order
+  // Per job: attempts in a row that failed without progress, and the counts
+  // of the attempts before the current one.
+  struct JobRun {
+    uint32_t failed_attempts = 0;
+    std::optional<FolderReport> earlier;
+  };
+  std::vector<JobRun> runs_;
+  size_t retries_waiting_ = 0;  // folders waiting out a backoff
+  bool listed_ = false;         // the folders are known: sessions now run folders
+  size_t pool_limit_ = 0;       // sessions at most; lowered by throttling
+  std::mt19937 jitter_{std::random_device{}()};
   size_t running_ = 0;  // folders started and not yet done (disk work included)
   // Folders started since none was running; freed once none is.
   std::vector<std::unique_ptr<FolderPull>> pulls_;

@@ -267,6 +267,30 @@ TEST(ConfigTest, TwoWayKeys) {
   }
 }
 
+TEST(ConfigTest, RetryKeys) {
+  const std::string head = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  AccountConfig defaults = ParseOk(head).accounts[0];
+  EXPECT_EQ(defaults.retries, 3U);
+  EXPECT_DOUBLE_EQ(defaults.retry_delay_seconds, 1);
+  EXPECT_DOUBLE_EQ(defaults.max_retry_wait_seconds, 300);
+
+  AccountConfig set =
+      ParseOk(head + "retries = 0\nretry_delay = 0.25\nmax_retry_wait = 600\n").accounts[0];
+  EXPECT_EQ(set.retries, 0U);
+  EXPECT_DOUBLE_EQ(set.retry_delay_seconds, 0.25);
+  EXPECT_DOUBLE_EQ(set.max_retry_wait_seconds, 600);
+
+  std::string message = ParseError(head + "retries = 101\n");
+  EXPECT_NE(message.find("accounts.a.retries: expected an integer from 0 to 100"), std::string::npos)
+      << message;
+  for (const char* bad : {"-1", "nan", "\"soon\"", "86401"}) {
+    message = ParseError(head + "retry_delay = " + bad + "\n");
+    EXPECT_NE(message.find("accounts.a.retry_delay: expected a number from 0 to 86400, e.g. 1.5"),
+              std::string::npos)
+        << message;
+  }
+}
+
 // Non-ASCII text is fine in one-line string values and comments, and
 // refused with its line elsewhere (toml++ 3.3 has undefined behaviour
 // there; found by tests/fuzz/config_fuzz.cc).

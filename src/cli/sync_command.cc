@@ -147,6 +147,14 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   }
   for (auto& account_sync : syncs) account_sync->Start();
   loop.Run();
+  for (size_t i = 0; i < accounts.size(); ++i) {
+    if (reports[i].account != nullptr) continue;
+    // The loop ran dry with work unreported: a bug, never a silent success.
+    reports[i].account = accounts[i];
+    reports[i].status = MakeError(ErrorKind::kInternal,
+                                  "account " + accounts[i]->name +
+                                      ": the sync stopped without finishing (please report this)");
+  }
   if (output.out != nullptr) {
     for (const sync::AccountReport& report : reports) {
       if (report.account != nullptr && report.status.ok())

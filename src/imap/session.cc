@@ -199,7 +199,10 @@ void Session::OnTlsStarted() {
 
 void Session::OnClosed(const Status& status) {
   if (failure_) return;
-  Error error = status.ok() ? ConnectionLost(options_.server, bye_code_, bye_text_) : status.error();
+  // After a BYE its reason (e.g. throttling) says more than the transport.
+  Error error = status.ok() || !bye_text_.empty()
+                    ? ConnectionLost(options_.server, bye_code_, bye_text_)
+                    : status.error();
   if (state_ == State::kClosed && in_flight_.empty() && queued_.empty() && !login_done_) {
     return;  // closed after LOGOUT, as expected
   }
@@ -314,10 +317,10 @@ Status Session::OnGreeting(const Response& response) {
       break;
     case Condition::kPreauth:
       if (options_.security == Security::kStartTls) {
-        Fail(Lasting(MakeError(
-            ErrorKind::kUnavailable,
-            "server " + options_.server +
-                " sent PREAUTH before STARTTLS; refusing to continue unencrypted")));
+        Fail(Lasting(
+            MakeError(ErrorKind::kUnavailable,
+                      "server " + options_.server +
+                          " sent PREAUTH before STARTTLS; refusing to continue unencrypted")));
         break;
       }
       state_ = State::kAuthenticated;
@@ -385,6 +388,12 @@ void Session::Execute(Command command, UntaggedHandler on_untagged, ReplyHandler
 void Session::Enqueue(Pending pending) {
   if (failure_) {
     pending.on_reply(*failure_);
+    return;
+  }
+  if (state_ == State::kClosed) {
+    // Logged out: nothing will ever answer.
+    pending.on_reply(
+        MakeError(ErrorKind::kUnavailable, "the session to " + options_.server + " is closed"));
     return;
   }
   pending.tag = "A" + std::to_string(next_tag_++);
@@ -476,9 +485,9 @@ void Session::StartTlsUpgrade() {
   Execute(Command{{"STARTTLS\r\n"}, "STARTTLS", false}, nullptr, [this](Result<TaggedReply> reply) {
     if (!reply.ok()) return;
     if (reply->condition != Condition::kOk) {
-      Fail(Lasting(MakeError(ErrorKind::kUnavailable, "server " + options_.server +
-                                                          " refused STARTTLS: " +
-                                                          DescribeReply(*reply))));
+      Fail(Lasting(
+          MakeError(ErrorKind::kUnavailable,
+                    "server " + options_.server + " refused STARTTLS: " + DescribeReply(*reply))));
       return;
     }
     state_ = State::kStartingTls;
@@ -593,42 +602,42 @@ void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)
   list.String("").String("*");
   if (list_status) list.Raw("RETURN (STATUS (" + items + "))");
   Result<Command> command = list.Build();
-  Execute(
-      std::move(command).value(), collect,
-      [this, state, items, list_status, collect](Result<TaggedReply> reply) {
-        if (!reply.ok()) return state->done(reply.error());
-        if (reply->condition != Condition::kOk) {
-          return state->done(CommandError("LIST failed on " + options_.server, *reply));
-        }
-        if (list_status) return state->done(std::move(state->mailboxes));
-        // No LIST-STATUS: one STATUS per mailbox, all pipelined.
-        for (const MailboxInfo& info : state->mailboxes) {
-          if (!info.selectable) continue;
-          Result<Command> status = CommandBuilder("STATUS", literal_policy())
-                                       .AString(info.raw_name)
-                                       .Raw("(" + items + ")")
-                                       .Build();
-          if (!status.ok()) continue;  // a name with NUL cannot be asked about
-          ++state->status_pending;
-          Execute(std::move(status).value(), collect,
-                  [this, state, name = info.name](Result<TaggedReply> status_reply) {
-                    if (state->status_pending == 0) return;  // already failed
-                    if (!status_reply.ok()) {
-                      state->status_pending = 0;
-                      return state->done(status_reply.error());
-                    }
-                    if (status_reply->condition != Condition::kOk) {
-                      // The folder may have vanished since LIST: keep it without counts.
-                      Log(LogLevel::kWarning, "STATUS " + name + " failed on " + options_.server +
-                                                  ": " + DescribeReply(*status_reply));
-                    }
-                    if (--state->status_pending == 0) {
-                      state->done(std::move(state->mailboxes));
-                    }
-                  });
-        }
-        if (state->status_pending == 0) state->done(std::move(state->mailboxes));
-      });
+  Execute(std::move(command).value(), collect,
+          [this, state, items, list_status, collect](Result<TaggedReply> reply) {
+            if (!reply.ok()) return state->done(reply.error());
+            if (reply->condition != Condition::kOk) {
+              return state->done(CommandError("LIST failed on " + options_.server, *reply));
+            }
+            if (list_status) return state->done(std::move(state->mailboxes));
+            // No LIST-STATUS: one STATUS per mailbox, all pipelined.
+            for (const MailboxInfo& info : state->mailboxes) {
+              if (!info.selectable) continue;
+              Result<Command> status = CommandBuilder("STATUS", literal_policy())
+                                           .AString(info.raw_name)
+                                           .Raw("(" + items + ")")
+                                           .Build();
+              if (!status.ok()) continue;  // a name with NUL cannot be asked about
+              ++state->status_pending;
+              Execute(std::move(status).value(), collect,
+                      [this, state, name = info.name](Result<TaggedReply> status_reply) {
+                        if (state->status_pending == 0) return;  // already failed
+                        if (!status_reply.ok()) {
+                          state->status_pending = 0;
+                          return state->done(status_reply.error());
+                        }
+                        if (status_reply->condition != Condition::kOk) {
+                          // The folder may have vanished since LIST: keep it without counts.
+                          Log(LogLevel::kWarning, "STATUS " + name + " failed on " +
+                                                      options_.server + ": " +
+                                                      DescribeReply(*status_reply));
+                        }
+                        if (--state->status_pending == 0) {
+                          state->done(std::move(state->mailboxes));
+                        }
+                      });
+            }
+            if (state->status_pending == 0) state->done(std::move(state->mailboxes));
+          });
 }
 
 void Session::Enable(const std::vector<std::string>& extensions,
@@ -730,8 +739,9 @@ void Session::Select(const std::string& raw_name, bool read_only,
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
           return done(CommandError(std::string(verb) + " " +
-                                                          DisplayMailboxName(selected->raw_name) +
-                                                          " failed on " + options_.server, *reply));
+                                       DisplayMailboxName(selected->raw_name) + " failed on " +
+                                       options_.server,
+                                   *reply));
         }
         selected->read_only = read_only || reply->code == "READ-ONLY";
         if (selected->uidvalidity == 0) {
@@ -861,8 +871,9 @@ void Session::Append(const std::string& raw_mailbox, const std::vector<std::stri
       [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(CommandError("APPEND to " + Printable(raw_mailbox, 100) +
-                                                          " failed on " + options_.server, *reply));
+          return done(CommandError(
+              "APPEND to " + Printable(raw_mailbox, 100) + " failed on " + options_.server,
+              *reply));
         }
         AppendResult result;
         if (reply->code == "APPENDUID") {
@@ -974,8 +985,9 @@ void Session::UidMove(const std::string& uid_set, const std::string& raw_mailbox
        done = std::move(done)](Result<TaggedReply> reply) mutable {
         if (!reply.ok()) return done(reply.error());
         if (reply->condition != Condition::kOk) {
-          return done(CommandError(verb + " to " + Printable(raw_mailbox, 100) +
-                                                          " failed on " + options_.server, *reply));
+          return done(CommandError(
+              verb + " to " + Printable(raw_mailbox, 100) + " failed on " + options_.server,
+              *reply));
         }
         if (reply->code == "COPYUID") on_copyuid(reply->code_raw);
         if (move) return done(std::move(*result));
@@ -1000,8 +1012,8 @@ void Session::Create(const std::string& raw_mailbox, Done done) {
           [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
             if (!reply.ok()) return done(reply.error());
             if (reply->condition != Condition::kOk && reply->code != "ALREADYEXISTS") {
-              return done(CommandError("CREATE " + raw_mailbox + " failed on " +
-                                                              options_.server, *reply));
+              return done(
+                  CommandError("CREATE " + raw_mailbox + " failed on " + options_.server, *reply));
             }
             done(Status::Ok());
           });
@@ -1015,15 +1027,14 @@ void Session::UidExpunge(const std::string& uid_set, Done done) {
                        "EXPUNGE would also remove other clients' deleted messages"));
     return;
   }
-  Execute(
-      Command{{"UID EXPUNGE " + uid_set + "\r\n"}, "UID EXPUNGE", false}, nullptr,
-      [this, done = std::move(done)](Result<TaggedReply> reply) {
-        if (!reply.ok()) return done(reply.error());
-        if (reply->condition != Condition::kOk) {
-          return done(CommandError("UID EXPUNGE failed on " + options_.server, *reply));
-        }
-        done(Status::Ok());
-      });
+  Execute(Command{{"UID EXPUNGE " + uid_set + "\r\n"}, "UID EXPUNGE", false}, nullptr,
+          [this, done = std::move(done)](Result<TaggedReply> reply) {
+            if (!reply.ok()) return done(reply.error());
+            if (reply->condition != Condition::kOk) {
+              return done(CommandError("UID EXPUNGE failed on " + options_.server, *reply));
+            }
+            done(Status::Ok());
+          });
 }
 
 void Session::SearchAllUids(std::function<void(Result<UidRanges>)> done) {

@@ -19,9 +19,8 @@ namespace {
 
 // Whether a failed attempt at a folder left anything done for good.
 bool MadeProgress(const FolderReport& folder) {
-  return folder.fetched + folder.adopted + folder.matched + folder.flag_changes +
-             folder.expunged + folder.pushed_flags + folder.pushed_expunges + folder.appended +
-             folder.linked >
+  return folder.fetched + folder.adopted + folder.matched + folder.flag_changes + folder.expunged +
+             folder.pushed_flags + folder.pushed_expunges + folder.appended + folder.linked >
          0;
 }
 
@@ -316,7 +315,9 @@ void AccountSync::OnExtraReady(Worker* worker, const Status& status) {
 
 bool AccountSync::AnyLiveWorkerBesides(const Worker* worker) const {
   for (const std::unique_ptr<Worker>& other : workers_) {
-    if (other.get() != worker && !other->closed && !other->closing &&
+    if (other.get() == worker) continue;
+    if (other->waiting || other->reopen) return true;  // coming back
+    if (!other->closed && !other->closing &&
         (other->busy || other->connection->session().authenticated())) {
       return true;
     }
@@ -520,11 +521,10 @@ void AccountSync::ScheduleReopen(Worker* worker) {
   worker->reopen = false;
   worker->waiting = true;
   const uint64_t delay = BackoffMs(worker->failures, worker->retry_after_ms);
-  Log(LogLevel::kInfo, "account " + account_.name + ": opening session " +
-                           std::to_string(worker->number + 1) + " again in " +
-                           FormatSeconds(delay) + " s (attempt " +
-                           std::to_string(worker->failures) + " of " +
-                           std::to_string(account_.retries) + ")");
+  Log(LogLevel::kInfo,
+      "account " + account_.name + ": opening session " + std::to_string(worker->number + 1) +
+          " again in " + FormatSeconds(delay) + " s (attempt " + std::to_string(worker->failures) +
+          " of " + std::to_string(account_.retries) + ")");
   loop_->Post(
       [this, worker, alive = std::weak_ptr<const bool>(alive_)] {
         if (!alive.expired()) Reopen(worker);
@@ -558,6 +558,7 @@ void AccountSync::Reopen(Worker* worker) {
 void AccountSync::OnReopened(Worker* worker, const Status& status) {
   auto failed = [this, worker](const Error& error) {
     worker->busy = false;
+    if (folders_done_) return CloseWorker(worker);  // closed by the end of the run
     if (MayReopen(*worker, error)) {
       ++worker->failures;
       worker->reopen = true;
@@ -571,7 +572,8 @@ void AccountSync::OnReopened(Worker* worker, const Status& status) {
   };
   if (!status.ok()) return failed(status.error());
   worker->connection->session().Enable(
-      {"QRESYNC", "CONDSTORE"}, [this, worker, failed](const Result<std::set<std::string>>& enabled) {
+      {"QRESYNC", "CONDSTORE"},
+      [this, worker, failed](const Result<std::set<std::string>>& enabled) {
         if (!enabled.ok()) return failed(enabled.error());
         worker->failures = 0;
         worker->busy = false;
@@ -606,8 +608,7 @@ bool AccountSync::RetryFolder(size_t job, const FolderReport& folder) {
   // drops every few thousand messages still finishes a large folder.
   run.failed_attempts = MadeProgress(folder) ? 1 : run.failed_attempts + 1;
   if (folders_done_ || !Transient(error) || run.failed_attempts > account_.retries ||
-      static_cast<double>(error.throttle_ms.value_or(0)) >
-          account_.max_retry_wait_seconds * 1000 ||
+      static_cast<double>(error.throttle_ms.value_or(0)) > account_.max_retry_wait_seconds * 1000 ||
       !CanRetryFolders()) {
     return false;
   }
@@ -618,9 +619,9 @@ bool AccountSync::RetryFolder(size_t job, const FolderReport& folder) {
     run.earlier = folder;
   }
   const uint64_t delay = BackoffMs(run.failed_attempts, error.throttle_ms.value_or(0));
-  Log(LogLevel::kInfo, "account " + account_.name + ": folder " + folder.local_name + ": " +
-                           error.message + "; trying again in " + FormatSeconds(delay) +
-                           " s (attempt " + std::to_string(run.failed_attempts) + " of " +
+  Log(LogLevel::kInfo, "account " + account_.name + ": " + error.message + "; trying again in " +
+                           FormatSeconds(delay) + " s (attempt " +
+                           std::to_string(run.failed_attempts) + " of " +
                            std::to_string(account_.retries) + ")");
   ++retries_waiting_;
   loop_->Post(
@@ -669,8 +670,8 @@ uint64_t AccountSync::BackoffMs(uint32_t attempt, uint64_t asked_ms) {
 }
 
 std::string AccountSync::GaveUp(const Error& error, uint32_t attempts) const {
-  std::string text = " (gave up after " + std::to_string(attempts) +
-                     (attempts == 1 ? " attempt" : " attempts");
+  std::string text =
+      " (gave up after " + std::to_string(attempts) + (attempts == 1 ? " attempt" : " attempts");
   if (error.throttle_ms && *error.throttle_ms > 0) {
     const std::time_t when =
         std::time(nullptr) + static_cast<std::time_t>((*error.throttle_ms + 999) / 1000);

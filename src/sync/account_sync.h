@@ -92,14 +92,14 @@ class AccountSync {
   struct Worker {
     size_t number = 0;  // 0: the session that logged in first and listed
     std::unique_ptr<account::ImapConnection> connection;
-    bool busy = false;     // logging in, listing or using the session for a folder
-    bool closing = false;  // LOGOUT sent or close asked
-    bool closed = false;   // the connection is gone
-    bool joined = false;   // was part of the pool once: worth opening again
-    bool reopen = false;   // open it again once closed (after a backoff)
-    bool waiting = false;  // closed, waiting out the backoff to reopen
-    bool given_up = false;  // not to be opened again this run
-    uint32_t failures = 0;       // failed attempts in a row
+    bool busy = false;            // logging in, listing or using the session for a folder
+    bool closing = false;         // LOGOUT sent or close asked
+    bool closed = false;          // the connection is gone
+    bool joined = false;          // was part of the pool once: worth opening again
+    bool reopen = false;          // open it again once closed (after a backoff)
+    bool waiting = false;         // closed, waiting out the backoff to reopen
+    bool given_up = false;        // not to be opened again this run
+    uint32_t failures = 0;        // failed attempts in a row
     uint64_t retry_after_ms = 0;  // what the server asked, for the next backoff
   };
   void OpenExtraWorker();

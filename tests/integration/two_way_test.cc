@@ -127,42 +127,7 @@ class TwoWaySyncTest : public ::testing::TestWithParam<CapabilitySet> {
     return files;
   }
 
-  // Every server message has exactly one local file under its UID with its
-  // flags and bytes, and every local file is such a message.
-  std::vector<std::string> MirrorProblems() {
-    std::map<Key, const ServerMessage*> server;
-    const std::vector<ServerMessage> messages = Server();
-    for (const ServerMessage& message : messages) server[{message.folder, message.uid}] = &message;
-    std::map<Key, int> seen;
-    std::vector<std::string> problems;
-    for (const LocalFile& file : ScanLocal(root_).files) {
-      if (!file.uid) {
-        problems.push_back(file.path + ": no ,U=");
-        continue;
-      }
-      Key key{file.folder, *file.uid};
-      auto it = server.find(key);
-      if (it == server.end()) {
-        problems.push_back(file.path + ": no server message " + file.folder + " UID " +
-                           std::to_string(*file.uid));
-        continue;
-      }
-      if (++seen[key] > 1) problems.push_back(file.path + ": a second file for the message");
-      if (file.flags.value_or("") != ExpectedLetters(it->second->flags)) {
-        problems.push_back(file.path + ": flags " + file.flags.value_or("(none)") +
-                           ", the server has " + ExpectedLetters(it->second->flags));
-      }
-      if (ReadFile(file.path) != ReadFile(it->second->file)) {
-        problems.push_back(file.path + ": content");
-      }
-    }
-    for (const auto& [key, message] : server) {
-      if (seen.count(key) == 0) {
-        problems.push_back("missing locally: " + key.first + " UID " + std::to_string(key.second));
-      }
-    }
-    return problems;
-  }
+  std::vector<std::string> MirrorProblems() { return testing::MirrorProblems(Server(), root_); }
 
   // Server messages whose content contains `needle`.
   std::vector<ServerMessage> ServerWith(const std::string& needle) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <map>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -200,6 +202,44 @@ std::string ExpectedLetters(const std::vector<std::string>& flags) {
   }
   std::sort(letters.begin(), letters.end());
   return letters;
+}
+
+std::vector<std::string> MirrorProblems(const std::vector<ServerMessage>& server_messages,
+                                        const std::string& root) {
+  using Key = std::pair<std::string, uint32_t>;  // folder, UID
+  std::map<Key, const ServerMessage*> server;
+  for (const ServerMessage& message : server_messages) {
+    server[{message.folder, message.uid}] = &message;
+  }
+  std::map<Key, int> seen;
+  std::vector<std::string> problems;
+  for (const LocalFile& file : ScanLocal(root).files) {
+    if (!file.uid) {
+      problems.push_back(file.path + ": no ,U=");
+      continue;
+    }
+    Key key{file.folder, *file.uid};
+    auto it = server.find(key);
+    if (it == server.end()) {
+      problems.push_back(file.path + ": no server message " + file.folder + " UID " +
+                         std::to_string(*file.uid));
+      continue;
+    }
+    if (++seen[key] > 1) problems.push_back(file.path + ": a second file for the message");
+    if (file.flags.value_or("") != ExpectedLetters(it->second->flags)) {
+      problems.push_back(file.path + ": flags " + file.flags.value_or("(none)") +
+                         ", the server has " + ExpectedLetters(it->second->flags));
+    }
+    if (ReadFile(file.path) != ReadFile(it->second->file)) {
+      problems.push_back(file.path + ": content");
+    }
+  }
+  for (const auto& [key, message] : server) {
+    if (seen.count(key) == 0) {
+      problems.push_back("missing locally: " + key.first + " UID " + std::to_string(key.second));
+    }
+  }
+  return problems;
 }
 
 // --- The server's log ------------------------------------------------------------------

@@ -110,6 +110,12 @@ LocalTree ScanLocal(const std::string& root);
 // flags, and P for the keyword $Forwarded.
 std::string ExpectedLetters(const std::vector<std::string>& flags);
 
+// How the Maildir at `root` differs from a mirror of `server` (every
+// message exactly once, under its UID, with its flags and bytes, and no
+// other file), one line per problem; empty when it is a mirror.
+std::vector<std::string> MirrorProblems(const std::vector<ServerMessage>& server,
+                                        const std::string& root);
+
 // --- The server's log: what a run downloaded -------------------------------------------
 
 struct FetchStats {

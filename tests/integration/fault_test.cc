@@ -1,0 +1,215 @@
+// Network faults between mailmirror and a real Dovecot (issue 7): a
+// FaultProxy on 127.0.0.1 cuts connections mid-handshake and mid-literal
+// (FIN and RST), stalls them, and rewrites the server's replies into
+// throttling answers (Office 365's "Request is throttled. Suggested
+// Backoff Time", Gmail's [THROTTLED], a throttling BYE). A run must ride
+// over what `retries` allows, give up with the right exit code beyond it,
+// and in every case leave the Maildir an exact mirror after the next run:
+// nothing lost, nothing twice.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/dovecot_fixture.h"
+#include "support/fault_proxy.h"
+#include "support/run_command.h"
+#include "support/sync_checks.h"
+
+namespace mailmirror {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::CommandResult;
+using testing::DovecotServer;
+using testing::FaultPlan;
+using testing::FaultProxy;
+using testing::FetchesSince;
+using testing::Join;
+using testing::LogSize;
+using testing::Report;
+using testing::RunCommand;
+using testing::RunOptions;
+using testing::ServerMessage;
+using testing::SyncCommand;
+
+constexpr int kMessages = 300;
+
+FaultPlan CutDown(uint64_t bytes, bool reset = false) {
+  FaultPlan plan;
+  plan.cut_down_after = bytes;
+  plan.reset = reset;
+  return plan;
+}
+
+FaultPlan CutUp(uint64_t bytes) {
+  FaultPlan plan;
+  plan.cut_up_after = bytes;
+  return plan;
+}
+
+FaultPlan Stall(uint64_t bytes) {
+  FaultPlan plan;
+  plan.stall_down_after = bytes;
+  return plan;
+}
+
+FaultPlan Rewrite(const std::string& find, const std::string& replacement) {
+  FaultPlan plan;
+  plan.rewrites = {{find, replacement}};
+  return plan;
+}
+
+class FaultTest : public ::testing::Test {
+ protected:
+  // A seeded server and a proxy to its implicit-TLS port (or, `plaintext`,
+  // to its plain port, so that replies can be rewritten).
+  void Start(bool plaintext, const std::string& extra_config = "") {
+    server_ = DovecotServer::Start();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_TRUE(server_->SeedBulk("alice", {.count = kMessages, .big_mb = 0}));
+    proxy_ = std::make_unique<FaultProxy>(plaintext ? server_->imap_port() : server_->imaps_port());
+    dir_ = server_->dir() + "/local";
+    fs::create_directories(dir_);
+    root_ = dir_ + "/mail";
+    config_ = dir_ + "/config.toml";
+    std::ofstream out(config_);
+    out << "[accounts.test]\nhost = \"127.0.0.1\"\nport = " << proxy_->port() << "\n"
+        << (plaintext ? "tls = \"none\"\n" : "ca_file = \"" + server_->ca_file() + "\"\n")
+        << "user = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << root_ << "\"\n"
+        << "retry_delay = 0.05\n"
+        << extra_config;
+  }
+
+  CommandResult Sync(const std::string& flags = "-v") {
+    RunOptions options;
+    options.timeout = std::chrono::seconds(90);
+    return RunCommand(SyncCommand(config_, flags), options);
+  }
+
+  std::vector<std::string> MirrorProblems() {
+    auto messages = server_->Messages("alice");
+    EXPECT_TRUE(messages);
+    return testing::MirrorProblems(messages ? *messages : std::vector<ServerMessage>{}, root_);
+  }
+
+  // The run completed and the Maildir mirrors the server.
+  void ExpectMirror(const CommandResult& run) {
+    EXPECT_EQ(run.exit_code, 0) << Report(run);
+    std::vector<std::string> problems = MirrorProblems();
+    EXPECT_TRUE(problems.empty()) << Join(problems);
+  }
+
+  std::unique_ptr<DovecotServer> server_;
+  std::unique_ptr<FaultProxy> proxy_;
+  std::string dir_;
+  std::string root_;
+  std::string config_;
+};
+
+TEST_F(FaultTest, ConnectionsCutMidDownloadResume) {
+  ASSERT_NO_FATAL_FAILURE(Start(false));
+  // The first session is cut in the middle of the download, and so is the
+  // session that replaces it.
+  proxy_->Plan(CutDown(60000));
+  proxy_->Plan(CutDown(90000));
+  const size_t log = LogSize(*server_);
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 2);
+  EXPECT_NE(run.err.find("again in"), std::string::npos) << Report(run);
+  // Resumed, not started over: what the cut sessions had stored stays.
+  testing::FetchStats fetched = FetchesSince(*server_, log, "alice");
+  EXPECT_LT(fetched.body_count, kMessages * 3 / 2 + 10) << fetched.body_count;
+}
+
+TEST_F(FaultTest, ResetMidLiteralResumes) {
+  ASSERT_NO_FATAL_FAILURE(Start(false));
+  proxy_->Plan(CutDown(45000, true));
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 1);
+}
+
+TEST_F(FaultTest, CutDuringTlsHandshakeIsRetried) {
+  ASSERT_NO_FATAL_FAILURE(Start(false));
+  proxy_->Plan(CutDown(600, true));  // inside the server's first flight
+  proxy_->Plan(CutUp(100));          // inside the ClientHello
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 2);
+}
+
+TEST_F(FaultTest, StalledConnectionIsCutAfterTimeoutAndRetried) {
+  ASSERT_NO_FATAL_FAILURE(Start(false, "timeout = 1\n"));
+  proxy_->Plan(Stall(50000));
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 1);
+  EXPECT_NE(run.err.find("no data from"), std::string::npos) << Report(run);
+}
+
+TEST_F(FaultTest, GivesUpAfterRetriesWithExit69AndTheNextRunCompletes) {
+  ASSERT_NO_FATAL_FAILURE(Start(false, "retries = 2\n"));
+  for (int i = 0; i < 3; ++i) proxy_->Plan(CutDown(300));
+  CommandResult failed = Sync();
+  EXPECT_EQ(failed.exit_code, 69) << Report(failed);
+  EXPECT_NE(failed.err.find("gave up after 3 attempts"), std::string::npos) << Report(failed);
+  EXPECT_EQ(proxy_->connections(), 3);
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, RetriesZeroFailsAtTheFirstCut) {
+  ASSERT_NO_FATAL_FAILURE(Start(false, "retries = 0\n"));
+  proxy_->Plan(CutDown(60000));
+  CommandResult failed = Sync();
+  EXPECT_EQ(failed.exit_code, 69) << Report(failed);
+  EXPECT_EQ(failed.err.find("again in"), std::string::npos) << Report(failed);
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, ThrottledFetchWaitsAsAskedAndFinishes) {
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  proxy_->Plan(Rewrite("OK Fetch completed",
+                       "NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: "
+                       "300 milliseconds"));
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult run = Sync();
+  const double seconds = testing::Seconds(std::chrono::steady_clock::now() - start);
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 1);
+  EXPECT_NE(run.err.find("throttl"), std::string::npos) << Report(run);
+  EXPECT_GE(seconds, 0.3);  // waited as asked (a lower bound, not a timing assertion)
+}
+
+TEST_F(FaultTest, ThrottlingByeReconnects) {
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  FaultPlan bye;
+  bye.rewrites = {{"OK Fetch completed",
+                   "* BYE [UNAVAILABLE] Request is throttled. Suggested Backoff Time: "
+                   "200 milliseconds"}};
+  bye.rewrite_whole_lines = true;
+  bye.cut_after_rewrites = true;
+  proxy_->Plan(bye);
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 1);
+}
+
+TEST_F(FaultTest, ThrottleLongerThanAllowedExits75WithATime) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "max_retry_wait = 1\n"));
+  proxy_->Plan(Rewrite("OK Fetch completed",
+                       "NO [THROTTLED] Request is throttled. Suggested Backoff Time: "
+                       "299961 milliseconds"));
+  CommandResult run = Sync("");
+  EXPECT_EQ(run.exit_code, 75) << Report(run);
+  EXPECT_NE(run.err.find("try again after"), std::string::npos) << Report(run);
+  ExpectMirror(Sync());
+}
+
+}  // namespace
+}  // namespace mailmirror

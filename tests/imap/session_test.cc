@@ -142,6 +142,17 @@ TEST_F(SessionTest, UnavailableDuringLoginIsTemporary) {
   EXPECT_EQ(login_status_->error().kind, ErrorKind::kTemporary);
 }
 
+TEST_F(SessionTest, GmailConnectionLimitAtLoginIsThrottling) {
+  MakeSession(Security::kTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n");
+  Server("A1 NO [ALERT] Too many simultaneous connections. (Failure)\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kTemporary);
+  EXPECT_TRUE(login_status_->error().throttle_ms.has_value());
+  EXPECT_TRUE(Transient(login_status_->error()));
+}
+
 TEST_F(SessionTest, ByeGreetingIsUnavailable) {
   MakeSession(Security::kTls);
   StartLogin();
@@ -196,6 +207,19 @@ TEST_F(SessionTest, PreauthWithStartTlsIsRefused) {
   Server("* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n");
   ASSERT_TRUE(login_status_.has_value());
   EXPECT_EQ(login_status_->error().kind, ErrorKind::kUnavailable);
+  EXPECT_FALSE(Transient(login_status_->error()));  // a downgrade is not retried
+}
+
+TEST_F(SessionTest, RefusedStartTlsIsNotRetried) {
+  MakeSession(Security::kStartTls);
+  StartLogin();
+  Server("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 STARTTLS\r\n");
+  Server("A1 NO not today\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kUnavailable);
+  EXPECT_FALSE(Transient(login_status_->error()));
+  EXPECT_EQ(transport_.TakeSent(), "");
 }
 
 TEST_F(SessionTest, PreauthSkipsLogin) {
@@ -360,6 +384,49 @@ TEST_F(LoggedInSessionTest, ConnectionLossFailsEveryPendingCommandOnce) {
   ASSERT_FALSE(listed_->ok());
   EXPECT_EQ(listed_->error().kind, ErrorKind::kUnavailable);
   EXPECT_NE(listed_->error().message.find("shutting down"), std::string::npos);
+}
+
+TEST_F(LoggedInSessionTest, ThrottlingByeCarriesTheSuggestedBackoff) {
+  LogIn("IMAP4rev1");
+  List();
+  Server("* BYE Request is throttled. Suggested Backoff Time: 299961 milliseconds\r\n");
+  // The transport reports its own reason; the BYE says more.
+  session_->OnClosed(MakeError(ErrorKind::kUnavailable, "connection closed by the server"));
+  ASSERT_TRUE(listed_.has_value());
+  ASSERT_FALSE(listed_->ok());
+  EXPECT_EQ(listed_->error().kind, ErrorKind::kTemporary);
+  EXPECT_EQ(listed_->error().throttle_ms, 299961U);
+  EXPECT_NE(listed_->error().message.find("throttled"), std::string::npos);
+}
+
+TEST_F(LoggedInSessionTest, ThrottledAndOverQuotaReplies) {
+  LogIn("IMAP4rev1 LITERAL+ UIDPLUS");
+  List();
+  Server("A2 NO [THROTTLED] slow down\r\n");
+  ASSERT_TRUE(listed_.has_value());
+  EXPECT_EQ(listed_->error().kind, ErrorKind::kTemporary);
+  EXPECT_EQ(listed_->error().throttle_ms, 0U);
+  EXPECT_TRUE(Transient(listed_->error()));
+  std::optional<Result<Session::AppendResult>> appended;
+  session_->Append("INBOX", {}, "", "x\r\n",
+                   [&](Result<Session::AppendResult> result) { appended = std::move(result); });
+  transport_.TakeSent();
+  Server("A3 NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n");
+  ASSERT_TRUE(appended.has_value());
+  ASSERT_FALSE(appended->ok());
+  EXPECT_EQ(appended->error().kind, ErrorKind::kTemporary);
+  EXPECT_FALSE(Transient(appended->error()));  // waiting within the run does not help
+}
+
+TEST_F(LoggedInSessionTest, CommandsAfterLogoutFailAtOnce) {
+  LogIn("IMAP4rev1");
+  session_->Logout([](const Status&) {});
+  Server("* BYE Logging out\r\nA2 OK Logout completed.\r\n");
+  session_->OnClosed(Status::Ok());
+  List();
+  ASSERT_TRUE(listed_.has_value());
+  ASSERT_FALSE(listed_->ok());
+  EXPECT_EQ(listed_->error().kind, ErrorKind::kUnavailable);
 }
 
 TEST_F(LoggedInSessionTest, LogoutClosesTheTransport) {

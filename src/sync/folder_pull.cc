@@ -838,7 +838,6 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
   }
   if (link_only_) return Status::Ok();  // direction = push: not stored here
   batch_bytes_ += record.size;
-  report_.bytes += record.size;
 
   store::DeliveryBatch::Item item;
   item.folder = folder_.get();
@@ -871,11 +870,16 @@ Status FolderPull::FlushBatch(bool folder_done) {
   }
   if (folder_done) work->index.PutFolder(record_);
   auto count = static_cast<uint32_t>(batch_records_.size() - batch_linked_);
+  const uint64_t bytes = batch_bytes_;
   batch_records_.clear();
   batch_bytes_ = 0;
   batch_linked_ = 0;
-  SubmitDiskWork(std::move(work), [this, count, folder_done](const Status& status) {
-    if (status.ok()) report_.fetched += count;
+  SubmitDiskWork(std::move(work), [this, count, bytes, folder_done](const Status& status) {
+    // Counted once stored for good, as the report promises.
+    if (status.ok()) {
+      report_.fetched += count;
+      report_.bytes += bytes;
+    }
     if (folder_done) AfterPull(status);
   });
   return Status::Ok();

@@ -76,6 +76,17 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
   return exit_code;
 }
 
+// Rebuilds the index, then syncs once more: the rebuild leaves flags that
+// differ between the sides to a full comparison, which the second pass
+// makes, so that both sides agree when repair returns.
+int RunRepair(const GlobalOptions& global, const std::vector<std::string>& names) {
+  sync::SyncOptions rebuild;
+  rebuild.rebuild_index = true;
+  int code = RunSync(global, names, rebuild);
+  if (code != kExitOk) return code;
+  return RunSync(global, names, sync::SyncOptions{});
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -112,6 +123,13 @@ int Main(int argc, char** argv) {
                  "Delete even when a folder would lose more than max_delete_fraction of its "
                  "messages, or its Maildir directory is gone");
 
+  std::vector<std::string> repair_accounts;
+  CLI::App* repair = app.add_subcommand(
+      "repair",
+      "Rebuild each account's index from its Maildir and one scan of the server (the old "
+      "index is kept aside), then sync");
+  repair->add_option("ACCOUNT", repair_accounts, "Accounts to repair (default: all)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -138,6 +156,7 @@ int Main(int argc, char** argv) {
 
   if (list->parsed()) return RunList(global, list_accounts);
   if (sync->parsed()) return RunSync(global, sync_accounts, sync_options);
+  if (repair->parsed()) return RunRepair(global, repair_accounts);
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

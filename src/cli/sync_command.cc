@@ -54,6 +54,9 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
     line += ", " + std::to_string(folder.adopted) + " recovered from an interrupted run";
   if (folder.uidvalidity_changed) {
     line += ", UIDVALIDITY changed: " + std::to_string(folder.matched) + " kept";
+  } else if (folder.matched > 0) {
+    line += ", " + Count(folder.matched, "message re-indexed from its file",
+                         "messages re-indexed from their files");
   }
   if (folder.flag_changes > 0) {
     line += ", " + std::to_string(folder.flag_changes) +
@@ -157,8 +160,12 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   }
   if (output.out != nullptr) {
     for (const sync::AccountReport& report : reports) {
-      if (report.account != nullptr && report.status.ok())
-        *output.out << SummaryLine(report) << '\n';
+      if (report.account == nullptr || !report.status.ok()) continue;
+      *output.out << SummaryLine(report) << '\n';
+      if (!report.old_index.empty()) {
+        *output.out << report.account->name << ": index rebuilt; the old one is kept in "
+                    << report.old_index << '\n';
+      }
     }
     output.out->flush();
   }

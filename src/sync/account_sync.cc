@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <set>
 #include <utility>
@@ -82,6 +83,9 @@ void AccountSync::Start() {
       AccountLock::Acquire(account_.state_dir, account_.name);
   if (!lock.ok()) return Fail(lock.error());
   lock_ = std::move(lock).value();
+  if (options_.rebuild_index) {
+    if (Status aside = SetIndexAside(); !aside.ok()) return Fail(aside.error());
+  }
   Result<std::unique_ptr<store::Index>> index = store::Index::Open(account_.state_dir + "/index");
   if (!index.ok()) return Fail(index.error());
   index_ = std::move(index).value();
@@ -685,6 +689,34 @@ std::string AccountSync::GaveUp(const Error& error, uint32_t attempts) const {
     text += "; the server is throttling: try again later";
   }
   return text + ")";
+}
+
+// Renames the index to index.broken-YYYYMMDD-HHMMSS (kept for a post
+// mortem, never deleted); the sync then finds none and rebuilds it.
+Status AccountSync::SetIndexAside() {
+  const std::string path = account_.state_dir + "/index";
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return MakeError(ErrorKind::kIo, "index " + path + ": " + std::strerror(errno));
+  }
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  (void)std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &local);
+  std::string aside = path + ".broken-" + stamp;
+  for (int n = 2; ::lstat(aside.c_str(), &st) == 0; ++n) {
+    aside = path + ".broken-" + stamp + "-" + std::to_string(n);
+  }
+  if (::rename(path.c_str(), aside.c_str()) != 0) {
+    return MakeError(ErrorKind::kIo, "cannot move the index " + path + " aside to " + aside + ": " +
+                                         std::strerror(errno));
+  }
+  report_.old_index = aside;
+  Log(LogLevel::kInfo, "account " + account_.name + ": old index moved to " + aside +
+                           "; rebuilding it from the Maildir");
+  return Status::Ok();
 }
 
 void AccountSync::Fail(const Error& error) {

@@ -43,6 +43,10 @@ namespace mailmirror::sync {
 struct SyncOptions {
   bool dry_run = false;            // find and report changes, change nothing
   bool allow_mass_delete = false;  // the user confirmed large deletions
+  // `mailmirror repair`: set the index aside and rebuild it from the
+  // Maildir's file names and one scan of the server (no body downloaded
+  // again), as a sync does when it finds no index.
+  bool rebuild_index = false;
 };
 
 struct AccountReport {
@@ -52,7 +56,8 @@ struct AccountReport {
   uint32_t moved = 0;  // local moves between folders repeated on the server (or, dry run, found)
   std::vector<std::string> created;  // local-only folders created on the server (dry run: to be)
   bool dry_run = false;
-  Status status;  // account-wide failure (lock, login, list)
+  std::string old_index;  // repair: where the index was set aside ("" if there was none)
+  Status status;          // account-wide failure (lock, login, list)
   double seconds = 0;
 };
 
@@ -130,6 +135,7 @@ class AccountSync {
   uint64_t BackoffMs(uint32_t attempt, uint64_t asked_ms);
   std::string GaveUp(const Error& error, uint32_t attempts) const;
   void Fail(const Error& error);
+  Status SetIndexAside();
   void FoldersDone();
   void MaybeFinish();
 

@@ -364,7 +364,7 @@ void FolderPull::ApplyMerge(const std::shared_ptr<Merge>& merge) {
                     known_uids_.end());
   // Without pull (direction = push) the server's changes stay pending: the
   // next run that may pull must find them again.
-  if (job_.policy.pull && selected_.highestmodseq && !selected_.nomodseq) {
+  if (job_.policy.pull && selected_.highestmodseq && !selected_.nomodseq && !flags_unmerged_) {
     record_.highestmodseq = *selected_.highestmodseq;
   }
   FetchNew();

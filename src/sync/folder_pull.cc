@@ -286,12 +286,13 @@ void FolderPull::Rematch() {
   struct Remote {
     uint32_t uid;
     std::string key;
+    uint32_t flags;
   };
   auto remotes = std::make_shared<std::vector<Remote>>();
-  imap::Command command{
-      {"UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n"},
-      "UID FETCH",
-      false};
+  imap::Command command{{"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE "
+                         "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n"},
+                        "UID FETCH",
+                        false};
   if (selected_.exists == 0) command = imap::Command{{"NOOP\r\n"}, "NOOP", false};
   session_->Execute(
       std::move(command),
@@ -303,8 +304,10 @@ void FolderPull::Rematch() {
           message_id = MessageIdFromHeader(body.data);
         int64_t date =
             fetch.internaldate ? imap::ParseInternalDate(*fetch.internaldate).value_or(0) : 0;
-        remotes->push_back(
-            Remote{*fetch.uid, MatchKey(message_id, fetch.rfc822_size.value_or(0), date)});
+        std::vector<std::string> flags(fetch.flags.begin(), fetch.flags.end());
+        remotes->push_back(Remote{*fetch.uid,
+                                  MatchKey(message_id, fetch.rfc822_size.value_or(0), date),
+                                  store::SplitImapFlags(flags).bits});
       },
       [this, remotes](Result<imap::TaggedReply> reply) {
         if (!reply.ok()) return Finish(reply.error());
@@ -312,10 +315,14 @@ void FolderPull::Rematch() {
           return Finish(MakeError(ErrorKind::kProtocol, "UID FETCH failed: " + reply->text));
         }
         std::map<std::string, std::vector<uint32_t>> by_key;  // new UIDs, ascending
+        std::unordered_map<uint32_t, uint32_t> server_flags;
         std::sort(remotes->begin(), remotes->end(),
                   [](const Remote& a, const Remote& b) { return a.uid < b.uid; });
-        for (const Remote& remote : *remotes) by_key[remote.key].push_back(remote.uid);
-        Status status = ApplyRematch(by_key);
+        for (const Remote& remote : *remotes) {
+          by_key[remote.key].push_back(remote.uid);
+          server_flags[remote.uid] = remote.flags;
+        }
+        Status status = ApplyRematch(by_key, server_flags);
         if (!status.ok()) return Finish(status);
         // The files now carry their new UIDs: the scan must see them so.
         status = RescanLocal();
@@ -324,7 +331,8 @@ void FolderPull::Rematch() {
       });
 }
 
-Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key) {
+Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
+                                const std::unordered_map<uint32_t, uint32_t>& server_flags) {
   Result<std::vector<store::MessageRecord>> old = index_->ListMessages(record_.id);
   if (!old.ok()) return old.error();
   std::map<std::string, store::MessageRecord> old_by_stem;
@@ -373,7 +381,15 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     message.uid = new_uid;
     message.stem = entry.name.stem;
     message.in_cur = entry.in_cur;
+    // What both sides agree on is the base; what only one side has then
+    // counts as that side's change, so the next comparison keeps the union
+    // and no flag set on either side while the index was lost is dropped.
+    auto server = server_flags.find(new_uid);
     message.flags = entry.name.flags;
+    if (server != server_flags.end() && server->second != entry.name.flags) {
+      message.flags &= server->second;
+      flags_unmerged_ = true;
+    }
     batch.PutMessage(record_.id, message);
     ++report_.matched;
   }
@@ -612,7 +628,9 @@ Status FolderPull::AdoptOrphans() {
 void FolderPull::CommitWithoutDownload() {
   if (job_.policy.pull) {
     if (selected_.uidnext != 0) record_.uidnext = std::max(record_.uidnext, selected_.uidnext);
-    if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
+    if (selected_.highestmodseq && !flags_unmerged_) {
+      record_.highestmodseq = *selected_.highestmodseq;
+    }
     record_.messages = selected_.exists;
   }
   record_.fetch_pending = false;
@@ -898,7 +916,9 @@ void FolderPull::OnFetchDone(const Status& status) {
   next = std::max(next, highest_fetched_ + 1);
   if (lowest_skipped_ != 0) next = std::min(next, lowest_skipped_);
   record_.uidnext = std::max(record_.uidnext, next);
-  if (selected_.highestmodseq) record_.highestmodseq = *selected_.highestmodseq;
+  if (selected_.highestmodseq && !flags_unmerged_) {
+    record_.highestmodseq = *selected_.highestmodseq;
+  }
   record_.messages = selected_.exists;
   record_.fetch_pending = false;
   (void)FlushBatch(/*folder_done=*/true);

@@ -146,7 +146,8 @@ class FolderPull {
 
   void OnSelected(Result<imap::SelectedMailbox> selected);
   void Rematch();
-  Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key);
+  Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
+                      const std::unordered_map<uint32_t, uint32_t>& server_flags);
   Status RescanLocal();
   void AdoptAndFetch();
   // Finds what changed on the server among the messages the index knows
@@ -207,7 +208,10 @@ class FolderPull {
   std::unique_ptr<store::MaildirFolder> folder_;
   store::FolderRecord record_;
   imap::SelectedMailbox selected_;
-  bool qresync_select_ = false;       // SELECT carried QRESYNC parameters
+  bool qresync_select_ = false;  // SELECT carried QRESYNC parameters
+  // Rematched messages whose flags differ between the sides: HIGHESTMODSEQ
+  // is not stored, so that the next run compares every message's flags.
+  bool flags_unmerged_ = false;
   std::vector<uint32_t> known_uids_;  // ascending: UIDs the index holds
   // Index updates for changes already applied to the files (and made
   // durable), committed with the folder record in one transaction.

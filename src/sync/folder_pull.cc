@@ -713,8 +713,10 @@ void FolderPull::IssueChunks() {
         }
         return;
       }
-      std::string set = NextChunk();
+      Chunk chunk;
+      std::string set = NextChunk(chunk);
       if (set.empty()) continue;  // everything in the range is already here
+      lane.chunks.push_back(std::move(chunk));
       ++lane.in_flight;
       ++chunks_in_flight_;
       lane.session_->UidFetch(set, kFetchItems, &lane,
@@ -733,7 +735,8 @@ void FolderPull::IssueChunks() {
   }
 }
 
-std::string FolderPull::NextChunk() {
+std::string FolderPull::NextChunk(Chunk& chunk) {
+  chunk.low = next_chunk_;
   if (fetch_to_ == 0) {
     // No UIDNEXT from the server: one open-ended command.
     std::string set = imap::FormatSetExcluding(next_chunk_, 0, known_uids_);
@@ -742,9 +745,28 @@ std::string FolderPull::NextChunk() {
   }
   uint64_t span = std::max<uint64_t>(1, uint64_t(double(ChunkMessages()) * uids_per_message_));
   uint64_t last = std::min<uint64_t>(uint64_t(next_chunk_) + span - 1, fetch_to_);
+  chunk.high = uint32_t(last);
   std::string set = imap::FormatSetExcluding(next_chunk_, uint32_t(last), known_uids_);
   next_chunk_ = last == fetch_to_ ? 0 : uint32_t(last + 1);
   return set;
+}
+
+Status FolderPull::CheckAnswer(Chunk& chunk, uint32_t uid) const {
+  auto refuse = [&](const std::string& what) {
+    return MakeError(ErrorKind::kProtocol,
+                     "folder " + job_.local_name + ": the server sent " + what +
+                         " in answer to UID FETCH " + std::to_string(chunk.low) + ":" +
+                         (chunk.high == 0 ? std::string("*") : std::to_string(chunk.high)) +
+                         "; stopped so that no message is stored under a wrong UID");
+  };
+  if (uid == 0) return refuse("a message with UID 0");
+  // "n:*" also matches the highest UID below n (RFC 3501 §6.4.8).
+  const bool below = uid < chunk.low && !(chunk.high == 0 && uid < fetch_from_);
+  if (below || (chunk.high != 0 && uid > chunk.high)) {
+    return refuse("UID " + std::to_string(uid) + ", which was not asked for");
+  }
+  if (!chunk.answered.insert(uid).second) return refuse("UID " + std::to_string(uid) + " twice");
+  return Status::Ok();
 }
 
 // Messages per command: about kChunkBytes by the sizes seen so far.
@@ -757,6 +779,7 @@ size_t FolderPull::ChunkMessages() const {
 void FolderPull::OnChunkDone(Lane& lane, const Status& status) {
   --lane.in_flight;
   --chunks_in_flight_;
+  if (!lane.chunks.empty()) lane.chunks.pop_front();
   if (!status.ok()) {
     lane.current_.reset();  // a body cut off by the failure is dropped (and unlinked)
     if (fetch_status_.ok()) fetch_status_ = status;
@@ -813,6 +836,13 @@ Status FolderPull::Lane::OnBodyData(std::string_view chunk) { return current_->W
 Status FolderPull::Lane::OnBodyEnd() { return current_->Finish(); }
 
 Status FolderPull::Lane::OnMessage(const imap::FetchedMessage& message) {
+  if (message.uid && message.has_body && !chunks.empty()) {
+    Status checked = pull_->CheckAnswer(chunks.front(), *message.uid);
+    if (!checked.ok()) {
+      current_.reset();  // not stored: dropped from tmp/
+      return checked;
+    }
+  }
   return pull_->OnFetched(message, std::move(current_));
 }
 

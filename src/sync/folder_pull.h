@@ -20,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -28,6 +29,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "imap/session.h"
@@ -124,6 +126,16 @@ class FolderPull {
  private:
   static constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
 
+  // A UID FETCH of the download: the range it asked for, and the UIDs the
+  // server answered with so far (a broken or hostile server must not get a
+  // message stored under a UID it was not asked for, or twice).
+  struct Chunk {
+    uint32_t low = 0;
+    uint32_t high = 0;  // 0: open-ended ("low:*")
+    std::unordered_set<uint32_t> answered;
+  };
+  Status CheckAnswer(Chunk& chunk, uint32_t uid) const;
+
   // One session fetching chunks of the download, with the body it is
   // streaming: lane 0 is the folder's own session, others are helpers.
   class Lane : public imap::FetchSink {
@@ -138,6 +150,7 @@ class FolderPull {
     imap::Session* session_;
     std::unique_ptr<store::TmpMessage> current_;
     size_t in_flight = 0;
+    std::deque<Chunk> chunks;       // in flight, oldest (the one answering) first
     bool ready = false;             // selected, may take chunks
     std::function<void()> release;  // helpers: give the session back
   };
@@ -188,7 +201,8 @@ class FolderPull {
   void CommitWithoutDownload();
   void FindUploadedBySize(const std::string& uid_set);
   void IssueChunks();
-  std::string NextChunk();  // the next range's UID set; "" if all known
+  // The next range's UID set ("" if all known) and its bounds.
+  std::string NextChunk(Chunk& chunk);
   size_t ChunkMessages() const;
   void OnChunkDone(Lane& lane, const Status& status);
   void OnFetchDone(const Status& status);

@@ -6,6 +6,13 @@
 // over what `retries` allows, give up with the right exit code beyond it,
 // and in every case leave the Maildir an exact mirror after the next run:
 // nothing lost, nothing twice.
+//
+// The same proxy turns Dovecot into a hostile or broken server: literals
+// announced larger than sent or absurdly large, an endless line, deep
+// nesting, an invalid modified UTF-7 folder name, UID 0, a UID twice or
+// one never asked for, a reply to an unknown tag, BYE in mid-download.
+// Each must end in a clear error for that folder (or nothing at all), with
+// nothing stored under a wrong UID.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -61,6 +68,13 @@ FaultPlan Stall(uint64_t bytes) {
 FaultPlan Rewrite(const std::string& find, const std::string& replacement) {
   FaultPlan plan;
   plan.rewrites = {{find, replacement}};
+  return plan;
+}
+
+// The first server line containing `find` becomes `line` (CRLF added).
+FaultPlan ReplaceLine(const std::string& find, const std::string& line) {
+  FaultPlan plan = Rewrite(find, line);
+  plan.rewrite_whole_lines = true;
   return plan;
 }
 
@@ -209,6 +223,126 @@ TEST_F(FaultTest, ThrottleLongerThanAllowedExits75WithATime) {
   EXPECT_EQ(run.exit_code, 75) << Report(run);
   EXPECT_NE(run.err.find("try again after"), std::string::npos) << Report(run);
   ExpectMirror(Sync());
+}
+
+// --- Hostile and broken servers
+
+// A run against the rewritten server fails that folder with exit 76 and
+// `message`; nothing stored is wrong, and a clean run completes the mirror.
+void ExpectFolderRefused(const CommandResult& run, const std::string& message) {
+  EXPECT_EQ(run.exit_code, 76) << Report(run);
+  EXPECT_NE(run.err.find(message), std::string::npos) << Report(run);
+  EXPECT_NE(run.err.find("INBOX"), std::string::npos) << Report(run);
+}
+
+TEST_F(FaultTest, AbsurdLiteralSizeFailsTheFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(ReplaceLine("FETCH (UID 3 ", "* 3 FETCH (UID 3 BODY[] {18446744073709551615}"));
+  CommandResult run = Sync();
+  ExpectFolderRefused(run, "literal");
+  EXPECT_NE(run.out.find("Archive/2023: 103 new messages"), std::string::npos) << Report(run);
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, LiteralAnnouncedLargerThanSentStallsAndIsRetried) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "timeout = 1\n"));
+  // The literal swallows the rest of the stream and waits for more.
+  proxy_->Plan(ReplaceLine("FETCH (UID 3 ", "* 3 FETCH (UID 3 BODY[] {50000000}"));
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_NE(run.err.find("no data from"), std::string::npos) << Report(run);
+}
+
+TEST_F(FaultTest, EndlessLineFailsTheFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(
+      Rewrite("* 3 FETCH (UID 3 ", "* 3 FETCH (UID 3 X-JUNK \"" + std::string(3 << 20, 'x')));
+  CommandResult run = Sync();
+  ExpectFolderRefused(run, "exceeds");
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, DeepNestingFailsTheFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(ReplaceLine("FETCH (UID 3 ", "* 3 FETCH (UID 3 X-JUNK " + std::string(5000, '(') +
+                                                std::string(5000, ')') + ")"));
+  CommandResult run = Sync();
+  ExpectFolderRefused(run, "nest");
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, InvalidModifiedUtf7SkipsOnlyThatFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  FaultPlan plan;
+  plan.rewrites = {{"\"/\" Entw&APw-rfe\r\n", "\"/\" Entw&AP\xff-rfe\r\n"},
+                   {"STATUS Entw&APw-rfe", "STATUS Entw&AP\xff-rfe"}};
+  proxy_->Plan(plan);
+  CommandResult run = Sync();
+  EXPECT_EQ(run.exit_code, 0) << Report(run);
+  EXPECT_NE(run.err.find("Entw&AP\\xff-rfe"), std::string::npos) << Report(run);
+  EXPECT_NE(run.out.find("INBOX: 149 new messages"), std::string::npos) << Report(run);
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, UidZeroFailsTheFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(Rewrite("* 3 FETCH (UID 3 ", "* 3 FETCH (UID 0 "));
+  ExpectFolderRefused(Sync(), "a message with UID 0");
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, DuplicateUidFailsTheFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(Rewrite("* 4 FETCH (UID 4 ", "* 4 FETCH (UID 3 "));
+  ExpectFolderRefused(Sync(), "UID 3 twice");
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, UidNeverAskedForFailsTheFolder) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(Rewrite("* 4 FETCH (UID 4 ", "* 4 FETCH (UID 99999 "));
+  ExpectFolderRefused(Sync(), "UID 99999, which was not asked for");
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, UnsolicitedFetchIsIgnored) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  // A message pushed in answer to ENABLE, before any FETCH was sent: not
+  // asked for, so nothing of it is stored.
+  proxy_->Plan(Rewrite("* ENABLED",
+                       "* 1 FETCH (UID 1 FLAGS (\\Seen) BODY[] {3}\r\nabc)\r\n"
+                       "* ENABLED"));
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 1);
+}
+
+TEST_F(FaultTest, UnsolicitedLargeBodyFailsTheSession) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  const std::string body(3 << 20, 'b');
+  proxy_->Plan(Rewrite("* ENABLED", "* 1 FETCH (UID 1 BODY[] {" + std::to_string(body.size()) +
+                                        "}\r\n" + body + ")\r\n* ENABLED"));
+  CommandResult run = Sync();
+  EXPECT_EQ(run.exit_code, 76) << Report(run);
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, ReplyToAnUnknownTagIsIgnored) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "retries = 0\n"));
+  proxy_->Plan(Rewrite("* 3 FETCH (UID 3 ", "ZZ9 OK [ALERT] who asked?\r\n* 3 FETCH (UID 3 "));
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_EQ(proxy_->faults(), 1);
+}
+
+TEST_F(FaultTest, ByeInMidDownloadReconnectsAndFinishes) {
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  FaultPlan bye = ReplaceLine("* 60 FETCH (UID 60 ", "* BYE Server shutting down");
+  bye.cut_after_rewrites = true;
+  proxy_->Plan(bye);
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_NE(run.err.find("Server shutting down"), std::string::npos) << Report(run);
 }
 
 }  // namespace

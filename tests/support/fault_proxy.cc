@@ -122,7 +122,9 @@ void FaultProxy::Serve() {
     }
     std::string data;
     if (link.plan.rewrites.empty()) {
-      data.assign(bytes);
+      // A line held back while rules were pending goes first.
+      data = std::move(link.partial_line) + std::string(bytes);
+      link.partial_line.clear();
     } else {
       link.partial_line.append(bytes);
       size_t end = link.partial_line.rfind('\n');

@@ -44,6 +44,9 @@ struct AccountConfig {
   TlsMode tls = TlsMode::kImplicit;
   CompressMode compress = CompressMode::kAuto;
   std::string ca_file;  // extra trusted CA certificates (PEM), may be empty
+  // SHA-256 of the server's certificate (32 bytes), or empty: when set, that
+  // certificate is accepted whoever signed it and whatever names it lists.
+  std::string tls_fingerprint;
   std::string user;
   std::string password;              // set when the config holds the password itself
   std::string password_cmd;          // else: a shell command printing it
@@ -71,6 +74,9 @@ struct AccountConfig {
 struct Config {
   std::string path;                     // the file it was read from
   std::vector<AccountConfig> accounts;  // in file order
+  // Problems worth a warning that do not stop a run, e.g. a file holding a
+  // password that others may read.
+  std::vector<std::string> warnings;
 };
 
 // The default config path: $XDG_CONFIG_HOME/mailmirror/config.toml, else

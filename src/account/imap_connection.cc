@@ -62,6 +62,7 @@ void ImapConnection::Open(std::string password, std::function<void(Status)> read
   options.port = account_.port;
   options.implicit_tls = account_.tls == TlsMode::kImplicit;
   options.ca_file = account_.ca_file;
+  options.pinned_sha256 = account_.tls_fingerprint;
   options.connect_timeout_ms = account_.connect_timeout_seconds * 1000;
   options.read_timeout_ms = account_.timeout_seconds * 1000;
   connection_.Connect(options);

@@ -29,8 +29,17 @@ struct GlobalOptions {
   bool quiet = false;
 };
 
-int RunList(const GlobalOptions& global, const std::vector<std::string>& names) {
+// Loads the config and prints its warnings.
+Result<Config> Load(const GlobalOptions& global) {
   Result<Config> config = LoadConfig(global.config_path);
+  if (config.ok()) {
+    for (const std::string& warning : config->warnings) Log(LogLevel::kWarning, warning);
+  }
+  return config;
+}
+
+int RunList(const GlobalOptions& global, const std::vector<std::string>& names) {
+  Result<Config> config = Load(global);
   if (!config.ok()) return Report(config.error());
   Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
   if (!accounts.ok()) return Report(accounts.error());
@@ -50,7 +59,7 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
 
 int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
             const sync::SyncOptions& options) {
-  Result<Config> config = LoadConfig(global.config_path);
+  Result<Config> config = Load(global);
   if (!config.ok()) return Report(config.error());
   Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
   if (!accounts.ok()) return Report(accounts.error());

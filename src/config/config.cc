@@ -1,5 +1,6 @@
 #include "mailmirror/config.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 // toml++ 3.3 (Debian 12) marks "impossible" branches with
@@ -13,8 +14,8 @@
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +32,7 @@ constexpr const char* kAccountKeys[] = {
     "port",
     "tls",
     "ca_file",
+    "tls_fingerprint",
     "user",
     "password",
     "password_cmd",
@@ -145,6 +147,34 @@ Result<int64_t> GetInteger(const Validator& v, const toml::node& node, const std
   return value->get();
 }
 
+// "AB:CD:..." or "abcd..." (an optional "SHA256:" or "sha256 Fingerprint="
+// prefix) as 32 bytes; nullopt unless exactly 64 hex digits.
+std::optional<std::string> ParseSha256Fingerprint(std::string_view text) {
+  for (std::string_view prefix : {"sha256 fingerprint=", "sha256:"}) {
+    if (text.size() >= prefix.size()) {
+      std::string head(text.substr(0, prefix.size()));
+      std::transform(head.begin(), head.end(), head.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (head == prefix) text.remove_prefix(prefix.size());
+    }
+  }
+  std::string digits;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (std::isxdigit(static_cast<unsigned char>(c)) != 0) {
+      digits += c;
+    } else if (c != ':' || digits.size() % 2 != 0 || i + 1 == text.size()) {
+      return std::nullopt;
+    }
+  }
+  if (digits.size() != 64) return std::nullopt;
+  std::string bytes;
+  for (size_t i = 0; i < digits.size(); i += 2) {
+    bytes += static_cast<char>(std::stoi(digits.substr(i, 2), nullptr, 16));
+  }
+  return bytes;
+}
+
 // An integer or a floating-point number within [min, max]; NaN is refused.
 Result<double> GetNumber(const Validator& v, const toml::node& node, const std::string& key,
                          double min, double max, const char* example) {
@@ -228,6 +258,18 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
       if (!sides) return sides.error();
       (key == "expunge" ? account.expunge : account.create) = *sides;
     }
+    return Status::Ok();
+  }
+  if (key == "tls_fingerprint") {
+    Result<std::string> value = GetString(v, node, key_path);
+    if (!value) return value.error();
+    std::optional<std::string> digest = ParseSha256Fingerprint(*value);
+    if (!digest) {
+      return v.At(node.source(), key_path,
+                  "expected a SHA-256 fingerprint: 64 hex digits, pairs may be separated by "
+                  "':' (as openssl x509 -noout -fingerprint -sha256 prints it)");
+    }
+    account.tls_fingerprint = *digest;
     return Status::Ok();
   }
   if (key == "port") {
@@ -472,7 +514,21 @@ Result<Config> LoadConfig(const std::string& path) {
   }
   std::ostringstream text;
   text << in.rdbuf();
-  return ParseConfig(text.str(), path);
+  Result<Config> config = ParseConfig(text.str(), path);
+  if (!config.ok()) return config;
+  struct stat st {};
+  const bool has_password =
+      std::any_of(config->accounts.begin(), config->accounts.end(),
+                  [](const AccountConfig& account) { return !account.password.empty(); });
+  if (has_password && ::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    char mode[8];
+    (void)std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    config->warnings.push_back("config file " + path + " holds a password and is readable by " +
+                               ((st.st_mode & 007) != 0 ? "everyone" : "its group") + " (mode " +
+                               mode + "): chmod 600 " + path +
+                               ", or move the password to password_cmd");
+  }
+  return config;
 }
 
 Result<std::string> ResolvePassword(const AccountConfig& account) {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -275,7 +277,7 @@ struct Connection::Impl {
       ok &= SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                      const_cast<char*>(host.c_str())) == 1;
     }
-    if (options_.verify_certificate) {
+    if (options_.verify_certificate && options_.pinned_sha256.empty()) {
       SSL_set_verify(ssl_, SSL_VERIFY_PEER, nullptr);
       if (host_is_ip_) {
         ok &= X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), host.c_str()) == 1;
@@ -527,18 +529,48 @@ struct Connection::Impl {
   // Belt and braces after a successful handshake: SSL_VERIFY_PEER already
   // aborted it on any verification failure.
   bool CheckVerifiedPeer() {
+    if (!options_.pinned_sha256.empty()) return CheckPinnedPeer();
     if (!options_.verify_certificate) return true;
     X509* peer = SSL_get1_peer_certificate(ssl_);
     const bool has_peer = peer != nullptr;
     X509_free(peer);
     long result = SSL_get_verify_result(ssl_);
     if (has_peer && result == X509_V_OK) return true;
-    Error failure = MakeError(
-        ErrorKind::kUnavailable,
-        "TLS handshake with " + endpoint_ + " failed: " +
-            (!has_peer ? std::string("the server sent no certificate")
-                       : std::string("certificate verify failed: ") +
-                             X509_verify_cert_error_string(result)));
+    Error failure = MakeError(ErrorKind::kUnavailable,
+                              "TLS handshake with " + endpoint_ + " failed: " +
+                                  (!has_peer ? std::string("the server sent no certificate")
+                                             : std::string("certificate verify failed: ") +
+                                                   X509_verify_cert_error_string(result)));
+    failure.lasting = true;
+    Fail(failure);
+    return false;
+  }
+
+  // With a pinned fingerprint, the certificate itself is the trust anchor:
+  // its SHA-256 must match, whatever signed it and whatever names it lists.
+  bool CheckPinnedPeer() {
+    X509* peer = SSL_get1_peer_certificate(ssl_);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    const bool digested = peer != nullptr && X509_digest(peer, EVP_sha256(), digest, &length) == 1;
+    X509_free(peer);
+    const std::string actual(reinterpret_cast<const char*>(digest), digested ? length : 0);
+    if (digested && actual == options_.pinned_sha256) return true;
+    auto hex = [](const std::string& bytes) {
+      std::string out;
+      char pair[4];
+      for (unsigned char byte : bytes) {
+        (void)std::snprintf(pair, sizeof pair, out.empty() ? "%02X" : ":%02X", byte);
+        out += pair;
+      }
+      return out;
+    };
+    Error failure =
+        MakeError(ErrorKind::kUnavailable,
+                  "TLS handshake with " + endpoint_ + " failed: " +
+                      (!digested ? std::string("the server sent no certificate")
+                                 : "the certificate's SHA-256 fingerprint is " + hex(actual) +
+                                       ", not the pinned " + hex(options_.pinned_sha256)));
     failure.lasting = true;
     Fail(failure);
     return false;

@@ -30,6 +30,9 @@ struct ConnectOptions {
   bool implicit_tls = true;  // TLS handshake right after TCP connect
   std::string ca_file;       // extra trusted CA certificates (PEM), optional
   bool verify_certificate = true;
+  // SHA-256 of the server certificate (32 bytes) to accept instead of a
+  // chain to a trusted CA and a matching name: a pinned self-signed server.
+  std::string pinned_sha256;
   uint32_t connect_timeout_ms = 30000;  // resolve + TCP connect + TLS handshake
   uint32_t read_timeout_ms = 120000;    // no bytes received for this long
 };

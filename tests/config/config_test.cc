@@ -1,8 +1,10 @@
 #include "mailmirror/config.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 namespace mailmirror {
@@ -281,7 +283,8 @@ TEST(ConfigTest, RetryKeys) {
   EXPECT_DOUBLE_EQ(set.max_retry_wait_seconds, 600);
 
   std::string message = ParseError(head + "retries = 101\n");
-  EXPECT_NE(message.find("accounts.a.retries: expected an integer from 0 to 100"), std::string::npos)
+  EXPECT_NE(message.find("accounts.a.retries: expected an integer from 0 to 100"),
+            std::string::npos)
       << message;
   for (const char* bad : {"-1", "nan", "\"soon\"", "86401"}) {
     message = ParseError(head + "retry_delay = " + bad + "\n");
@@ -289,6 +292,55 @@ TEST(ConfigTest, RetryKeys) {
               std::string::npos)
         << message;
   }
+}
+
+TEST(ConfigTest, TlsFingerprintInTheUsualSpellings) {
+  const std::string head = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  const std::string hex = "0123456789ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef";
+  std::string colons;
+  for (size_t i = 0; i < hex.size(); i += 2) colons += (i > 0 ? ":" : "") + hex.substr(i, 2);
+  for (const std::string& spelling :
+       {hex, colons, "SHA256:" + colons, "sha256 Fingerprint=" + colons}) {
+    AccountConfig account = ParseOk(head + "tls_fingerprint = \"" + spelling + "\"\n").accounts[0];
+    ASSERT_EQ(account.tls_fingerprint.size(), 32u) << spelling;
+    EXPECT_EQ(static_cast<unsigned char>(account.tls_fingerprint[0]), 0x01) << spelling;
+    EXPECT_EQ(static_cast<unsigned char>(account.tls_fingerprint[31]), 0xef) << spelling;
+  }
+  EXPECT_TRUE(ParseOk(head).accounts[0].tls_fingerprint.empty());
+  for (const std::string& bad :
+       {hex.substr(2), hex + "00", "0:1" + hex.substr(2), colons + ":", "zz" + hex.substr(2)}) {
+    std::string message = ParseError(head + "tls_fingerprint = \"" + bad + "\"\n");
+    EXPECT_NE(message.find("accounts.a.tls_fingerprint: expected a SHA-256 fingerprint"),
+              std::string::npos)
+        << bad << ": " << message;
+  }
+}
+
+TEST(ConfigTest, PasswordInAFileOthersMayReadIsWarnedAbout) {
+  char dir_template[] = "/tmp/mailmirror-config-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string path = std::string(dir_template) + "/config.toml";
+  auto write = [&path](const std::string& secret_key) {
+    std::ofstream(path) << "[accounts.a]\nhost = \"h\"\nuser = \"u\"\n" << secret_key << "\n";
+  };
+  write("password = \"hunter2\"");
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  Result<Config> readable = LoadConfig(path);
+  ASSERT_TRUE(readable.ok()) << readable.error().message;
+  ASSERT_EQ(readable->warnings.size(), 1u);
+  EXPECT_NE(readable->warnings[0].find("readable by everyone (mode 0644): chmod 600"),
+            std::string::npos)
+      << readable->warnings[0];
+  EXPECT_EQ(readable->warnings[0].find("hunter2"), std::string::npos);
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);
+  EXPECT_NE(LoadConfig(path)->warnings.at(0).find("its group"), std::string::npos);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_TRUE(LoadConfig(path)->warnings.empty());
+  // A password command instead of a password: nothing to hide.
+  write("password_cmd = \"pass show mail\"");
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  EXPECT_TRUE(LoadConfig(path)->warnings.empty());
+  std::filesystem::remove_all(dir_template);
 }
 
 // Non-ASCII text is fine in one-line string values and comments, and

@@ -162,8 +162,14 @@ class ServerConn {
   }
 
   // Server side of a TLS handshake with `id`. Records the SNI it received.
-  bool StartTls(const Identity& id) {
+  // `max_version`: offer nothing newer (e.g. TLS1_1_VERSION); 0 for any.
+  bool StartTls(const Identity& id, int max_version = 0) {
     ctx_ = SSL_CTX_new(TLS_server_method());
+    if (max_version != 0) {
+      SSL_CTX_set_security_level(ctx_, 0);  // let this server speak old TLS at all
+      SSL_CTX_set_min_proto_version(ctx_, TLS1_VERSION);
+      SSL_CTX_set_max_proto_version(ctx_, max_version);
+    }
     SSL_CTX_use_certificate(ctx_, id.cert);
     SSL_CTX_use_PrivateKey(ctx_, id.key);
     ssl_ = SSL_new(ctx_);
@@ -585,6 +591,77 @@ TEST(ConnectionTest, VerifyCertificateFalseAcceptsSelfSigned) {
   ExpectClosedOk(rec);
   EXPECT_EQ(rec.connected, 1);
   EXPECT_EQ(rec.received, "* OK secure\r\n");
+}
+
+std::string Sha256Of(X509* cert) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EXPECT_EQ(X509_digest(cert, EVP_sha256(), digest, &length), 1);
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+TEST(ConnectionTest, PinnedFingerprintAcceptsItsSelfSignedCertificate) {
+  TestServer server([&](ServerConn& c) {
+    if (!c.StartTls(ThePki().self_signed)) return;
+    c.Write("* OK pinned\r\n");
+    c.ReadToEnd();
+  });
+  EventLoop loop;
+  Recorder rec;
+  Connection conn(&loop, &rec);
+  rec.on_data = [&](std::string_view) { conn.Close(); };
+  ConnectOptions options = Options(server.port(), /*implicit_tls=*/true);
+  options.ca_file.clear();
+  options.pinned_sha256 = Sha256Of(ThePki().self_signed.cert);
+  conn.Connect(options);
+  RunBounded(loop, [&] { conn.Close(); });
+  server.Join();
+
+  ExpectClosedOk(rec);
+  EXPECT_EQ(rec.received, "* OK pinned\r\n");
+}
+
+TEST(ConnectionTest, PinnedFingerprintMismatchIsRefusedBeforeAnyByteIsSent) {
+  std::string after_handshake;
+  TestServer server([&](ServerConn& c) {
+    c.StartTls(ThePki().server);  // trusted by ca_file, but not the pinned one
+    after_handshake = c.ReadToEnd();
+  });
+  EventLoop loop;
+  Recorder rec;
+  Connection conn(&loop, &rec);
+  ConnectOptions options = Options(server.port(), /*implicit_tls=*/true);
+  options.pinned_sha256 = Sha256Of(ThePki().self_signed.cert);
+  conn.Connect(options);
+  conn.Write("a LOGIN user secret\r\n");
+  RunBounded(loop, [&] { conn.Close(); });
+  server.Join();
+
+  ExpectError(rec, ErrorKind::kUnavailable, "SHA-256 fingerprint is ");
+  ExpectError(rec, ErrorKind::kUnavailable, ", not the pinned ");
+  ASSERT_FALSE(rec.status.value().ok());
+  EXPECT_TRUE(rec.status->error().lasting);
+  EXPECT_EQ(rec.connected, 0);
+  EXPECT_EQ(after_handshake.find("LOGIN"), std::string::npos);
+}
+
+TEST(ConnectionTest, TlsBelowVersion12IsRefused) {
+  TestServer server([&](ServerConn& c) {
+    c.StartTls(ThePki().server, TLS1_1_VERSION);
+    c.ReadToEnd();
+  });
+  EventLoop loop;
+  Recorder rec;
+  Connection conn(&loop, &rec);
+  conn.Connect(Options(server.port(), /*implicit_tls=*/true));
+  conn.Write("a LOGIN user secret\r\n");
+  RunBounded(loop, [&] { conn.Close(); });
+  server.Join();
+
+  ExpectError(rec, ErrorKind::kUnavailable, "TLS handshake with 127.0.0.1:");
+  ASSERT_FALSE(rec.status.value().ok());
+  EXPECT_TRUE(rec.status->error().lasting) << rec.status->error().message;
+  EXPECT_EQ(rec.connected, 0);
 }
 
 TEST(ConnectionTest, IpAddressMissingFromCertificateIsRejected) {

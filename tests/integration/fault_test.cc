@@ -225,6 +225,26 @@ TEST_F(FaultTest, ThrottleLongerThanAllowedExits75WithATime) {
   ExpectMirror(Sync());
 }
 
+// The protocol trace (-vvv) masks the credentials of AUTHENTICATE PLAIN
+// and of LOGIN (used when the greeting offers no AUTH=PLAIN).
+TEST_F(FaultTest, ProtocolTraceNeverShowsThePassword) {
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  // base64("\0alice\0alice-secret"): the SASL PLAIN initial response.
+  const std::string sasl = "AGFsaWNlAGFsaWNlLXNlY3JldA==";
+  for (bool login_command : {false, true}) {
+    if (login_command) proxy_->Plan(Rewrite("AUTH=PLAIN", "X-NO-PLAIN"));
+    CommandResult run = Sync("-vvv");
+    EXPECT_EQ(run.exit_code, 0) << Report(run);
+    EXPECT_NE(run.err.find(login_command ? "LOGIN <secret>" : "AUTHENTICATE <secret>"),
+              std::string::npos)
+        << Report(run);
+    for (const std::string& secret : {std::string("alice-secret"), sasl}) {
+      EXPECT_EQ(run.err.find(secret), std::string::npos) << login_command;
+      EXPECT_EQ(run.out.find(secret), std::string::npos) << login_command;
+    }
+  }
+}
+
 // --- Hostile and broken servers
 
 // A run against the rewritten server fails that folder with exit 76 and

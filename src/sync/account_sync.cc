@@ -453,6 +453,8 @@ void AccountSync::OnWorkerClosed(Worker* worker) {
     ScheduleReopen(worker);
     return;
   }
+  // Out of attempts: not to be revived for a folder's retry either.
+  if (worker->failures >= account_.retries) worker->given_up = true;
   // An idle session that dropped may be the last one: the remaining folders
   // then need it to report them.
   if (!folders_done_ && !worker->busy) PostNextFolder(worker);

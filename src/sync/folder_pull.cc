@@ -716,11 +716,13 @@ void FolderPull::IssueChunks() {
       Chunk chunk;
       std::string set = NextChunk(chunk);
       if (set.empty()) continue;  // everything in the range is already here
+      const uint32_t low = chunk.low;
       lane.chunks.push_back(std::move(chunk));
       ++lane.in_flight;
       ++chunks_in_flight_;
-      lane.session_->UidFetch(set, kFetchItems, &lane,
-                              [this, &lane](const Status& fetched) { OnChunkDone(lane, fetched); });
+      lane.session_->UidFetch(set, kFetchItems, &lane, [this, &lane, low](const Status& fetched) {
+        OnChunkDone(lane, low, fetched);
+      });
     }
     // A helper with nothing left to fetch goes back to the pool.
     if (i > 0 && lane.ready && lane.in_flight == 0 && (next_chunk_ == 0 || !fetch_status_.ok())) {
@@ -751,22 +753,28 @@ std::string FolderPull::NextChunk(Chunk& chunk) {
   return set;
 }
 
-Status FolderPull::CheckAnswer(Chunk& chunk, uint32_t uid) const {
+// Servers may interleave the answers of pipelined commands, so a UID may
+// belong to any chunk of the lane still in flight (they are disjoint).
+Status FolderPull::CheckAnswer(std::deque<Chunk>& chunks, uint32_t uid) const {
   auto refuse = [&](const std::string& what) {
+    std::string asked;
+    for (const Chunk& chunk : chunks) {
+      asked += (asked.empty() ? "" : ", ") + std::to_string(chunk.low) + ":" +
+               (chunk.high == 0 ? std::string("*") : std::to_string(chunk.high));
+    }
     return MakeError(ErrorKind::kProtocol,
-                     "folder " + job_.local_name + ": the server sent " + what +
-                         " in answer to UID FETCH " + std::to_string(chunk.low) + ":" +
-                         (chunk.high == 0 ? std::string("*") : std::to_string(chunk.high)) +
+                     "the server sent " + what + " in answer to UID FETCH " + asked +
                          "; stopped so that no message is stored under a wrong UID");
   };
   if (uid == 0) return refuse("a message with UID 0");
-  // "n:*" also matches the highest UID below n (RFC 3501 §6.4.8).
-  const bool below = uid < chunk.low && !(chunk.high == 0 && uid < fetch_from_);
-  if (below || (chunk.high != 0 && uid > chunk.high)) {
-    return refuse("UID " + std::to_string(uid) + ", which was not asked for");
+  for (Chunk& chunk : chunks) {
+    // "n:*" also matches the highest UID below n (RFC 3501 §6.4.8).
+    const bool open_below = chunk.high == 0 && uid < chunk.low && uid < fetch_from_;
+    if (!open_below && (uid < chunk.low || (chunk.high != 0 && uid > chunk.high))) continue;
+    if (!chunk.answered.insert(uid).second) return refuse("UID " + std::to_string(uid) + " twice");
+    return Status::Ok();
   }
-  if (!chunk.answered.insert(uid).second) return refuse("UID " + std::to_string(uid) + " twice");
-  return Status::Ok();
+  return refuse("UID " + std::to_string(uid) + ", which was not asked for");
 }
 
 // Messages per command: about kChunkBytes by the sizes seen so far.
@@ -776,10 +784,10 @@ size_t FolderPull::ChunkMessages() const {
   return std::clamp<size_t>(kChunkBytes / average, kChunkMessagesMin, kChunkMessagesMax);
 }
 
-void FolderPull::OnChunkDone(Lane& lane, const Status& status) {
+void FolderPull::OnChunkDone(Lane& lane, uint32_t low, const Status& status) {
   --lane.in_flight;
   --chunks_in_flight_;
-  if (!lane.chunks.empty()) lane.chunks.pop_front();
+  std::erase_if(lane.chunks, [low](const Chunk& chunk) { return chunk.low == low; });
   if (!status.ok()) {
     lane.current_.reset();  // a body cut off by the failure is dropped (and unlinked)
     if (fetch_status_.ok()) fetch_status_ = status;
@@ -837,7 +845,7 @@ Status FolderPull::Lane::OnBodyEnd() { return current_->Finish(); }
 
 Status FolderPull::Lane::OnMessage(const imap::FetchedMessage& message) {
   if (message.uid && message.has_body && !chunks.empty()) {
-    Status checked = pull_->CheckAnswer(chunks.front(), *message.uid);
+    Status checked = pull_->CheckAnswer(chunks, *message.uid);
     if (!checked.ok()) {
       current_.reset();  // not stored: dropped from tmp/
       return checked;

@@ -20,8 +20,8 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -134,7 +134,7 @@ class FolderPull {
     uint32_t high = 0;  // 0: open-ended ("low:*")
     std::unordered_set<uint32_t> answered;
   };
-  Status CheckAnswer(Chunk& chunk, uint32_t uid) const;
+  Status CheckAnswer(std::deque<Chunk>& chunks, uint32_t uid) const;
 
   // One session fetching chunks of the download, with the body it is
   // streaming: lane 0 is the folder's own session, others are helpers.
@@ -150,7 +150,7 @@ class FolderPull {
     imap::Session* session_;
     std::unique_ptr<store::TmpMessage> current_;
     size_t in_flight = 0;
-    std::deque<Chunk> chunks;       // in flight, oldest (the one answering) first
+    std::deque<Chunk> chunks;       // in flight, oldest first
     bool ready = false;             // selected, may take chunks
     std::function<void()> release;  // helpers: give the session back
   };
@@ -204,7 +204,7 @@ class FolderPull {
   // The next range's UID set ("" if all known) and its bounds.
   std::string NextChunk(Chunk& chunk);
   size_t ChunkMessages() const;
-  void OnChunkDone(Lane& lane, const Status& status);
+  void OnChunkDone(Lane& lane, uint32_t low, const Status& status);
   void OnFetchDone(const Status& status);
   Status FlushBatch(bool folder_done = false);
   void SubmitDiskWork(std::unique_ptr<DiskWork> work, std::function<void(const Status&)> then);

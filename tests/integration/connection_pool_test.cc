@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "support/dovecot_fixture.h"
+#include "support/fault_proxy.h"
 #include "support/run_command.h"
 #include "support/sync_checks.h"
 
@@ -41,11 +42,17 @@ Mirror MirrorAt(const std::string& root) {
   return mirror;
 }
 
+// Alice's account with `connections` sessions, through `port` if not 0.
 std::string WriteConfig(const DovecotServer& server, const std::string& name,
-                        const std::string& maildir, int connections) {
+                        const std::string& maildir, int connections, int port = 0) {
+  std::string account = testing::AliceAccount(server, maildir);
+  if (port != 0) {
+    const std::string direct = "port = " + std::to_string(server.imaps_port()) + "\n";
+    account.replace(account.find(direct), direct.size(), "port = " + std::to_string(port) + "\n");
+  }
   std::string path = server.dir() + "/" + name + ".toml";
   std::ofstream out(path);
-  out << testing::AliceAccount(server, maildir) << "connections = " << connections << "\n";
+  out << account << "connections = " << connections << "\n";
   return path;
 }
 
@@ -123,25 +130,30 @@ size_t CountLines(const std::string& text, const std::string& needle) {
 }
 
 TEST(ConnectionPoolTest, IdleSessionsHelpDownloadLargeFolders) {
-  // 20,000 messages: INBOX gets about 9,500 and Archive/2023 6,900, far
-  // more than their sessions have asked for when the sessions of the small
-  // folders (Sent Items 2,400, Entwürfe 950, ...) run out of work.
+  // 8,000 messages: INBOX (the largest, about 3,800) goes to the first
+  // session, whose line the proxy slows to 400 kB/s; Archive/2023 (2,800),
+  // Sent Items (950) and the small folders go to three fast sessions, which
+  // run out of work while INBOX has thousands of messages left to ask for.
+  // (Without the slow line, whether that happens depends on how fast the
+  // sessions log in: a loaded machine may finish the small folders last.)
   auto server = DovecotServer::Start({});
   ASSERT_NE(server, nullptr);
   testing::BulkOptions bulk;
-  bulk.count = 20000;
+  bulk.count = 8000;
   bulk.big_mb = 1;
   ASSERT_TRUE(server->SeedBulk("alice", bulk));
+  testing::FaultProxy proxy(server->imaps_port());
+  testing::FaultPlan slow_line;
+  slow_line.down_bytes_per_second = 400000;
+  proxy.Plan(slow_line);
   const std::string maildir = server->dir() + "/local";
-  const std::string config = WriteConfig(*server, "helped", maildir, 4);
+  const std::string config = WriteConfig(*server, "helped", maildir, 4, proxy.port());
   CommandResult result = RunCommand(SyncCommand(config, "-vvv"));
   ASSERT_EQ(result.exit_code, 0) << Report(result).substr(0, 4000);
 
-  // A large folder was examined by its own session and by a helper, which
-  // fetched UID ranges of it.
-  const size_t inbox = CountLines(result.err, " EXAMINE INBOX");
-  const size_t archive = CountLines(result.err, " EXAMINE Archive/2023");
-  EXPECT_GE(std::max(inbox, archive), 2u) << inbox << " and " << archive << " EXAMINEs";
+  // INBOX was examined by its own session and by helpers, which fetched UID
+  // ranges of it.
+  EXPECT_GE(CountLines(result.err, " EXAMINE INBOX"), 2u) << Report(result).substr(0, 4000);
   EXPECT_EQ(result.err.find("server sent no content"), std::string::npos);
 
   // Every message exactly once, in the right folder, nothing left in tmp/.

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -44,6 +45,8 @@ struct FaultProxy::Link {
   uint64_t up = 0;
   bool stalled = false;
   bool closing = false;  // flush what is buffered, then close both
+  // With a rate limit: no reading from the server before this.
+  std::chrono::steady_clock::time_point read_server_at;
 };
 
 FaultProxy::FaultProxy(int upstream_port) : upstream_port_(upstream_port) {
@@ -190,15 +193,23 @@ void FaultProxy::Serve() {
     return true;
   };
 
+  using Clock = std::chrono::steady_clock;
   for (;;) {
     std::vector<pollfd> fds;
     fds.push_back({wake_[0], POLLIN, 0});
     fds.push_back({listener_, POLLIN, 0});
+    const Clock::time_point now = Clock::now();
+    int timeout_ms = -1;
     for (Link& link : links) {
       short client_events = 0;
       short server_events = 0;
       if (!link.closing && link.to_server.size() < kMaxBuffered) client_events |= POLLIN;
-      if (!link.closing && !link.stalled && link.to_client.size() < kMaxBuffered) {
+      const bool rate_limited = link.read_server_at > now;
+      if (rate_limited) {
+        auto wait = std::chrono::ceil<std::chrono::milliseconds>(link.read_server_at - now);
+        timeout_ms = timeout_ms < 0 ? int(wait.count()) : std::min(timeout_ms, int(wait.count()));
+      }
+      if (!link.closing && !link.stalled && !rate_limited && link.to_client.size() < kMaxBuffered) {
         server_events |= POLLIN;
       }
       if (!link.to_client.empty()) client_events |= POLLOUT;
@@ -206,7 +217,7 @@ void FaultProxy::Serve() {
       fds.push_back({link.client, client_events, 0});
       fds.push_back({link.server, server_events, 0});
     }
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -230,8 +241,16 @@ void FaultProxy::Serve() {
         }
       }
       if ((server.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && (server.events & POLLIN) != 0) {
-        ssize_t n = ::recv(link.server, buffer, sizeof buffer, 0);
+        const uint64_t rate = link.plan.down_bytes_per_second;
+        // A rate-limited link reads a 20th of a second's worth at a time.
+        const size_t most =
+            rate > 0 ? std::clamp<size_t>(rate / 20, 1, sizeof buffer) : sizeof buffer;
+        ssize_t n = ::recv(link.server, buffer, most, 0);
         if (n > 0) {
+          if (rate > 0) {
+            link.read_server_at = std::max(link.read_server_at, Clock::now()) +
+                                  std::chrono::microseconds(uint64_t(n) * 1000000 / rate);
+          }
           from_server(link, std::string_view(buffer, static_cast<size_t>(n)));
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
           // The server closed: pass on what it sent, then close.

@@ -33,7 +33,10 @@ struct FaultPlan {
   // Stop forwarding the server's bytes after this many (the connection
   // stays open, silent, until the client gives up).
   std::optional<uint64_t> stall_down_after;
-  int delay_ms = 0;  // before each chunk forwarded from the server
+  int delay_ms = 0;  // before each chunk forwarded from the server (stalls every link)
+  // Forwards the server's bytes at most this fast (0: as fast as they come),
+  // without holding up the other links: a slow line for one session.
+  uint64_t down_bytes_per_second = 0;
   // Server lines (CRLF-terminated): the first line containing `first` gets
   // that text replaced by `second`; each rule applies once.
   std::vector<std::pair<std::string, std::string>> rewrites;

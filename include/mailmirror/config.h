@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "mailmirror/providers.h"
 #include "mailmirror/status.h"
 
 namespace mailmirror {
@@ -38,7 +39,8 @@ inline bool IncludesRemote(Sides sides) { return sides == Sides::kBoth || sides 
 inline bool IncludesLocal(Sides sides) { return sides == Sides::kBoth || sides == Sides::kLocal; }
 
 struct AccountConfig {
-  std::string name;  // the NAME of [accounts.NAME]
+  std::string name;      // the NAME of [accounts.NAME]
+  std::string provider;  // the preset it started from (providers.h), or empty
   std::string host;
   uint16_t port = 993;
   TlsMode tls = TlsMode::kImplicit;
@@ -48,8 +50,16 @@ struct AccountConfig {
   // certificate is accepted whoever signed it and whatever names it lists.
   std::string tls_fingerprint;
   std::string user;
-  std::string password;              // set when the config holds the password itself
-  std::string password_cmd;          // else: a shell command printing it
+  std::string password;      // set when the config holds the password itself
+  std::string password_cmd;  // else: a shell command printing it
+  AuthMechanism auth = AuthMechanism::kAuto;
+  // A shell command printing an OAuth 2.0 access token; run again once when
+  // the server rejects the token (it may have expired).
+  std::string oauth_token_cmd;
+  // The built-in OAuth 2.0 client (`mailmirror auth`): from the preset,
+  // overridden by the oauth_* keys.
+  OAuthEndpoints oauth;
+  std::string oauth_client_secret;   // some platforms want one even for device flows
   std::string maildir;               // local root, "~" expanded; required by sync
   std::string layout = "verbatim";   // "verbatim" or "maildir++"
   std::string state_dir;             // index and lock; default <maildir>/.mailmirror
@@ -70,6 +80,16 @@ struct AccountConfig {
   double retry_delay_seconds = 1;
   double max_retry_wait_seconds = 300;
 };
+
+// Whether the account can log in with an OAuth 2.0 access token: a token
+// command, or the built-in client (client id and token endpoint known).
+inline bool HasTokenSource(const AccountConfig& account) {
+  return !account.oauth_token_cmd.empty() ||
+         (!account.oauth.client_id.empty() && !account.oauth.token_url.empty());
+}
+inline bool HasPasswordSource(const AccountConfig& account) {
+  return !account.password.empty() || !account.password_cmd.empty();
+}
 
 struct Config {
   std::string path;                     // the file it was read from

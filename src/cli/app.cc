@@ -9,6 +9,7 @@
 #include "cli/list_command.h"
 #include "cli/sync_command.h"
 #include "mailmirror/config.h"
+#include "mailmirror/providers.h"
 #include "mailmirror/status.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -96,6 +97,22 @@ int RunRepair(const GlobalOptions& global, const std::vector<std::string>& names
   return RunSync(global, names, sync::SyncOptions{});
 }
 
+// The presets `provider = "NAME"` selects, with what each fills in.
+int RunProviders() {
+  for (const Provider& provider : Providers()) {
+    std::cout << provider.name << ": " << provider.description << "\n"
+              << "  host = \"" << provider.host << "\", port = " << provider.port
+              << ", tls = \"implicit\", auth = \"" << AuthMechanismName(provider.auth) << "\"\n";
+    if (!provider.oauth.token_url.empty()) {
+      std::cout << "  oauth_device_url = \"" << provider.oauth.device_authorization_url << "\"\n"
+                << "  oauth_token_url = \"" << provider.oauth.token_url << "\"\n"
+                << "  oauth_scope = \"" << provider.oauth.scope << "\"\n";
+    }
+    std::cout << "  " << provider.notes << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -132,6 +149,9 @@ int Main(int argc, char** argv) {
                  "Delete even when a folder would lose more than max_delete_fraction of its "
                  "messages, or its Maildir directory is gone");
 
+  CLI::App* providers = app.add_subcommand(
+      "providers", "List the provider presets (provider = \"NAME\") and what each sets");
+
   std::vector<std::string> repair_accounts;
   CLI::App* repair = app.add_subcommand(
       "repair",
@@ -166,6 +186,7 @@ int Main(int argc, char** argv) {
   if (list->parsed()) return RunList(global, list_accounts);
   if (sync->parsed()) return RunSync(global, sync_accounts, sync_options);
   if (repair->parsed()) return RunRepair(global, repair_accounts);
+  if (providers->parsed()) return RunProviders();
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

@@ -28,6 +28,7 @@ namespace mailmirror {
 namespace {
 
 constexpr const char* kAccountKeys[] = {
+    "provider",
     "host",
     "port",
     "tls",
@@ -36,6 +37,13 @@ constexpr const char* kAccountKeys[] = {
     "user",
     "password",
     "password_cmd",
+    "auth",
+    "oauth_token_cmd",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_scope",
+    "oauth_device_url",
+    "oauth_token_url",
     "maildir",
     "layout",
     "state_dir",
@@ -107,6 +115,11 @@ constexpr Choice<CompressMode> kCompressChoices[] = {
     {"auto", CompressMode::kAuto}, {"yes", CompressMode::kYes}, {"no", CompressMode::kNo}};
 constexpr Choice<TlsMode> kTlsChoices[] = {
     {"implicit", TlsMode::kImplicit}, {"starttls", TlsMode::kStartTls}, {"none", TlsMode::kNone}};
+constexpr Choice<AuthMechanism> kAuthChoices[] = {{"auto", AuthMechanism::kAuto},
+                                                  {"plain", AuthMechanism::kPlain},
+                                                  {"login", AuthMechanism::kLogin},
+                                                  {"xoauth2", AuthMechanism::kXoauth2},
+                                                  {"oauthbearer", AuthMechanism::kOauthBearer}};
 constexpr Choice<SyncDirection> kDirectionChoices[] = {
     {"both", SyncDirection::kBoth}, {"pull", SyncDirection::kPull}, {"push", SyncDirection::kPush}};
 constexpr Choice<Sides> kSidesChoices[] = {{"both", Sides::kBoth},
@@ -260,6 +273,33 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     }
     return Status::Ok();
   }
+  if (key == "auth") {
+    Result<std::string> value = GetString(v, node, key_path);
+    if (!value) return value.error();
+    Result<AuthMechanism> mechanism = PickChoice(v, node, key_path, *value, kAuthChoices);
+    if (!mechanism) return mechanism.error();
+    account.auth = *mechanism;
+    return Status::Ok();
+  }
+  if (key.rfind("oauth_", 0) == 0) {
+    Result<std::string> value = GetString(v, node, key_path);
+    if (!value) return value.error();
+    if (value->empty() && key != "oauth_client_secret") {
+      return v.At(node.source(), key_path, "must not be empty");
+    }
+    if ((key == "oauth_device_url" || key == "oauth_token_url") &&
+        value->rfind("https://", 0) != 0) {
+      return v.At(node.source(), key_path,
+                  "expected an https:// URL (tokens are never sent unencrypted)");
+    }
+    if (key == "oauth_token_cmd") account.oauth_token_cmd = *value;
+    if (key == "oauth_client_id") account.oauth.client_id = *value;
+    if (key == "oauth_client_secret") account.oauth_client_secret = *value;
+    if (key == "oauth_scope") account.oauth.scope = *value;
+    if (key == "oauth_device_url") account.oauth.device_authorization_url = *value;
+    if (key == "oauth_token_url") account.oauth.token_url = *value;
+    return Status::Ok();
+  }
   if (key == "tls_fingerprint") {
     Result<std::string> value = GetString(v, node, key_path);
     if (!value) return value.error();
@@ -315,6 +355,46 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
   return v.At(node.source(), key_path, "unknown key (known keys: " + KnownKeysList() + ")");
 }
 
+// Whether the account holds what its `auth` needs: a password for PLAIN and
+// LOGIN, a token source for the OAuth mechanisms, either for "auto".
+Status CheckCredentials(const Validator& v, const toml::node& node, const std::string& prefix,
+                        const toml::table& table, const AccountConfig& account) {
+  const bool password = table.contains("password") || table.contains("password_cmd");
+  const bool token = HasTokenSource(account);
+  const std::string token_hint =
+      "set oauth_token_cmd (a command printing an access token), or oauth_client_id and run "
+      "`mailmirror auth " +
+      account.name + "`";
+  switch (account.auth) {
+    case AuthMechanism::kPlain:
+    case AuthMechanism::kLogin:
+      if (!password) {
+        return v.At(node.source(), prefix,
+                    std::string("auth = \"") + AuthMechanismName(account.auth) +
+                        "\" needs key \"password\" or \"password_cmd\"");
+      }
+      break;
+    case AuthMechanism::kXoauth2:
+    case AuthMechanism::kOauthBearer:
+      if (!token) {
+        std::string what = account.provider.empty()
+                               ? std::string("auth = \"") + AuthMechanismName(account.auth) + "\""
+                               : "provider \"" + account.provider + "\"";
+        return v.At(node.source(), prefix,
+                    what + " logs in with an OAuth 2.0 access token: " + token_hint);
+      }
+      break;
+    case AuthMechanism::kAuto:
+      if (!password && !token) {
+        return v.At(
+            node.source(), prefix,
+            "missing key \"password\" or \"password_cmd\" (or, for OAuth 2.0, " + token_hint + ")");
+      }
+      break;
+  }
+  return Status::Ok();
+}
+
 Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
                                    const toml::node& node) {
   const std::string prefix = "accounts." + std::string(name);
@@ -328,8 +408,30 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
   }
   AccountConfig account;
   account.name = std::string(name);
+  // The preset first, so that every key set explicitly overrides it.
+  std::optional<uint16_t> preset_port;
+  if (const toml::node* provider_node = table->get("provider")) {
+    Result<std::string> provider_name = GetString(v, *provider_node, prefix + ".provider");
+    if (!provider_name) return provider_name.error();
+    const Provider* provider = FindProvider(*provider_name);
+    if (provider == nullptr) {
+      std::string known;
+      for (const Provider& each : Providers())
+        known += std::string(known.empty() ? "" : ", ") + "\"" + each.name + "\"";
+      return v.At(provider_node->source(), prefix + ".provider",
+                  "unknown provider \"" + *provider_name + "\" (known: " + known +
+                      "; `mailmirror providers` lists their settings)");
+    }
+    account.provider = provider->name;
+    account.host = provider->host;
+    account.tls = TlsMode::kImplicit;
+    preset_port = provider->port;
+    account.auth = provider->auth;
+    account.oauth = provider->oauth;
+  }
   std::optional<uint16_t> explicit_port;
   for (const auto& [key, value] : *table) {
+    if (key.str() == "provider") continue;
     Status applied = ApplyAccountKey(v, prefix + "." + std::string(key.str()), key.str(), value,
                                      account, explicit_port);
     if (!applied) return applied.error();
@@ -339,10 +441,13 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
   if (table->contains("password") && table->contains("password_cmd")) {
     return v.At(node.source(), prefix, "set either \"password\" or \"password_cmd\", not both");
   }
-  if (!table->contains("password") && !table->contains("password_cmd")) {
-    return v.At(node.source(), prefix, "missing key \"password\" or \"password_cmd\"");
-  }
-  account.port = explicit_port.value_or(account.tls == TlsMode::kImplicit ? 993 : 143);
+  Status credentials = CheckCredentials(v, node, prefix, *table, account);
+  if (!credentials) return credentials.error();
+  // A preset's port holds for the preset's TLS mode only.
+  const bool tls_overridden = table->contains("tls") && account.tls != TlsMode::kImplicit;
+  account.port = explicit_port.value_or(preset_port && !tls_overridden      ? *preset_port
+                                        : account.tls == TlsMode::kImplicit ? 993
+                                                                            : 143);
   if (account.state_dir.empty() && !account.maildir.empty()) {
     account.state_dir = account.maildir + "/.mailmirror";
   }

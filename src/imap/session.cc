@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "imap/mailbox_name.h"
+#include "imap/sasl.h"
 #include "imap/throttle.h"
 #include "util/base64.h"
 #include "util/log.h"
@@ -248,7 +249,7 @@ Status Session::OnResponse(const Response& response) {
       OnTagged(response);
       break;
     case ResponseType::kContinuation:
-      OnContinuation();
+      OnContinuation(response.text);
       break;
     case ResponseType::kCondition:
       if (response.condition == Condition::kBye) {
@@ -350,6 +351,7 @@ void Session::OnTagged(const Response& response) {
       reply.code_raw = std::string(response.code->raw);
     }
     reply.text = std::string(response.text);
+    reply.challenge = std::move(it->challenge);
     Pending pending = std::move(*it);
     in_flight_.erase(it);
     if (pending.fetch_sink != nullptr && CurrentFetchSink() == nullptr) {
@@ -366,13 +368,14 @@ void Session::OnTagged(const Response& response) {
   Log(LogLevel::kDebug, "ignoring reply for unknown tag " + Printable(response.tag));
 }
 
-void Session::OnContinuation() {
+void Session::OnContinuation(std::string_view text) {
   if (!awaiting_continuation_ || in_flight_.empty()) {
     Fail(MakeError(ErrorKind::kProtocol,
                    "server " + options_.server + " sent an unexpected continuation request"));
     return;
   }
   // Nothing is sent after a command that waits for "+", so it is the last.
+  in_flight_.back().challenge = std::string(text);
   SendNextPart(in_flight_.back());
   SendQueued();
 }
@@ -435,15 +438,23 @@ LiteralPolicy Session::literal_policy() const {
 
 // --- Login
 
-void Session::Login(std::string user, std::string password, Done done) {
+void Session::Login(LoginCredentials credentials, Done done) {
   if (failure_) {
     done(*failure_);
     return;
   }
-  user_ = std::move(user);
-  password_ = std::move(password);
+  credentials_ = std::move(credentials);
+  token_refused_ = false;
   login_done_ = std::move(done);
   if (state_ != State::kGreeting) AfterGreeting();
+}
+
+void Session::Login(std::string user, std::string password, Done done) {
+  LoginCredentials credentials;
+  credentials.user = std::move(user);
+  credentials.password = std::move(password);
+  credentials.has_password = true;
+  Login(std::move(credentials), std::move(done));
 }
 
 void Session::AfterGreeting() {
@@ -495,46 +506,115 @@ void Session::StartTlsUpgrade() {
   });
 }
 
-void Session::Authenticate() {
-  Command command;
-  if (capabilities_.Has("AUTH=PLAIN")) {
-    // RFC 4616: authzid NUL authcid NUL password, base64 encoded.
-    std::string message;
-    message += '\0';
-    message += user_;
-    message += '\0';
-    message += password_;
-    std::string initial = Base64Encode(message);
-    command.verb = "AUTHENTICATE";
-    command.sensitive = true;
-    if (capabilities_.Has("SASL-IR")) {
-      command.parts = {"AUTHENTICATE PLAIN " + (initial.empty() ? "=" : initial) + "\r\n"};
-    } else {
-      command.parts = {"AUTHENTICATE PLAIN\r\n", initial + "\r\n"};
-    }
-  } else if (capabilities_.Has("LOGINDISABLED")) {
-    Fail(MakeError(ErrorKind::kConfig,
-                   "server " + options_.server +
-                       " forbids LOGIN on this connection (LOGINDISABLED) and offers no "
-                       "mechanism mailmirror supports; use tls = \"implicit\" or \"starttls\""));
-    return;
-  } else {
-    Result<Command> login = CommandBuilder("LOGIN", literal_policy())
-                                .AString(user_)
-                                .AString(password_)
-                                .Sensitive()
-                                .Build();
-    if (!login.ok()) {
-      Fail(login.error());
-      return;
-    }
-    command = std::move(login).value();
+namespace {
+
+// "AUTH=PLAIN AUTH=XOAUTH2", or "none", for messages.
+std::string OfferedMechanisms(const Capabilities& capabilities) {
+  std::string offered;
+  for (const std::string& capability : capabilities.items()) {
+    if (capability.rfind("AUTH=", 0) == 0) offered += (offered.empty() ? "" : " ") + capability;
   }
-  Execute(std::move(command), nullptr, [this](Result<TaggedReply> reply) {
+  return offered.empty() ? "none" : offered;
+}
+
+// An AUTHENTICATE command: the initial response with SASL-IR, else after
+// the first "+"; then `error_ack`, sent only if the server answers with a
+// challenge (its error report) instead of a tagged reply.
+Command SaslCommand(const std::string& mechanism, const std::string& initial, bool sasl_ir,
+                    std::optional<std::string_view> error_ack) {
+  Command command;
+  command.verb = "AUTHENTICATE";
+  command.sensitive = true;
+  const std::string encoded = Base64Encode(initial);
+  if (sasl_ir) {
+    command.parts = {"AUTHENTICATE " + mechanism + " " + (encoded.empty() ? "=" : encoded) +
+                     "\r\n"};
+  } else {
+    command.parts = {"AUTHENTICATE " + mechanism + "\r\n", encoded + "\r\n"};
+  }
+  if (error_ack) command.parts.push_back(Base64Encode(*error_ack) + "\r\n");
+  return command;
+}
+
+}  // namespace
+
+Result<Command> Session::LoginCommand(std::string& mechanism) const {
+  const LoginCredentials& login = credentials_;
+  const bool token = !login.token.empty();
+  const bool password = login.has_password;
+  auto offers = [this](const char* name) { return capabilities_.Has(std::string("AUTH=") + name); };
+  const bool sasl_ir = capabilities_.Has("SASL-IR");
+  auto not_offered = [&](const std::string& what) {
+    return MakeError(ErrorKind::kConfig, "server " + options_.server + " does not offer " + what +
+                                             " (it offers " + OfferedMechanisms(capabilities_) +
+                                             "); check auth in the config");
+  };
+
+  AuthMechanism chosen = login.mechanism;
+  if (chosen == AuthMechanism::kAuto) {
+    if (token && offers("OAUTHBEARER")) {
+      chosen = AuthMechanism::kOauthBearer;
+    } else if (token && offers("XOAUTH2")) {
+      chosen = AuthMechanism::kXoauth2;
+    } else if (password && offers("PLAIN")) {
+      chosen = AuthMechanism::kPlain;
+    } else if (password) {
+      chosen = AuthMechanism::kLogin;
+    } else {
+      return not_offered("an OAuth 2.0 mechanism (AUTH=OAUTHBEARER or AUTH=XOAUTH2)");
+    }
+  }
+  switch (chosen) {
+    case AuthMechanism::kOauthBearer:
+      if (!offers("OAUTHBEARER")) return not_offered("AUTH=OAUTHBEARER");
+      mechanism = "OAUTHBEARER";
+      return SaslCommand(mechanism,
+                         OAuthBearerResponse(login.user, login.host, login.port, login.token),
+                         sasl_ir, kOAuthBearerErrorAck);
+    case AuthMechanism::kXoauth2:
+      if (!offers("XOAUTH2")) return not_offered("AUTH=XOAUTH2");
+      mechanism = "XOAUTH2";
+      return SaslCommand(mechanism, Xoauth2Response(login.user, login.token), sasl_ir,
+                         kXoauth2ErrorAck);
+    case AuthMechanism::kPlain:
+      if (!offers("PLAIN")) return not_offered("AUTH=PLAIN");
+      mechanism = "PLAIN";
+      return SaslCommand(mechanism, PlainResponse(login.user, login.password), sasl_ir,
+                         std::nullopt);
+    case AuthMechanism::kLogin:
+    case AuthMechanism::kAuto:
+      break;
+  }
+  mechanism = "LOGIN";
+  if (capabilities_.Has("LOGINDISABLED")) {
+    return MakeError(ErrorKind::kConfig,
+                     "server " + options_.server +
+                         " forbids LOGIN on this connection (LOGINDISABLED) and offers no "
+                         "mechanism mailmirror can use with this config (it offers " +
+                         OfferedMechanisms(capabilities_) +
+                         "); use tls = \"implicit\" or \"starttls\", or check auth");
+  }
+  return CommandBuilder("LOGIN", literal_policy())
+      .AString(login.user)
+      .AString(login.password)
+      .Sensitive()
+      .Build();
+}
+
+void Session::Authenticate() {
+  std::string mechanism;
+  Result<Command> command = LoginCommand(mechanism);
+  if (!command.ok()) {
+    Fail(command.error());
+    return;
+  }
+  Execute(std::move(command).value(), nullptr, [this, mechanism](Result<TaggedReply> reply) {
     if (!reply.ok()) return;
-    password_.assign(password_.size(), '\0');
-    password_.clear();
     if (reply->condition == Condition::kOk) {
+      credentials_.password.assign(credentials_.password.size(), '\0');
+      credentials_.password.clear();
+      credentials_.token.assign(credentials_.token.size(), '\0');
+      credentials_.token.clear();
       state_ = State::kAuthenticated;
       // Servers advertise more after login; the list in the OK is current.
       if (reply->code != "CAPABILITY") capabilities_.Clear();
@@ -546,9 +626,25 @@ void Session::Authenticate() {
     std::optional<uint64_t> delay = ThrottleDelayMs(reply->code, reply->text);
     if (delay) kind = ErrorKind::kTemporary;
     if (reply->condition == Condition::kBad) kind = ErrorKind::kProtocol;
-    std::string hint = kind == ErrorKind::kAuth ? " (check user and password)" : "";
-    Error error = MakeError(kind, "server " + options_.server + " rejected login as \"" + user_ +
-                                      "\": " + DescribeReply(*reply) + hint);
+    const bool oauth = mechanism == "XOAUTH2" || mechanism == "OAUTHBEARER";
+    std::string reason;
+    if (oauth) {
+      std::optional<std::string> challenge = Base64Decode(reply->challenge);
+      if (challenge) {
+        reason = DescribeOAuthError(*challenge);
+        token_refused_ = OAuthErrorIsInvalidToken(*challenge);
+      }
+      // Servers that send no JSON (Microsoft's "AUTHENTICATE failed.")
+      // leave open whether the token expired: a fresh one may pass.
+      if (reason.empty() && kind == ErrorKind::kAuth) token_refused_ = true;
+    }
+    std::string hint = kind != ErrorKind::kAuth ? ""
+                       : !reason.empty()        ? ": " + reason
+                       : oauth ? " (check user, and that the token is for this account)"
+                               : " (check user and password)";
+    Error error =
+        MakeError(kind, "server " + options_.server + " rejected " + mechanism + " login as \"" +
+                            credentials_.user + "\": " + DescribeReply(*reply) + hint);
     error.throttle_ms = delay;
     FinishLogin(error);
   });

@@ -26,6 +26,7 @@
 #include "imap/deflate_stream.h"
 #include "imap/parser.h"
 #include "imap/sequence_set.h"
+#include "mailmirror/providers.h"
 #include "mailmirror/status.h"
 
 namespace mailmirror::imap {
@@ -49,6 +50,7 @@ class Capabilities {
   bool empty() const { return names_.empty(); }
   bool Has(std::string_view name) const;
   std::string ToString() const;
+  const std::set<std::string>& items() const { return names_; }  // upper-case
 
  private:
   std::set<std::string> names_;  // upper-case
@@ -74,6 +76,20 @@ struct TaggedReply {
   std::string code;      // response code name, upper-case, may be empty
   std::string code_raw;  // its payload
   std::string text;
+  std::string challenge;  // text of the last "+" the command got (SASL), may be empty
+};
+
+// What Login authenticates with. An empty token means none; a password
+// counts when has_password (it may be empty).
+struct LoginCredentials {
+  std::string user;
+  std::string password;
+  bool has_password = false;
+  std::string token;  // OAuth 2.0 access token
+  AuthMechanism mechanism = AuthMechanism::kAuto;
+  // Sent in OAUTHBEARER's initial response (RFC 7628 §3.1).
+  std::string host;
+  uint16_t port = 0;
 };
 
 struct MailboxInfo {
@@ -169,11 +185,20 @@ class Session : private ResponseHandler, private LiteralSink {
   // --- Operations.
 
   // Waits for the greeting, upgrades with STARTTLS if asked, learns the
-  // capabilities and authenticates (AUTHENTICATE PLAIN when offered, with
-  // SASL-IR when possible, else LOGIN). Errors: kAuth when the server
-  // rejects the credentials, kUnavailable for BYE greetings and missing
-  // STARTTLS, kConfig when the server forbids every login we could do.
+  // capabilities and authenticates with the mechanism asked for, or (auto)
+  // the strongest the server offers that the credentials satisfy:
+  // OAUTHBEARER, then XOAUTH2 with a token; PLAIN, then LOGIN with a
+  // password; with SASL-IR when offered. Errors: kAuth when the server
+  // rejects the credentials (an OAuth error challenge decoded into the
+  // message; see token_refused()), kUnavailable for BYE greetings and
+  // missing STARTTLS, kConfig when the server offers no mechanism we could
+  // use. After a kAuth failure the session may Login again.
+  void Login(LoginCredentials credentials, Done done);
+  // Password login as above, for tests and tools.
   void Login(std::string user, std::string password, Done done);
+  // Whether the last login failed because the server refused the OAuth
+  // token as invalid or expired (a fresh token may pass).
+  bool token_refused() const { return token_refused_; }
 
   // Lists every mailbox with its message, unseen and UID counts, using
   // LIST-STATUS when offered, else LIST and pipelined STATUS commands.
@@ -292,6 +317,7 @@ class Session : private ResponseHandler, private LiteralSink {
     UntaggedHandler on_untagged;
     ReplyHandler on_reply;
     FetchSink* fetch_sink = nullptr;  // UID FETCH commands
+    std::string challenge;            // the last continuation's text
   };
 
   Status OnResponse(const Response& response) override;
@@ -303,12 +329,15 @@ class Session : private ResponseHandler, private LiteralSink {
   Status OnGreeting(const Response& response);
   void DispatchUntagged(const Response& response);
   void OnTagged(const Response& response);
-  void OnContinuation();
+  void OnContinuation(std::string_view text);
 
   void AfterGreeting();
   void StartTlsUpgrade();
   void EnsureCapabilities(std::function<void()> next);
   void Authenticate();
+  // The AUTHENTICATE or LOGIN command for credentials_ and the server's
+  // capabilities; `mechanism` gets its name.
+  Result<Command> LoginCommand(std::string& mechanism) const;
   void FinishLogin(Status status);
 
   // Parses plaintext from the server; bytes left after COMPRESS's OK go
@@ -347,9 +376,9 @@ class Session : private ResponseHandler, private LiteralSink {
   std::unique_ptr<DeflateStream> compression_;  // after COMPRESS DEFLATE
 
   // Login in progress.
-  std::string user_;
-  std::string password_;
+  LoginCredentials credentials_;
   Done login_done_;
+  bool token_refused_ = false;
 };
 
 }  // namespace mailmirror::imap

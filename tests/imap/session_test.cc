@@ -957,4 +957,168 @@ TEST_F(LoggedInSessionTest, UnknownTagIsIgnored) {
 }
 
 }  // namespace
+// --- OAuth 2.0 (XOAUTH2, OAUTHBEARER) and the choice of mechanism.
+
+class OAuthSessionTest : public SessionTest {
+ protected:
+  void StartTokenLogin(AuthMechanism mechanism, const std::string& token = "tok-1",
+                       bool with_password = false) {
+    LoginCredentials credentials;
+    credentials.user = "alice@example.com";
+    credentials.token = token;
+    credentials.mechanism = mechanism;
+    credentials.host = "imap.test";
+    credentials.port = 993;
+    if (with_password) {
+      credentials.password = "secret";
+      credentials.has_password = true;
+    }
+    login_status_.reset();
+    session_->Login(credentials, [this](Status status) { login_status_ = status; });
+  }
+};
+
+std::string Xoauth2(const std::string& user, const std::string& token) {
+  return Base64Encode("user=" + user + "\x01" + "auth=Bearer " + token + "\x01\x01");
+}
+
+TEST_F(OAuthSessionTest, Xoauth2WithSaslIr) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kXoauth2);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(),
+            "A1 AUTHENTICATE XOAUTH2 " + Xoauth2("alice@example.com", "tok-1") + "\r\n");
+  Server("A1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+  EXPECT_TRUE(session_->authenticated());
+  EXPECT_EQ(transport_.TakeSent(), "");  // the error acknowledgement is never sent
+}
+
+TEST_F(OAuthSessionTest, AutoPrefersOAuthBearerWithItsGs2Header) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kAuto, "tok-1", /*with_password=*/true);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER] hi\r\n");
+  EXPECT_EQ(transport_.TakeSent(),
+            "A1 AUTHENTICATE OAUTHBEARER " +
+                Base64Encode("n,a=alice@example.com,\x01host=imap.test\x01port=993\x01"
+                             "auth=Bearer tok-1\x01\x01") +
+                "\r\n");
+}
+
+TEST_F(OAuthSessionTest, AutoFallsBackToXoauth2ThenToThePassword) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kAuto, "tok-1", /*with_password=*/true);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2] hi\r\n");
+  EXPECT_NE(transport_.TakeSent().find("AUTHENTICATE XOAUTH2 "), std::string::npos);
+
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kAuto, "tok-1", /*with_password=*/true);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi\r\n");
+  EXPECT_EQ(
+      transport_.TakeSent(),
+      "A1 AUTHENTICATE PLAIN " + PlainInitialResponse("alice@example.com", "secret") + "\r\n");
+}
+
+TEST_F(OAuthSessionTest, Xoauth2WithoutSaslIrWaitsForTheContinuation) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kXoauth2);
+  Server("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 AUTHENTICATE XOAUTH2\r\n");
+  Server("+ \r\n");
+  EXPECT_EQ(transport_.TakeSent(), Xoauth2("alice@example.com", "tok-1") + "\r\n");
+  Server("A1 OK [CAPABILITY IMAP4rev1] done\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok());
+}
+
+TEST_F(OAuthSessionTest, Xoauth2ErrorChallengeIsAnsweredAndDecoded) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kXoauth2);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready\r\n");
+  transport_.TakeSent();
+  Server("+ " +
+         Base64Encode(R"({"status":"401","schemes":"bearer","scope":"https://mail.google.com/"})") +
+         "\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "\r\n");  // XOAUTH2's empty response
+  EXPECT_FALSE(login_status_.has_value());
+  Server("A1 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  ASSERT_FALSE(login_status_->ok());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kAuth);
+  const std::string& message = login_status_->error().message;
+  EXPECT_NE(message.find("rejected XOAUTH2 login as \"alice@example.com\""), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("the access token is invalid or expired (status 401"), std::string::npos)
+      << message;
+  EXPECT_TRUE(session_->token_refused());
+  EXPECT_EQ(message.find("tok-1"), std::string::npos);
+
+  // The session stays usable: a fresh token logs in on it.
+  StartTokenLogin(AuthMechanism::kXoauth2, "tok-2");
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 AUTHENTICATE XOAUTH2 " + Xoauth2("alice@example.com", "tok-2") + "\r\n");
+  Server("A2 OK [CAPABILITY IMAP4rev1] welcome\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  EXPECT_TRUE(login_status_->ok()) << login_status_->error().message;
+  EXPECT_FALSE(session_->token_refused());
+}
+
+TEST_F(OAuthSessionTest, OAuthBearerMissingScopeIsNotAnExpiredToken) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kOauthBearer);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] ready\r\n");
+  transport_.TakeSent();
+  Server("+ " + Base64Encode(R"({"status":"insufficient_scope","scope":"mail.read"})") + "\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "AQ==\r\n");  // RFC 7628: a single ^A
+  Server("A1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  ASSERT_FALSE(login_status_->ok());
+  EXPECT_NE(login_status_->error().message.find("lacks the scope the server needs (mail.read)"),
+            std::string::npos)
+      << login_status_->error().message;
+  EXPECT_FALSE(session_->token_refused());
+}
+
+TEST_F(OAuthSessionTest, MicrosoftsBareNoMayBeAnExpiredToken) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kXoauth2);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready\r\n");
+  transport_.TakeSent();
+  Server("A1 NO AUTHENTICATE failed.\r\n");
+  ASSERT_TRUE(login_status_.has_value());
+  ASSERT_FALSE(login_status_->ok());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kAuth);
+  EXPECT_TRUE(session_->token_refused());
+  EXPECT_NE(login_status_->error().message.find("that the token is for this account"),
+            std::string::npos);
+}
+
+TEST_F(OAuthSessionTest, TokenWithoutAnOAuthMechanismSendsNothing) {
+  MakeSession(Security::kTls);
+  StartTokenLogin(AuthMechanism::kAuto);
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "");
+  ASSERT_TRUE(login_status_.has_value());
+  ASSERT_FALSE(login_status_->ok());
+  EXPECT_EQ(login_status_->error().kind, ErrorKind::kConfig);
+  EXPECT_NE(login_status_->error().message.find(
+                "does not offer an OAuth 2.0 mechanism (AUTH=OAUTHBEARER or AUTH=XOAUTH2) (it "
+                "offers AUTH=LOGIN AUTH=PLAIN)"),
+            std::string::npos)
+      << login_status_->error().message;
+}
+
+TEST_F(OAuthSessionTest, ExplicitLoginUsesTheLoginCommandEvenWithPlainOffered) {
+  MakeSession(Security::kTls);
+  LoginCredentials credentials;
+  credentials.user = "alice";
+  credentials.password = "secret";
+  credentials.has_password = true;
+  credentials.mechanism = AuthMechanism::kLogin;
+  session_->Login(credentials, [this](Status status) { login_status_ = status; });
+  Server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n");
+  EXPECT_EQ(transport_.TakeSent(), "A1 LOGIN alice secret\r\n");
+}
+
 }  // namespace mailmirror::imap

@@ -160,7 +160,7 @@ TEST_F(ListTest, WrongPasswordExits77) {
   StartServer();
   CommandResult result = List(WriteConfig(TlsAccount("wrong")));
   EXPECT_EQ(result.exit_code, 77) << result.err;
-  EXPECT_NE(result.err.find("rejected login as \"alice\""), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("rejected PLAIN login as \"alice\""), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("check user and password"), std::string::npos) << result.err;
   EXPECT_EQ(result.out, "");
 }

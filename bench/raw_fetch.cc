@@ -43,6 +43,7 @@ struct Reference {
   mm::net::EventLoop loop;
   mm::AccountConfig account;
   std::string password;
+  std::vector<std::unique_ptr<mm::account::Credentials>> credentials;
   std::deque<std::string> folders;
   std::vector<std::unique_ptr<mm::account::ImapConnection>> sessions;
   Discard sink;
@@ -70,8 +71,10 @@ struct Reference {
     auto connection = std::make_unique<mm::account::ImapConnection>(&loop, account);
     mm::account::ImapConnection* raw = connection.get();
     sessions.push_back(std::move(connection));
+    credentials.push_back(std::make_unique<mm::account::Credentials>(
+        mm::account::Credentials::WithPassword(account, password)));
     raw->Open(
-        password,
+        credentials.back().get(),
         [this, raw, ready](const mm::Status& status) {
           if (!status.ok()) {
             std::fprintf(stderr, "raw_fetch: %s\n", status.error().message.c_str());

@@ -117,4 +117,9 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path);
 // error naming the account and the command's exit status.
 Result<std::string> ResolvePassword(const AccountConfig& account);
 
+// The first line `command` (the value of `key`, e.g. "oauth_token_cmd")
+// prints, run through /bin/sh -c; errors as for password_cmd.
+Result<std::string> RunSecretCommand(const AccountConfig& account, const std::string& key,
+                                     const std::string& command);
+
 }  // namespace mailmirror

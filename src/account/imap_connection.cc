@@ -40,23 +40,13 @@ std::string ImapConnection::server() const {
   return account_.host + ":" + std::to_string(account_.port);
 }
 
-void ImapConnection::Open(std::string password, std::function<void(Status)> ready,
+void ImapConnection::Open(Credentials* credentials, std::function<void(Status)> ready,
                           std::function<void()> closed) {
+  credentials_ = credentials;
   ready_ = std::move(ready);
   closed_ = std::move(closed);
   // Login waits for the greeting, so it can be queued before connecting.
-  session_.Login(account_.user, std::move(password), [this](Status status) {
-    if (status.ok() && WantsCompression()) {
-      session_.Compress([this](const Result<bool>& compressed) {
-        if (compressed.ok() && *compressed) {
-          Log(LogLevel::kDebug, "session to " + server() + " is compressed (COMPRESS=DEFLATE)");
-        }
-        Ready(compressed.status());
-      });
-      return;
-    }
-    Ready(std::move(status));
-  });
+  Login();
   net::ConnectOptions options;
   options.host = account_.host;
   options.port = account_.port;
@@ -66,6 +56,35 @@ void ImapConnection::Open(std::string password, std::function<void(Status)> read
   options.connect_timeout_ms = account_.connect_timeout_seconds * 1000;
   options.read_timeout_ms = account_.timeout_seconds * 1000;
   connection_.Connect(options);
+}
+
+void ImapConnection::Login() {
+  token_sent_ = credentials_->token();
+  session_.Login(credentials_->ForLogin(), [this](Status status) { OnLogin(std::move(status)); });
+}
+
+void ImapConnection::OnLogin(Status status) {
+  if (!status.ok() && status.error().kind == ErrorKind::kAuth && session_.token_refused()) {
+    Result<bool> renewed = credentials_->Renew(token_sent_);
+    if (!renewed.ok()) {
+      Ready(renewed.error().Wrap(status.error().message + "; getting a fresh token failed"));
+      return;
+    }
+    if (*renewed) {
+      Login();  // on the same session: a refused login leaves it open
+      return;
+    }
+  }
+  if (status.ok() && WantsCompression()) {
+    session_.Compress([this](const Result<bool>& compressed) {
+      if (compressed.ok() && *compressed) {
+        Log(LogLevel::kDebug, "session to " + server() + " is compressed (COMPRESS=DEFLATE)");
+      }
+      Ready(compressed.status());
+    });
+    return;
+  }
+  Ready(std::move(status));
 }
 
 bool ImapConnection::WantsCompression() const {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "account/credentials.h"
 #include "imap/session.h"
 #include "mailmirror/config.h"
 #include "mailmirror/status.h"
@@ -25,11 +26,14 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   ImapConnection(const ImapConnection&) = delete;
   ImapConnection& operator=(const ImapConnection&) = delete;
 
-  // Connects, upgrades to TLS as configured and logs in. `ready` runs once
-  // when the session is authenticated or failed; `closed` runs once, last,
-  // when the connection is gone, from its own loop turn (so the owner may
-  // destroy this object there).
-  void Open(std::string password, std::function<void(Status)> ready, std::function<void()> closed);
+  // Connects, upgrades to TLS as configured and logs in; an access token
+  // the server refuses as invalid or expired is renewed once (shared by the
+  // account's sessions through `credentials`, which must outlive this) and
+  // tried again. `ready` runs once when the session is authenticated or
+  // failed; `closed` runs once, last, when the connection is gone, from its
+  // own loop turn (so the owner may destroy this object there).
+  void Open(Credentials* credentials, std::function<void(Status)> ready,
+            std::function<void()> closed);
 
   imap::Session& session() { return session_; }
 
@@ -41,6 +45,8 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
  private:
   // COMPRESS=DEFLATE after login: offered, and allowed by `compress`.
   bool WantsCompression() const;
+  void Login();
+  void OnLogin(Status status);
   void Ready(Status status);
 
   // net::ConnectionObserver
@@ -57,7 +63,8 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   const AccountConfig& account_;
   net::Connection connection_;
   imap::Session session_;
-  std::string password_;
+  Credentials* credentials_ = nullptr;
+  std::string token_sent_;  // the access token of the login in progress
   std::function<void(Status)> ready_;
   std::function<void()> closed_;
   bool closing_ = false;

@@ -1,8 +1,10 @@
 #include "cli/app.h"
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/accounts.h"
@@ -11,6 +13,7 @@
 #include "mailmirror/config.h"
 #include "mailmirror/providers.h"
 #include "mailmirror/status.h"
+#include "oauth/oauth_client.h"
 #include "util/log.h"
 #include "util/version.h"
 
@@ -97,6 +100,25 @@ int RunRepair(const GlobalOptions& global, const std::vector<std::string>& names
   return RunSync(global, names, sync::SyncOptions{});
 }
 
+// Signs an account in with the OAuth 2.0 device flow and stores its tokens.
+int RunAuth(const GlobalOptions& global, const std::string& name) {
+  Result<Config> config = Load(global);
+  if (!config.ok()) return Report(config.error());
+  Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, {name});
+  if (!accounts.ok()) return Report(accounts.error());
+  const AccountConfig& account = *accounts->front();
+  Result<oauth::TokenSet> tokens = oauth::RunDeviceFlow(account, std::cout, [](int64_t seconds) {
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  });
+  if (!tokens.ok()) return Report(tokens.error());
+  if (!global.quiet) {
+    std::cout << "Signed in. Tokens stored in " << oauth::TokenFilePath(account)
+              << " (mode 0600); `mailmirror sync " << account.name
+              << "` refreshes them as they expire.\n";
+  }
+  return kExitOk;
+}
+
 // The presets `provider = "NAME"` selects, with what each fills in.
 int RunProviders() {
   for (const Provider& provider : Providers()) {
@@ -149,6 +171,13 @@ int Main(int argc, char** argv) {
                  "Delete even when a folder would lose more than max_delete_fraction of its "
                  "messages, or its Maildir directory is gone");
 
+  std::string auth_account;
+  CLI::App* auth = app.add_subcommand(
+      "auth",
+      "Sign an account in with OAuth 2.0 (device flow: prints a URL and a code to enter there) "
+      "and store its tokens for sync");
+  auth->add_option("ACCOUNT", auth_account, "The account to sign in")->required();
+
   CLI::App* providers = app.add_subcommand(
       "providers", "List the provider presets (provider = \"NAME\") and what each sets");
 
@@ -187,6 +216,7 @@ int Main(int argc, char** argv) {
   if (sync->parsed()) return RunSync(global, sync_accounts, sync_options);
   if (repair->parsed()) return RunRepair(global, repair_accounts);
   if (providers->parsed()) return RunProviders();
+  if (auth->parsed()) return RunAuth(global, auth_account);
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

@@ -38,19 +38,21 @@ std::vector<AccountListing> ListAccounts(const std::vector<const AccountConfig*>
   std::vector<AccountListing> listings(accounts.size());
   net::EventLoop loop;
   std::vector<std::unique_ptr<account::ImapConnection>> connections;
+  std::vector<std::unique_ptr<account::Credentials>> credentials;
   for (size_t i = 0; i < accounts.size(); ++i) {
     AccountListing& listing = listings[i];
     listing.account = accounts[i];
-    Result<std::string> password = ResolvePassword(*accounts[i]);
-    if (!password.ok()) {
-      listing.mailboxes = password.error();
+    Result<account::Credentials> resolved = account::Credentials::Resolve(*accounts[i]);
+    if (!resolved.ok()) {
+      listing.mailboxes = resolved.error();
       continue;
     }
+    credentials.push_back(std::make_unique<account::Credentials>(std::move(resolved).value()));
     auto connection = std::make_unique<account::ImapConnection>(&loop, *accounts[i]);
     account::ImapConnection* raw = connection.get();
     connections.push_back(std::move(connection));
     raw->Open(
-        std::move(password).value(),
+        credentials.back().get(),
         [raw, &listing](const Status& status) {
           if (!status.ok()) {
             listing.mailboxes = status.error();

@@ -636,12 +636,12 @@ Result<Config> LoadConfig(const std::string& path) {
   return config;
 }
 
-Result<std::string> ResolvePassword(const AccountConfig& account) {
-  if (account.password_cmd.empty()) return account.password;
-  std::FILE* pipe = ::popen(account.password_cmd.c_str(), "r");
+Result<std::string> RunSecretCommand(const AccountConfig& account, const std::string& key,
+                                     const std::string& command) {
+  std::FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) {
-    return MakeError(ErrorKind::kConfig, "account " + account.name +
-                                             ": cannot run password_cmd: " + std::strerror(errno));
+    return MakeError(ErrorKind::kConfig, "account " + account.name + ": cannot run " + key + ": " +
+                                             std::strerror(errno));
   }
   std::string output;
   char buffer[4096];
@@ -652,17 +652,21 @@ Result<std::string> ResolvePassword(const AccountConfig& account) {
     std::string how = status != -1 && WIFEXITED(status)
                           ? "exited with status " + std::to_string(WEXITSTATUS(status))
                           : "failed";
-    return MakeError(ErrorKind::kConfig, "account " + account.name + ": password_cmd " + how +
-                                             ": " + account.password_cmd);
+    return MakeError(ErrorKind::kConfig,
+                     "account " + account.name + ": " + key + " " + how + ": " + command);
   }
   std::string line = output.substr(0, output.find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty()) {
-    return MakeError(
-        ErrorKind::kConfig,
-        "account " + account.name + ": password_cmd printed nothing: " + account.password_cmd);
+    return MakeError(ErrorKind::kConfig,
+                     "account " + account.name + ": " + key + " printed nothing: " + command);
   }
   return line;
+}
+
+Result<std::string> ResolvePassword(const AccountConfig& account) {
+  if (account.password_cmd.empty()) return account.password;
+  return RunSecretCommand(account, "password_cmd", account.password_cmd);
 }
 
 }  // namespace mailmirror

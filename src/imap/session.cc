@@ -608,6 +608,8 @@ void Session::Authenticate() {
     Fail(command.error());
     return;
   }
+  Log(LogLevel::kDebug,
+      "logging in to " + options_.server + " as " + credentials_.user + " with " + mechanism);
   Execute(std::move(command).value(), nullptr, [this, mechanism](Result<TaggedReply> reply) {
     if (!reply.ok()) return;
     if (reply->condition == Condition::kOk) {

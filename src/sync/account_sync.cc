@@ -111,15 +111,15 @@ void AccountSync::Start() {
     Status root = MakeDirectories(account_.maildir, 0700);
     if (!root.ok()) return Fail(root.error());
   }
-  Result<std::string> password = ResolvePassword(account_);
-  if (!password.ok()) return Fail(password.error());
-  password_ = std::move(password).value();
+  Result<account::Credentials> credentials = account::Credentials::Resolve(account_);
+  if (!credentials.ok()) return Fail(credentials.error());
+  credentials_ = std::make_unique<account::Credentials>(std::move(credentials).value());
 
   Worker* first = workers_.emplace_back(std::make_unique<Worker>()).get();
   first->connection = std::make_unique<account::ImapConnection>(loop_, account_);
   first->busy = true;  // logging in and listing
   first->connection->Open(
-      password_, [this](const Status& status) { OnLoggedIn(status); },
+      credentials_.get(), [this](const Status& status) { OnLoggedIn(status); },
       [this, first] { OnWorkerClosed(first); });
 }
 
@@ -291,7 +291,7 @@ void AccountSync::OpenExtraWorker() {
       loop_, account_, std::to_string(worker->number + 1));
   worker->busy = true;  // logging in
   worker->connection->Open(
-      password_, [this, worker](const Status& status) { OnExtraReady(worker, status); },
+      credentials_.get(), [this, worker](const Status& status) { OnExtraReady(worker, status); },
       [this, worker] { OnWorkerClosed(worker); });
 }
 
@@ -553,7 +553,7 @@ void AccountSync::Reopen(Worker* worker) {
   worker->closing = false;
   worker->busy = true;
   worker->connection->Open(
-      password_,
+      credentials_.get(),
       [this, worker, listing](const Status& status) {
         if (listing) return OnLoggedIn(status);
         OnReopened(worker, status);

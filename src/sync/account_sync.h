@@ -151,7 +151,7 @@ class AccountSync {
   std::unique_ptr<AccountLock> lock_;
   std::unique_ptr<store::Index> index_;
   std::unique_ptr<DiskWriter> disk_;
-  std::string password_;  // for the extra sessions
+  std::unique_ptr<account::Credentials> credentials_;  // shared by the sessions
   std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<imap::PersonalNamespace> namespace_;
   std::vector<FolderJob> jobs_;

@@ -27,8 +27,9 @@ SessionRun RunSession(const AccountConfig& account, const std::string& password)
   SessionRun run;
   net::EventLoop loop;
   account::ImapConnection connection(&loop, account);
+  account::Credentials credentials = account::Credentials::WithPassword(account, password);
   connection.Open(
-      password,
+      &credentials,
       [&](Status status) {
         run.login = status;
         if (!status.ok()) return connection.Finish();
@@ -148,8 +149,9 @@ TEST(SessionIntegrationTest, ConditionalStoreUidExpungeAppendAndMove) {
   std::optional<imap::Session::AppendResult> appended;
   std::optional<imap::Session::MoveResult> moved;
   uint32_t uidvalidity = 0;
+  account::Credentials credentials = account::Credentials::WithPassword(account, "alice-secret");
   connection.Open(
-      "alice-secret",
+      &credentials,
       [&](Status status) {
         if (!check(status, "login")) return connection.Finish();
         session.Enable({"CONDSTORE"}, [&](const Result<std::set<std::string>>&) {

@@ -1,11 +1,11 @@
 // LmdbIndex: the Index of index.h on one LMDB environment.
 //
-// On-disk schema, version 3
+// On-disk schema, version 4
 // -------------------------
 // Files: <dir>/data.mdb and <dir>/lock.mdb (mode 0600; <dir> is 0700).
 // Named databases (key -> value):
 //
-//   meta        "schema_version"           -> u32 LE (currently 3)
+//   meta        "schema_version"           -> u32 LE (currently 4)
 //               "next_folder_id"           -> u32 LE, the next id to hand out
 //   folders     folder key                 -> FolderRecord value
 //   folder_ids  u32 BE folder id           -> remote name (raw bytes)
@@ -13,6 +13,8 @@
 //   stems       u32 BE folder id, stem bytes -> u32 BE uid
 //   digests     u64 BE digest              -> u32 BE folder id, u32 BE uid
 //               (MDB_DUPSORT | MDB_DUPFIXED: one key, many 8-byte values)
+//   gm_msgids   u64 BE X-GM-MSGID          -> u32 BE folder id, u32 BE uid
+//               (the same shape: Gmail's message ids across label folders)
 //
 // Integers in keys are big-endian so that LMDB's bytewise key order is
 // numeric order: a cursor walks one folder's messages in UID order, and the
@@ -39,9 +41,12 @@
 //   MessageRecord: 0x01 | bits (one byte; bit 0: in_cur) | flags | stem |
 //                  keyword count | keywords... | size | remote_size |
 //                  internaldate (zigzag) | digest (8 bytes LE)
+//                  Format 0x02 (schema 4, written only for messages with a
+//                  Gmail message id) adds | gm_msgid (varint).
 //                  The UID is not repeated: it is in the key.
 //
-// Opening a schema 1 or 2 index stores version 3: its records stay readable.
+// Opening a schema 1, 2 or 3 index stores version 4: its records stay
+// readable, and its gm_msgids database starts empty, as no record has an id.
 //
 // A value with another format byte or with trailing bytes is reported as
 // corruption (kIo): a format change bumps the schema version, and Open
@@ -52,7 +57,7 @@
 //   - stems[(f, m.stem)] == m.uid for each message m of folder f with a
 //     non-empty stem, and stems holds nothing else;
 //   - digests holds (m.digest -> (f, m.uid)) for each message with a non-zero
-//     digest, and nothing else;
+//     digest, and nothing else; gm_msgids likewise for m.gm_msgid;
 //   - folder_ids[r.id] == r.remote_name for each folder record r, and
 //     next_folder_id exceeds every id ever handed out.
 #include "store/index.h"
@@ -75,8 +80,9 @@
 namespace mailmirror::store {
 namespace {
 
-constexpr uint32_t kSchemaVersion = 3;
-constexpr uint8_t kRecordFormat = 1;  // messages; folders written by schema 1
+constexpr uint32_t kSchemaVersion = 4;
+constexpr uint8_t kRecordFormat = 1;       // messages; folders written by schema 1
+constexpr uint8_t kRecordFormatGmail = 2;  // messages with a gm_msgid
 constexpr uint8_t kFolderFormatV2 = 2;
 constexpr uint8_t kFolderFormat = 3;
 constexpr unsigned int kMaxDbs = 8;  // six used, room for two more (journal, tombstones)
@@ -256,7 +262,7 @@ std::string EncodeMessage(const MessageRecord& message) {
   size_t keyword_bytes = 0;
   for (const std::string& keyword : message.keywords) keyword_bytes += keyword.size() + 1;
   out.reserve(40 + message.stem.size() + keyword_bytes);
-  out.push_back(static_cast<char>(kRecordFormat));
+  out.push_back(static_cast<char>(message.gm_msgid != 0 ? kRecordFormatGmail : kRecordFormat));
   out.push_back(static_cast<char>(message.in_cur ? 1 : 0));
   AppendVarint(out, message.flags);
   AppendString(out, message.stem);
@@ -266,6 +272,7 @@ std::string EncodeMessage(const MessageRecord& message) {
   AppendVarint(out, message.remote_size);
   AppendVarint(out, ZigZag(message.internaldate));
   AppendFixed64Le(out, message.digest);
+  if (message.gm_msgid != 0) AppendVarint(out, message.gm_msgid);
   return out;
 }
 
@@ -274,8 +281,9 @@ bool DecodeMessage(std::string_view in, uint32_t uid, MessageRecord* message) {
   uint8_t format = 0;
   uint8_t bits = 0;
   uint64_t keyword_count = 0;
-  if (!d.Byte(&format) || format != kRecordFormat || !d.Byte(&bits) || bits > 1 ||
-      !d.Varint32(&message->flags) || !d.String(&message->stem) || !d.Varint(&keyword_count) ||
+  if (!d.Byte(&format) || (format != kRecordFormat && format != kRecordFormatGmail) ||
+      !d.Byte(&bits) || bits > 1 || !d.Varint32(&message->flags) || !d.String(&message->stem) ||
+      !d.Varint(&keyword_count) ||
       keyword_count > d.remaining()) {  // each keyword takes at least its length byte
     return false;
   }
@@ -287,9 +295,14 @@ bool DecodeMessage(std::string_view in, uint32_t uid, MessageRecord* message) {
   }
   uint64_t internaldate = 0;
   if (!d.Varint(&message->size) || !d.Varint(&message->remote_size) || !d.Varint(&internaldate) ||
-      !d.Fixed64Le(&message->digest) || d.remaining() != 0) {
+      !d.Fixed64Le(&message->digest)) {
     return false;
   }
+  message->gm_msgid = 0;
+  if (format == kRecordFormatGmail && (!d.Varint(&message->gm_msgid) || message->gm_msgid == 0)) {
+    return false;
+  }
+  if (d.remaining() != 0) return false;
   message->internaldate = UnZigZag(internaldate);
   return true;
 }
@@ -305,7 +318,7 @@ std::string FolderKey(std::string_view remote_name) {
   return key;
 }
 
-// Also the value of a digests entry.
+// Also the value of a digests or gm_msgids entry.
 std::string MessageKey(uint32_t folder_id, uint32_t uid) {
   std::string key;
   AppendBe32(key, folder_id);
@@ -321,6 +334,7 @@ std::string StemKey(uint32_t folder_id, std::string_view stem) {
   return key;
 }
 
+// Key of a digests or gm_msgids entry.
 std::string DigestKey(uint64_t digest) {
   std::string key;
   AppendBe64(key, digest);
@@ -473,6 +487,7 @@ class LmdbIndex final : public Index {
                                                  const std::vector<uint32_t>& uids) override;
   Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id, std::string_view stem) override;
   Result<std::vector<std::pair<uint32_t, uint32_t>>> FindDigest(uint64_t digest) override;
+  Result<std::vector<std::pair<uint32_t, uint32_t>>> FindGmailMessage(uint64_t msgid) override;
   Result<uint32_t> AllocateFolderId() override;
   Status Commit(Batch& batch) override;
 
@@ -494,7 +509,14 @@ class LmdbIndex final : public Index {
   Status Apply(WriteTxn& txn, const Batch::DeleteMessageOp& op);
   Status Apply(WriteTxn& txn, const Batch::ClearFolderOp& op);
   Status RemoveStem(WriteTxn& txn, uint32_t folder_id, uint32_t uid, std::string_view stem);
-  Status RemoveDigest(WriteTxn& txn, uint32_t folder_id, uint32_t uid, uint64_t digest);
+  // Reverse entries value -> (folder, uid) of digests_ and gm_msgids_
+  // (`what` names them in messages); value 0 is never stored.
+  Result<std::vector<std::pair<uint32_t, uint32_t>>> FindReverse(MDB_dbi dbi, uint64_t value,
+                                                                 const char* what);
+  Status PutReverse(WriteTxn& txn, MDB_dbi dbi, uint64_t value, const std::string& message_key,
+                    const char* what);
+  Status RemoveReverse(WriteTxn& txn, MDB_dbi dbi, uint32_t folder_id, uint32_t uid, uint64_t value,
+                       const char* what);
 
   Error ReadError(int rc, std::string_view what) const {
     return Error{ErrorKind::kIo,
@@ -513,6 +535,7 @@ class LmdbIndex final : public Index {
   MDB_dbi messages_ = 0;
   MDB_dbi stems_ = 0;
   MDB_dbi digests_ = 0;
+  MDB_dbi gm_msgids_ = 0;
   std::optional<OpenDirectories::Id> registered_;
   std::shared_mutex map_mutex_;  // readers shared, GrowMap exclusive
 };
@@ -623,6 +646,7 @@ Status LmdbIndex::InitSchema(WriteTxn& txn) {
       {"messages", 0, &messages_},
       {"stems", 0, &stems_},
       {"digests", MDB_DUPSORT | MDB_DUPFIXED, &digests_},
+      {"gm_msgids", MDB_DUPSORT | MDB_DUPFIXED, &gm_msgids_},
   };
   for (const Db& db : dbs) {
     if (int open_rc = mdb_dbi_open(txn.get(), db.name, db.flags | MDB_CREATE, db.dbi);
@@ -830,25 +854,35 @@ Result<std::optional<uint32_t>> LmdbIndex::UidForStem(uint32_t folder_id, std::s
 }
 
 Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindDigest(uint64_t digest) {
+  return FindReverse(digests_, digest, "digest");
+}
+
+Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindGmailMessage(uint64_t msgid) {
+  return FindReverse(gm_msgids_, msgid, "gmail message id");
+}
+
+Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindReverse(MDB_dbi dbi,
+                                                                          uint64_t value,
+                                                                          const char* what) {
   std::vector<std::pair<uint32_t, uint32_t>> found;
-  if (digest == 0) return found;
+  if (value == 0) return found;
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
   if (Status s = BeginRead(txn); !s.ok()) return s.error();
   CursorGuard cursor;
-  if (int rc = mdb_cursor_open(txn.get(), digests_, cursor.out()); rc != MDB_SUCCESS) {
-    return ReadError(rc, "find digest");
+  if (int rc = mdb_cursor_open(txn.get(), dbi, cursor.out()); rc != MDB_SUCCESS) {
+    return ReadError(rc, std::string("find ") + what);
   }
-  std::string key_bytes = DigestKey(digest);
+  std::string key_bytes = DigestKey(value);
   MDB_val key = Val(key_bytes);
-  MDB_val value;
-  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET);
-  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT_DUP)) {
-    if (value.mv_size != 8) return Corrupt("digest entry");
-    const char* bytes = static_cast<const char*>(value.mv_data);
+  MDB_val entry;
+  int rc = mdb_cursor_get(cursor.get(), &key, &entry, MDB_SET);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &entry, MDB_NEXT_DUP)) {
+    if (entry.mv_size != 8) return Corrupt(std::string(what) + " entry");
+    const char* bytes = static_cast<const char*>(entry.mv_data);
     found.emplace_back(ReadBe32(bytes), ReadBe32(bytes + 4));
   }
-  if (rc != MDB_NOTFOUND) return ReadError(rc, "find digest");
+  if (rc != MDB_NOTFOUND) return ReadError(rc, std::string("find ") + what);
   return found;
 }
 
@@ -1017,15 +1051,27 @@ Status LmdbIndex::RemoveStem(WriteTxn& txn, uint32_t folder_id, uint32_t uid,
   return txn.Check(mdb_del(txn.get(), stems_, &key, nullptr), "delete stem");
 }
 
-Status LmdbIndex::RemoveDigest(WriteTxn& txn, uint32_t folder_id, uint32_t uid, uint64_t digest) {
-  if (digest == 0) return Status::Ok();
-  std::string key_bytes = DigestKey(digest);
+Status LmdbIndex::PutReverse(WriteTxn& txn, MDB_dbi dbi, uint64_t value,
+                             const std::string& message_key, const char* what) {
+  if (value == 0) return Status::Ok();
+  std::string key_bytes = DigestKey(value);
+  MDB_val key = Val(key_bytes);
+  MDB_val entry = Val(message_key);
+  int rc = mdb_put(txn.get(), dbi, &key, &entry, MDB_NODUPDATA);
+  if (rc == MDB_KEYEXIST) return Status::Ok();
+  return txn.Check(rc, std::string("put ") + what);
+}
+
+Status LmdbIndex::RemoveReverse(WriteTxn& txn, MDB_dbi dbi, uint32_t folder_id, uint32_t uid,
+                                uint64_t value, const char* what) {
+  if (value == 0) return Status::Ok();
+  std::string key_bytes = DigestKey(value);
   std::string value_bytes = MessageKey(folder_id, uid);
   MDB_val key = Val(key_bytes);
-  MDB_val value = Val(value_bytes);
-  int rc = mdb_del(txn.get(), digests_, &key, &value);
+  MDB_val entry = Val(value_bytes);
+  int rc = mdb_del(txn.get(), dbi, &key, &entry);
   if (rc == MDB_NOTFOUND) return Status::Ok();
-  return txn.Check(rc, "delete digest");
+  return txn.Check(rc, std::string("delete ") + what);
 }
 
 Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutMessageOp& op) {
@@ -1039,17 +1085,25 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutMessageOp& op) {
   int rc = mdb_get(txn.get(), messages_, &key, &value);
   bool stem_indexed = false;
   bool digest_indexed = false;
+  bool msgid_indexed = false;
   if (rc == MDB_SUCCESS) {
     // Replacing: drop the reverse entries the new record does not share.
     MessageRecord old;
     if (!DecodeMessage(View(value), message.uid, &old)) return Corrupt("record of " + where);
     stem_indexed = old.stem == message.stem;
     digest_indexed = old.digest == message.digest;
+    msgid_indexed = old.gm_msgid == message.gm_msgid;
     if (!stem_indexed) {
       if (Status s = RemoveStem(txn, op.folder_id, old.uid, old.stem); !s.ok()) return s;
     }
     if (!digest_indexed) {
-      if (Status s = RemoveDigest(txn, op.folder_id, old.uid, old.digest); !s.ok()) return s;
+      Status s = RemoveReverse(txn, digests_, op.folder_id, old.uid, old.digest, "digest");
+      if (!s.ok()) return s;
+    }
+    if (!msgid_indexed) {
+      Status s =
+          RemoveReverse(txn, gm_msgids_, op.folder_id, old.uid, old.gm_msgid, "gmail message id");
+      if (!s.ok()) return s;
     }
   } else if (rc != MDB_NOTFOUND) {
     return txn.Fail(rc, "get " + where);
@@ -1079,12 +1133,13 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutMessageOp& op) {
     }
   }
 
-  if (!digest_indexed && message.digest != 0) {
-    std::string digest_bytes = DigestKey(message.digest);
-    MDB_val digest_key = Val(digest_bytes);
-    MDB_val digest_value = Val(key_bytes);
-    rc = mdb_put(txn.get(), digests_, &digest_key, &digest_value, MDB_NODUPDATA);
-    if (rc != MDB_SUCCESS && rc != MDB_KEYEXIST) return txn.Fail(rc, "put digest of " + where);
+  if (!digest_indexed) {
+    Status s = PutReverse(txn, digests_, message.digest, key_bytes, "digest");
+    if (!s.ok()) return s;
+  }
+  if (!msgid_indexed) {
+    Status s = PutReverse(txn, gm_msgids_, message.gm_msgid, key_bytes, "gmail message id");
+    if (!s.ok()) return s;
   }
 
   std::string record = EncodeMessage(message);
@@ -1104,7 +1159,15 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::DeleteMessageOp& op) {
   MessageRecord old;
   if (!DecodeMessage(View(value), op.uid, &old)) return Corrupt("record of " + where);
   if (Status s = RemoveStem(txn, op.folder_id, op.uid, old.stem); !s.ok()) return s;
-  if (Status s = RemoveDigest(txn, op.folder_id, op.uid, old.digest); !s.ok()) return s;
+  if (Status s = RemoveReverse(txn, digests_, op.folder_id, op.uid, old.digest, "digest");
+      !s.ok()) {
+    return s;
+  }
+  if (Status s =
+          RemoveReverse(txn, gm_msgids_, op.folder_id, op.uid, old.gm_msgid, "gmail message id");
+      !s.ok()) {
+    return s;
+  }
   return txn.Check(mdb_del(txn.get(), messages_, &key, nullptr), "delete " + where);
 }
 
@@ -1128,7 +1191,15 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearFolderOp& op) {
       if (!DecodeMessage(View(value), uid, &old)) {
         return Corrupt("record of UID " + std::to_string(uid) + " in " + folder);
       }
-      if (Status s = RemoveDigest(txn, op.folder_id, uid, old.digest); !s.ok()) return s;
+      if (Status s = RemoveReverse(txn, digests_, op.folder_id, uid, old.digest, "digest");
+          !s.ok()) {
+        return s;
+      }
+      if (Status s =
+              RemoveReverse(txn, gm_msgids_, op.folder_id, uid, old.gm_msgid, "gmail message id");
+          !s.ok()) {
+        return s;
+      }
       // After a cursor delete, MDB_NEXT yields the entry that followed.
       if (Status s = txn.Check(mdb_cursor_del(cursor.get(), 0), "clear " + folder); !s.ok()) {
         return s;

@@ -60,6 +60,9 @@ struct MessageRecord {
   uint64_t remote_size = 0;           // RFC822.SIZE as the server reported it
   int64_t internaldate = 0;           // seconds since the epoch (UTC)
   uint64_t digest = 0;                // XXH3-64 of the local file's bytes
+  // Gmail's X-GM-MSGID: the same message under several labels (folders)
+  // has the same id; 0: unknown or not Gmail.
+  uint64_t gm_msgid = 0;
 };
 
 // Tuning for Index::Open; the defaults suit production.
@@ -106,6 +109,9 @@ class Index {
   // by folder id then UID. Digest 0 means "unknown" and is not indexed, so
   // FindDigest(0) is always empty.
   virtual Result<std::vector<std::pair<uint32_t, uint32_t>>> FindDigest(uint64_t digest) = 0;
+  // Every (folder id, uid) holding the Gmail message `msgid`, ordered as
+  // FindDigest's; FindGmailMessage(0) is always empty.
+  virtual Result<std::vector<std::pair<uint32_t, uint32_t>>> FindGmailMessage(uint64_t msgid) = 0;
 
   // --- Writes, batched: nothing is visible or durable until Commit.
   // Operations apply in the order they were added, so a batch may delete a

@@ -111,6 +111,7 @@ void ExpectSame(const MessageRecord& a, const MessageRecord& b) {
   EXPECT_EQ(a.remote_size, b.remote_size);
   EXPECT_EQ(a.internaldate, b.internaldate);
   EXPECT_EQ(a.digest, b.digest);
+  EXPECT_EQ(a.gm_msgid, b.gm_msgid);
 }
 
 // Stores key -> value in database `db` of the index at `dir` with raw
@@ -435,6 +436,58 @@ TEST_F(IndexTest, StemAndDigestReverseMaps) {
   EXPECT_EQ(Digest(101), (Messages{{inbox, 3}}));
 }
 
+// Gmail shows one message under each of its labels: the same X-GM-MSGID in
+// several folders, found across them to store the body once.
+TEST_F(IndexTest, GmailMessageIdsAcrossLabelFolders) {
+  OpenIndex();
+  uint32_t inbox = AddFolder("INBOX");
+  uint32_t work = AddFolder("Work");
+  constexpr uint64_t kId = 1782349812340123456ull;  // ids use all 64 bits
+  MessageRecord in_inbox = Message(7, "a", 100);
+  in_inbox.gm_msgid = kId;
+  MessageRecord in_work = Message(3, "b", 100);
+  in_work.gm_msgid = kId;
+  Index::Batch batch;
+  batch.PutMessage(inbox, in_inbox);
+  batch.PutMessage(work, in_work);
+  batch.PutMessage(work, Message(4, "c", 200));  // no id: not indexed
+  CommitOk(batch);
+  auto find = [this](uint64_t id) {
+    Result<Messages> found = index_->FindGmailMessage(id);
+    EXPECT_TRUE(found.ok());
+    return found.ok() ? *found : Messages{};
+  };
+  EXPECT_EQ(find(kId), (Messages{{inbox, 7}, {work, 3}}));
+  EXPECT_TRUE(find(0).empty());
+  EXPECT_TRUE(find(kId + 1).empty());
+  Result<std::optional<MessageRecord>> read = index_->GetMessage(inbox, 7);
+  ASSERT_TRUE(read.ok() && read->has_value());
+  ExpectSame(**read, in_inbox);
+  Result<std::optional<MessageRecord>> plain = index_->GetMessage(work, 4);
+  ASSERT_TRUE(plain.ok() && plain->has_value());
+  EXPECT_EQ((*plain)->gm_msgid, 0u);
+
+  // The label removed from the message (expunged in one folder), the whole
+  // folder cleared, a record replaced without the id: the entries follow.
+  batch.DeleteMessage(inbox, 7);
+  CommitOk(batch);
+  EXPECT_EQ(find(kId), (Messages{{work, 3}}));
+  batch.PutMessage(inbox, in_inbox);
+  batch.ClearFolderMessages(work);
+  CommitOk(batch);
+  EXPECT_EQ(find(kId), (Messages{{inbox, 7}}));
+  batch.PutMessage(inbox, Message(7, "a", 100));
+  CommitOk(batch);
+  EXPECT_TRUE(find(kId).empty());
+
+  // Survives reopening.
+  batch.PutMessage(work, in_work);
+  CommitOk(batch);
+  index_.reset();
+  OpenIndex();
+  EXPECT_EQ(find(kId), (Messages{{work, 3}}));
+}
+
 TEST_F(IndexTest, StemHeldByAnotherUidIsRefused) {
   OpenIndex();
   uint32_t id = AddFolder("INBOX");
@@ -547,12 +600,12 @@ TEST_F(IndexTest, PersistsAcrossReopen) {
 TEST_F(IndexTest, NewerSchemaVersionIsRefused) {
   OpenIndex();
   index_.reset();
-  WriteSchemaVersion(dir_, 4);
+  WriteSchemaVersion(dir_, 5);
   Result<std::unique_ptr<Index>> opened = Index::Open(dir_);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().kind, ErrorKind::kConfig);
   EXPECT_EQ(opened.error().message,
-            dir_ + ": index schema version 4 was written by a newer mailmirror (this one knows 3)");
+            dir_ + ": index schema version 5 was written by a newer mailmirror (this one knows 4)");
 }
 
 uint32_t ReadSchemaVersion(const std::string& dir) {
@@ -607,7 +660,7 @@ TEST_F(IndexTest, SchemaOneIndexIsUpgradedAndStillRead) {
 
   // The index now says 3: a schema 1 binary refuses it instead of misreading.
   index_.reset();
-  EXPECT_EQ(ReadSchemaVersion(dir_), 3u);
+  EXPECT_EQ(ReadSchemaVersion(dir_), 4u);
 }
 
 // A schema 2 folder record: format byte 2, then as schema 1 plus
@@ -640,7 +693,7 @@ TEST_F(IndexTest, SchemaTwoFolderReadsWithUnknownStampAndStampsRoundTrip) {
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->local_stamp, 0x0123456789abcdefULL);
   index_.reset();
-  EXPECT_EQ(ReadSchemaVersion(dir_), 3u);
+  EXPECT_EQ(ReadSchemaVersion(dir_), 4u);
 }
 
 TEST_F(IndexTest, MalformedSchemaVersionIsCorruption) {

@@ -89,7 +89,8 @@ struct FetchData {
   std::optional<std::string_view> internaldate;  // "17-Jul-1996 02:44:25 -0700"
   std::optional<uint64_t> rfc822_size;
   std::optional<uint64_t> modseq;
-  std::vector<BodySection> bodies;  // BODY[...] / BINARY[...] items
+  std::optional<uint64_t> gm_msgid;  // Gmail's X-GM-MSGID (X-GM-EXT-1)
+  std::vector<BodySection> bodies;   // BODY[...] / BINARY[...] items
 };
 
 struct VanishedData {

@@ -205,6 +205,10 @@ bool ReadFetch(Tokenizer* t, Response* r) {
       uint64_t size = 0;
       if (!t->ReadNumber64(&size, "RFC822.SIZE")) return false;
       fetch.rfc822_size = size;
+    } else if (EqualsUpper(plain, "X-GM-MSGID")) {
+      uint64_t msgid = 0;
+      if (!t->ReadNumber64(&msgid, "X-GM-MSGID")) return false;
+      fetch.gm_msgid = msgid;
     } else if (EqualsUpper(plain, "MODSEQ")) {
       // "MODSEQ (n)" — RFC 7162 §3.1.4.2 puts the value in parentheses.
       uint64_t modseq = 0;
@@ -215,7 +219,7 @@ bool ReadFetch(Tokenizer* t, Response* r) {
       if (!t->Consume(')')) return t->Fail("expected ')' after MODSEQ value");
       fetch.modseq = modseq;
     } else {
-      // ENVELOPE, BODYSTRUCTURE, X-GM-LABELS, EMAILID, BINARY.SIZE[...]:
+      // ENVELOPE, BODYSTRUCTURE, X-GM-LABELS, X-GM-THRID, EMAILID, BINARY.SIZE[...]:
       // not needed here.
       if (!t->SkipValue(1)) return false;
     }

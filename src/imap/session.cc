@@ -866,6 +866,7 @@ void Session::UidFetch(const std::string& uid_set, const std::string& items, Fet
     message.flags.assign(fetch.flags.begin(), fetch.flags.end());
     if (fetch.internaldate) message.internaldate = std::string(*fetch.internaldate);
     message.rfc822_size = fetch.rfc822_size;
+    message.gm_msgid = fetch.gm_msgid;
     message.modseq = fetch.modseq;
     for (const BodySection& body : fetch.bodies) {
       if (!body.section.empty()) continue;  // only the whole message, BODY[]

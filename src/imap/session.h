@@ -148,6 +148,7 @@ struct FetchedMessage {
   std::optional<std::string> internaldate;
   std::optional<uint64_t> rfc822_size;
   std::optional<uint64_t> modseq;
+  std::optional<uint64_t> gm_msgid;  // Gmail's X-GM-MSGID
   // BODY[] (or BODY[]<0>): streamed through the FetchSink's OnBody* calls
   // just before this message is delivered, or NIL.
   bool has_body = false;

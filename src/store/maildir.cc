@@ -194,6 +194,30 @@ class TmpMessageImpl final : public TmpMessage {
     }
   }
 
+  // A finished message in tmp/ that is a hard link to `source` (a stored
+  // message with this size and digest): nothing is copied.
+  static Result<std::unique_ptr<TmpMessageImpl>> CreateLink(const std::string& folder_path,
+                                                            const std::string& source,
+                                                            uint64_t size, uint64_t digest) {
+    for (int attempt = 1;; ++attempt) {
+      std::string stem = NewStem();
+      std::string path = folder_path + "/tmp/" + stem;
+      if (::link(source.c_str(), path.c_str()) == 0) {
+        std::unique_ptr<TmpMessageImpl> message(new TmpMessageImpl(
+            -1, std::move(stem), std::move(path), HashState(nullptr, &XXH3_freeState)));
+        message->size_ = size;
+        message->digest_ = digest;
+        message->state_ = State::kFinished;
+        std::string().swap(message->buffer_);
+        return message;
+      }
+      int err = errno;
+      if (err != EEXIST || attempt == kCreateAttempts) {
+        return IoError("linking " + source + " into " + folder_path + "/tmp", err);
+      }
+    }
+  }
+
   TmpMessageImpl(const TmpMessageImpl&) = delete;
   TmpMessageImpl& operator=(const TmpMessageImpl&) = delete;
 
@@ -365,6 +389,14 @@ class MaildirFolderImpl final : public MaildirFolder {
 
   Result<std::unique_ptr<TmpMessage>> BeginMessage() override {
     Result<std::unique_ptr<TmpMessageImpl>> message = TmpMessageImpl::Create(path_);
+    if (!message.ok()) return message.error();
+    return std::unique_ptr<TmpMessage>(std::move(message).value());
+  }
+
+  Result<std::unique_ptr<TmpMessage>> LinkMessage(const std::string& source, uint64_t size,
+                                                  uint64_t digest) override {
+    Result<std::unique_ptr<TmpMessageImpl>> message =
+        TmpMessageImpl::CreateLink(path_, source, size, digest);
     if (!message.ok()) return message.error();
     return std::unique_ptr<TmpMessage>(std::move(message).value());
   }

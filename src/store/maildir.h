@@ -127,6 +127,13 @@ class MaildirFolder {
 
   // Starts a message in tmp/ under a fresh stem.
   virtual Result<std::unique_ptr<TmpMessage>> BeginMessage() = 0;
+  // A finished message in tmp/ that is a hard link to `source`, a stored
+  // message (of this or another folder on the same file system) of `size`
+  // bytes with XXH3-64 `digest`: the same message under another Gmail
+  // label, stored once. Errors: kIo naming the file (ENOENT when a reader
+  // renamed or removed it meanwhile, EXDEV across file systems, EMLINK).
+  virtual Result<std::unique_ptr<TmpMessage>> LinkMessage(const std::string& source, uint64_t size,
+                                                          uint64_t digest) = 0;
 
   // Every message name in cur/ and new/ (no stat, no reads), cur/ first.
   // Dot files, subdirectories (when readdir says so) and names that

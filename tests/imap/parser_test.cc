@@ -80,6 +80,7 @@ struct OwnedResponse {
   std::optional<std::string> internaldate;
   std::optional<uint64_t> rfc822_size;
   std::optional<uint64_t> modseq;
+  std::optional<uint64_t> gm_msgid;
   std::vector<OwnedBody> bodies;
   bool earlier = false;
   std::string uid_set;
@@ -122,6 +123,7 @@ OwnedResponse Own(const Response& r) {
   if (r.fetch.internaldate) o.internaldate = std::string(*r.fetch.internaldate);
   o.rfc822_size = r.fetch.rfc822_size;
   o.modseq = r.fetch.modseq;
+  o.gm_msgid = r.fetch.gm_msgid;
   for (const auto& b : r.fetch.bodies) {
     o.bodies.push_back(OwnedBody{std::string(b.item), std::string(b.section), b.origin, b.nil,
                                  b.streamed, b.size, std::string(b.data)});
@@ -872,6 +874,18 @@ TEST(ParserFetchTest, NumbersAreOverflowChecked) {
   ParseError("* 1 FETCH (MODSEQ (18446744073709551616))\r\n");
   ParseError("* 1 FETCH (BODY[]<4294967296> NIL)\r\n");
   ParseError("* 99999999999 FETCH (UID 1)\r\n");
+}
+
+TEST(ParserFetchTest, GmailMessageIdAndLabels) {
+  OwnedResponse r = ParseOne(
+      "* 3 FETCH (X-GM-THRID 1266894439832287888 X-GM-MSGID 18446744073709551615 UID 7 "
+      "X-GM-LABELS (\\Inbox \"Work/Project\" \\Important) FLAGS (\\Seen))\r\n");
+  EXPECT_EQ(r.uid, 7u);
+  EXPECT_EQ(r.gm_msgid, UINT64_MAX);
+  EXPECT_TRUE(r.has_flags);
+  EXPECT_FALSE(ParseOne("* 3 FETCH (UID 7)\r\n").gm_msgid);
+  ParseError("* 1 FETCH (X-GM-MSGID 18446744073709551616)\r\n");
+  ParseError("* 1 FETCH (X-GM-MSGID abc)\r\n");
 }
 
 // Flag-only FETCH lines whole in the input are read in place, without the

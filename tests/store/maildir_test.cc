@@ -561,6 +561,60 @@ TEST(DeliveryBatchTest, SeenGoesToCurOthersToNewWithNamesAndTimes) {
   }
 }
 
+// Gmail labels: a message stored in one label folder is hard-linked into
+// another, not copied.
+TEST(DeliveryBatchTest, LinkedMessageSharesTheStoredFile) {
+  TempDir dir;
+  auto inbox = OpenFolder(dir.path() + "/INBOX");
+  auto work = OpenFolder(dir.path() + "/Work");
+  ASSERT_TRUE(inbox && work);
+  auto original = WriteMessage(*inbox, "Subject: once\r\n\r\nbody\r\n");
+  ASSERT_TRUE(original);
+  const uint64_t size = original->size();
+  const uint64_t digest = original->digest();
+  DeliveryBatch first;
+  first.Add({inbox.get(), std::move(original), 5, kFlagSeen, 1700000000});
+  ASSERT_TRUE(first.Deliver().ok());
+  const std::string source = inbox->path() + "/cur/" + first.delivered_names()[0];
+
+  Result<std::unique_ptr<TmpMessage>> linked = work->LinkMessage(source, size, digest);
+  ASSERT_TRUE(linked.ok()) << linked.error().message;
+  EXPECT_EQ((*linked)->size(), size);
+  EXPECT_EQ((*linked)->digest(), digest);
+  EXPECT_TRUE((*linked)->Finish().ok());  // already finished: a no-op
+  const std::string stem = (*linked)->stem();
+  DeliveryBatch second;
+  second.Add({work.get(), std::move(linked).value(), 9, kFlagSeen | kFlagFlagged, 1700000000});
+  Status delivered = second.Deliver();
+  ASSERT_TRUE(delivered.ok()) << delivered.error().message;
+  EXPECT_EQ(second.delivered_names()[0], stem + ",U=9:2,FS");
+  const std::string target = work->path() + "/cur/" + second.delivered_names()[0];
+  struct stat a {};
+  struct stat b {};
+  ASSERT_EQ(::stat(source.c_str(), &a), 0);
+  ASSERT_EQ(::stat(target.c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  EXPECT_EQ(b.st_nlink, 2u);
+  EXPECT_EQ(ReadFile(target), "Subject: once\n\nbody\n");
+  EXPECT_TRUE(ListDir(work->path() + "/tmp").empty());
+
+  // A link never delivered is removed from tmp/; the source stays.
+  {
+    Result<std::unique_ptr<TmpMessage>> dropped = work->LinkMessage(source, size, digest);
+    ASSERT_TRUE(dropped.ok());
+  }
+  EXPECT_TRUE(ListDir(work->path() + "/tmp").empty());
+  ASSERT_EQ(::stat(source.c_str(), &a), 0);
+  EXPECT_EQ(a.st_nlink, 2u);
+
+  // A source a reader renamed meanwhile: an error naming it (the caller
+  // downloads instead).
+  Result<std::unique_ptr<TmpMessage>> missing = work->LinkMessage(source + "-gone", size, digest);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, ErrorKind::kIo);
+  EXPECT_NE(missing.error().message.find(source + "-gone"), std::string::npos);
+}
+
 TEST(DeliveryBatchTest, HundredMessagesAcrossTwoFolders) {
   TempDir dir;
   auto inbox = OpenFolder(dir.path() + "/INBOX");

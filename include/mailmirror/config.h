@@ -77,6 +77,12 @@ struct AccountConfig {
   // `retries` times, after retry_delay seconds doubled per attempt (with
   // jitter), or as long as a throttling server asks, up to max_retry_wait.
   uint32_t retries = 3;
+  // Gmail (servers with X-GM-EXT-1): a message under several labels is
+  // stored once and hard-linked into the other label folders ("link"), or
+  // downloaded into each ("copy"); [Gmail]/All Mail (the \All folder) is
+  // skipped unless gmail_all_mail.
+  bool gmail_link_labels = true;
+  bool gmail_all_mail = false;
   double retry_delay_seconds = 1;
   double max_retry_wait_seconds = 300;
 };

@@ -41,7 +41,8 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
   const bool pushed = folder.appended + folder.pushed_flags + folder.pushed_expunges +
                           folder.linked + folder.restored >
                       0;
-  if (folder.fetched == 0 && folder.flag_changes == 0 && folder.expunged == 0 && !pushed) {
+  if (folder.fetched == 0 && folder.flag_changes == 0 && folder.expunged == 0 && !pushed &&
+      folder.label_links == 0) {
     line += "up to date";
   } else if (folder.fetched == 0) {
     line += "no new messages";
@@ -49,6 +50,10 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
     line += std::to_string(folder.fetched) +
             (folder.fetched == 1 ? " new message (" : " new messages (") +
             HumanBytes(folder.bytes) + ")";
+  }
+  if (folder.label_links > 0) {
+    line += ", " + Count(folder.label_links, "linked from another label's copy",
+                         "linked from other labels' copies");
   }
   if (folder.adopted > 0)
     line += ", " + std::to_string(folder.adopted) + " recovered from an interrupted run";

@@ -59,6 +59,8 @@ constexpr const char* kAccountKeys[] = {
     "retries",
     "retry_delay",
     "max_retry_wait",
+    "gmail_labels",
+    "gmail_all_mail",
 };
 
 std::string KnownKeysList() {
@@ -271,6 +273,21 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
       if (!sides) return sides.error();
       (key == "expunge" ? account.expunge : account.create) = *sides;
     }
+    return Status::Ok();
+  }
+  if (key == "gmail_labels") {
+    Result<std::string> value = GetString(v, node, key_path);
+    if (!value) return value.error();
+    if (*value != "link" && *value != "copy") {
+      return v.At(node.source(), key_path, "expected \"link\" or \"copy\", got \"" + *value + "\"");
+    }
+    account.gmail_link_labels = *value == "link";
+    return Status::Ok();
+  }
+  if (key == "gmail_all_mail") {
+    const auto* value = node.as_boolean();
+    if (value == nullptr) return v.At(node.source(), key_path, "expected true or false");
+    account.gmail_all_mail = value->get();
     return Status::Ok();
   }
   if (key == "auth") {

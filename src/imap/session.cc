@@ -698,7 +698,12 @@ void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)
 
   CommandBuilder list("LIST", literal_policy());
   list.String("").String("*");
-  if (list_status) list.Raw("RETURN (STATUS (" + items + "))");
+  // Special-use attributes (\Sent, \All, ...) come with LIST only when
+  // asked for on servers such as Dovecot (RFC 6154 §2); Gmail always sends them.
+  const bool special_use = capabilities_.Has("SPECIAL-USE") && capabilities_.Has("LIST-EXTENDED");
+  std::string returns = special_use ? "SPECIAL-USE" : "";
+  if (list_status) returns += std::string(returns.empty() ? "" : " ") + "STATUS (" + items + ")";
+  if (!returns.empty()) list.Raw("RETURN (" + returns + ")");
   Result<Command> command = list.Build();
   Execute(std::move(command).value(), collect,
           [this, state, items, list_status, collect](Result<TaggedReply> reply) {

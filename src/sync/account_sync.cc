@@ -14,20 +14,23 @@
 #include "store/folder_map.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/strings.h"
 
 namespace mailmirror::sync {
 namespace {
 
 // Whether a failed attempt at a folder left anything done for good.
 bool MadeProgress(const FolderReport& folder) {
-  return folder.fetched + folder.adopted + folder.matched + folder.flag_changes + folder.expunged +
-             folder.pushed_flags + folder.pushed_expunges + folder.appended + folder.linked >
+  return folder.fetched + folder.label_links + folder.adopted + folder.matched +
+             folder.flag_changes + folder.expunged + folder.pushed_flags + folder.pushed_expunges +
+             folder.appended + folder.linked >
          0;
 }
 
 // Adds the counts of a failed attempt at a folder to the attempts before.
 void AddCounts(FolderReport& total, const FolderReport& attempt) {
   total.fetched += attempt.fetched;
+  total.label_links += attempt.label_links;
   total.bytes += attempt.bytes;
   total.adopted += attempt.adopted;
   total.matched += attempt.matched;
@@ -89,6 +92,10 @@ void AccountSync::Start() {
   Result<std::unique_ptr<store::Index>> index = store::Index::Open(account_.state_dir + "/index");
   if (!index.ok()) return Fail(index.error());
   index_ = std::move(index).value();
+  if (account_.gmail_link_labels) {
+    gmail_labels_ = std::make_unique<GmailLabels>(
+        index_.get(), [this](uint32_t folder_id) { return FolderPathOf(folder_id); });
+  }
   disk_ = std::make_unique<DiskWriter>(loop_, index_.get());
   if (root_missing) {
     // An unmounted disk or a mistyped path is not "the user deleted
@@ -165,6 +172,7 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
       continue;
     }
     if (!store::FolderSelected(account_.folders, *local_name)) continue;
+    if (SkipGmailAllMail(mailbox, *local_name)) continue;
     Result<std::string> path = store::LocalPathFor(account_.maildir, *local_name, layout);
     if (!path.ok()) {
       report_.skipped.push_back(path.error().message);
@@ -188,6 +196,43 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
   CreateLocalOnlyFolders(delimiter);  // then FoldersListed
 }
 
+// Gmail's All Mail holds every message once more, under its own UIDs:
+// with the labels synced, it would double the mirror (see gmail_all_mail).
+bool AccountSync::SkipGmailAllMail(const imap::MailboxInfo& mailbox,
+                                   const std::string& local_name) {
+  if (account_.gmail_all_mail ||
+      !workers_[0]->connection->session().capabilities().Has("X-GM-EXT-1")) {
+    return false;
+  }
+  const bool all = std::any_of(
+      mailbox.attributes.begin(), mailbox.attributes.end(),
+      [](const std::string& attribute) { return EqualsIgnoreCase(attribute, "\\All"); });
+  if (!all) return false;
+  Log(LogLevel::kInfo, "account " + account_.name + ": folder " + local_name +
+                           " skipped: it holds every message of the label folders once more "
+                           "(gmail_all_mail = true syncs it)");
+  return true;
+}
+
+// The Maildir directory of a folder of the index, for GmailLabels: folders
+// get their ids as they first sync, so the map is read again on a miss.
+std::optional<std::string> AccountSync::FolderPathOf(uint32_t folder_id) {
+  auto lookup = [&]() -> std::optional<std::string> {
+    auto it = folder_paths_.find(folder_id);
+    if (it == folder_paths_.end()) return std::nullopt;
+    return it->second;
+  };
+  if (std::optional<std::string> path = lookup()) return path;
+  Result<std::vector<store::FolderRecord>> folders = index_->ListFolders();
+  if (!folders.ok()) return std::nullopt;
+  for (const store::FolderRecord& folder : *folders) {
+    for (const FolderJob& job : jobs_) {
+      if (job.remote_name == folder.remote_name) folder_paths_[folder.id] = job.local_path;
+    }
+  }
+  return lookup();
+}
+
 store::Layout AccountSync::Layout() const {
   return account_.layout == "maildir++" ? store::Layout::kMaildirPlusPlus
                                         : store::Layout::kVerbatim;
@@ -207,6 +252,7 @@ FolderJob AccountSync::NewJob(const std::string& remote_name, const std::string&
   job.limits.max_fraction = account_.max_delete_fraction;
   job.limits.allow_mass_delete = options_.allow_mass_delete;
   job.dry_run = options_.dry_run;
+  job.gmail_labels = gmail_labels_.get();
   return job;
 }
 

@@ -25,6 +25,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "account/imap_connection.h"
@@ -36,6 +37,7 @@
 #include "sync/account_lock.h"
 #include "sync/disk_writer.h"
 #include "sync/folder_pull.h"
+#include "sync/gmail_labels.h"
 
 namespace mailmirror::sync {
 
@@ -152,6 +154,11 @@ class AccountSync {
   std::unique_ptr<store::Index> index_;
   std::unique_ptr<DiskWriter> disk_;
   std::unique_ptr<account::Credentials> credentials_;  // shared by the sessions
+  // Gmail: where label copies are stored (FolderJob::gmail_labels).
+  std::unique_ptr<GmailLabels> gmail_labels_;
+  std::optional<std::string> FolderPathOf(uint32_t folder_id);
+  std::unordered_map<uint32_t, std::string> folder_paths_;  // folder id -> Maildir
+  bool SkipGmailAllMail(const imap::MailboxInfo& mailbox, const std::string& local_name);
   std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<imap::PersonalNamespace> namespace_;
   std::vector<FolderJob> jobs_;

@@ -685,11 +685,92 @@ void FolderPull::FetchNew() {
   }
   lanes_.push_back(std::make_unique<Lane>(this, session_));
   lanes_.back()->ready = true;
+  gmail_ = job_.gmail_labels != nullptr && fetch_to_ != 0 && !link_only_ &&
+           session_->capabilities().Has("X-GM-EXT-1");
   SubmitDiskWork(std::move(work), [this](const Status& status) {
     if (!status.ok()) return Finish(status);
+    if (gmail_) return FetchGmailIds();
     downloading_ = true;
     IssueChunks();
   });
+}
+
+namespace {
+
+// Collects a metadata-only FETCH (no bodies), checking that each UID is in
+// the range asked for and answered once.
+class MetadataCollector : public imap::FetchSink {
+ public:
+  MetadataCollector(uint32_t low, uint32_t high) : low_(low), high_(high) {}
+  Status OnBodyBegin(uint32_t, uint64_t) override {
+    return MakeError(ErrorKind::kProtocol, "the server sent a message body nobody asked for");
+  }
+  Status OnBodyData(std::string_view) override { return Status::Ok(); }
+  Status OnBodyEnd() override { return Status::Ok(); }
+  Status OnMessage(const imap::FetchedMessage& message) override {
+    if (!message.uid) return Status::Ok();  // an unsolicited flag update
+    const uint32_t uid = *message.uid;
+    if (uid < low_ || uid > high_ || !messages.emplace(uid, message).second) {
+      return MakeError(ErrorKind::kProtocol,
+                       "the server sent UID " + std::to_string(uid) +
+                           (uid < low_ || uid > high_ ? ", which was not asked for," : " twice") +
+                           " in answer to UID FETCH " + std::to_string(low_) + ":" +
+                           std::to_string(high_) + " (X-GM-MSGID)");
+    }
+    return Status::Ok();
+  }
+  std::map<uint32_t, imap::FetchedMessage> messages;
+
+ private:
+  uint32_t low_;
+  uint32_t high_;
+};
+
+}  // namespace
+
+void FolderPull::FetchGmailIds() {
+  auto collector = std::make_shared<MetadataCollector>(fetch_from_, fetch_to_);
+  const std::string set = imap::FormatSetExcluding(fetch_from_, fetch_to_, known_uids_);
+  session_->UidFetch(set, "UID FLAGS INTERNALDATE RFC822.SIZE X-GM-MSGID", collector.get(),
+                     [this, collector](const Status& status) {
+                       if (!status.ok()) return Finish(status);
+                       for (auto& [uid, message] : collector->messages) {
+                         if (message.gm_msgid.value_or(0) == 0 || !message.has_flags) continue;
+                         gmail_new_.emplace(uid, std::move(message));
+                       }
+                       downloading_ = true;
+                       IssueChunks();
+                     });
+}
+
+// Links the messages of [low, high] that another label's folder already
+// stores, looked up now so that copies committed by folders running
+// alongside count too; the rest of the range is downloaded.
+void FolderPull::LinkLabelCopies(uint32_t low, uint32_t high) {
+  auto it = gmail_new_.lower_bound(low);
+  while (it != gmail_new_.end() && it->first <= high) {
+    imap::FetchedMessage message = std::move(it->second);
+    it = gmail_new_.erase(it);
+    std::optional<GmailLabels::Source> source =
+        job_.gmail_labels->Find(*message.gm_msgid, record_.id);
+    if (!source) continue;
+    Result<std::unique_ptr<store::TmpMessage>> link =
+        folder_->LinkMessage(source->path, source->size, source->digest);
+    if (!link.ok()) {
+      Log(LogLevel::kDebug, job_.local_name + ": UID " + std::to_string(*message.uid) +
+                                " is downloaded: " + link.error().message);
+      continue;
+    }
+    message.has_body = true;
+    if (Status stored = OnFetched(message, std::move(link).value(), /*label_link=*/true);
+        !stored.ok()) {
+      if (fetch_status_.ok()) fetch_status_ = stored;
+      return;
+    }
+  }
+  // Linked messages join known_uids_ now, so that the range's UID set
+  // leaves them out.
+  if (batch_label_links_ > 0) (void)FlushBatch();
 }
 
 // The download runs as a window of UID FETCH commands per session over
@@ -720,9 +801,9 @@ void FolderPull::IssueChunks() {
       lane.chunks.push_back(std::move(chunk));
       ++lane.in_flight;
       ++chunks_in_flight_;
-      lane.session_->UidFetch(set, kFetchItems, &lane, [this, &lane, low](const Status& fetched) {
-        OnChunkDone(lane, low, fetched);
-      });
+      lane.session_->UidFetch(
+          set, gmail_ ? kGmailFetchItems : kFetchItems, &lane,
+          [this, &lane, low](const Status& fetched) { OnChunkDone(lane, low, fetched); });
     }
     // A helper with nothing left to fetch goes back to the pool.
     if (i > 0 && lane.ready && lane.in_flight == 0 && (next_chunk_ == 0 || !fetch_status_.ok())) {
@@ -748,6 +829,7 @@ std::string FolderPull::NextChunk(Chunk& chunk) {
   uint64_t span = std::max<uint64_t>(1, uint64_t(double(ChunkMessages()) * uids_per_message_));
   uint64_t last = std::min<uint64_t>(uint64_t(next_chunk_) + span - 1, fetch_to_);
   chunk.high = uint32_t(last);
+  if (gmail_) LinkLabelCopies(next_chunk_, uint32_t(last));
   std::string set = imap::FormatSetExcluding(next_chunk_, uint32_t(last), known_uids_);
   next_chunk_ = last == fetch_to_ ? 0 : uint32_t(last + 1);
   return set;
@@ -855,7 +937,7 @@ Status FolderPull::Lane::OnMessage(const imap::FetchedMessage& message) {
 }
 
 Status FolderPull::OnFetched(const imap::FetchedMessage& message,
-                             std::unique_ptr<store::TmpMessage> body) {
+                             std::unique_ptr<store::TmpMessage> body, bool label_link) {
   if (!disk_status_.ok()) return disk_status_;                 // stops the download
   if (!message.uid || !message.has_body) return Status::Ok();  // unsolicited update
   uint32_t uid = *message.uid;
@@ -864,8 +946,10 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
     return Status::Ok();
   }
   highest_fetched_ = std::max(highest_fetched_, uid);
-  ++received_messages_;
-  if (body != nullptr) received_bytes_ += body->size();
+  if (!label_link) {
+    ++received_messages_;
+    if (body != nullptr) received_bytes_ += body->size();
+  }
   if (body == nullptr || message.body_nil) {
     Log(LogLevel::kWarning, job_.local_name + ": server sent no content for UID " +
                                 std::to_string(uid) + "; it will be fetched again next run");
@@ -883,6 +967,7 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
   record.size = body->size();
   record.remote_size = message.rfc822_size.value_or(0);
   record.digest = body->digest();
+  record.gm_msgid = message.gm_msgid.value_or(0);
   if (message.internaldate)
     record.internaldate = imap::ParseInternalDate(*message.internaldate).value_or(0);
   if (batch_records_.empty()) batch_started_ = std::chrono::steady_clock::now();
@@ -893,7 +978,11 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
     return batch_records_.size() >= kBatchMessages ? FlushBatch() : Status::Ok();
   }
   if (link_only_) return Status::Ok();  // direction = push: not stored here
-  batch_bytes_ += record.size;
+  if (label_link) {
+    ++batch_label_links_;
+  } else {
+    batch_bytes_ += record.size;
+  }
 
   store::DeliveryBatch::Item item;
   item.folder = folder_.get();
@@ -925,19 +1014,23 @@ Status FolderPull::FlushBatch(bool folder_done) {
                        record.uid);
   }
   if (folder_done) work->index.PutFolder(record_);
-  auto count = static_cast<uint32_t>(batch_records_.size() - batch_linked_);
+  const uint32_t label_links = batch_label_links_;
+  auto count = static_cast<uint32_t>(batch_records_.size() - batch_linked_ - label_links);
   const uint64_t bytes = batch_bytes_;
   batch_records_.clear();
   batch_bytes_ = 0;
   batch_linked_ = 0;
-  SubmitDiskWork(std::move(work), [this, count, bytes, folder_done](const Status& status) {
-    // Counted once stored for good, as the report promises.
-    if (status.ok()) {
-      report_.fetched += count;
-      report_.bytes += bytes;
-    }
-    if (folder_done) AfterPull(status);
-  });
+  batch_label_links_ = 0;
+  SubmitDiskWork(std::move(work),
+                 [this, count, bytes, label_links, folder_done](const Status& status) {
+                   // Counted once stored for good, as the report promises.
+                   if (status.ok()) {
+                     report_.fetched += count;
+                     report_.bytes += bytes;
+                     report_.label_links += label_links;
+                   }
+                   if (folder_done) AfterPull(status);
+                 });
   return Status::Ok();
 }
 

@@ -38,6 +38,7 @@
 #include "store/maildir.h"
 #include "sync/deletion_guard.h"
 #include "sync/disk_writer.h"
+#include "sync/gmail_labels.h"
 #include "sync/local_scan.h"
 #include "sync/merge_plan.h"
 
@@ -67,6 +68,10 @@ struct FolderJob {
   MergePolicy policy;
   DeletionLimits limits;
   bool dry_run = false;  // find and report what would change; change nothing
+  // Where the account's Gmail messages are stored (gmail_labels = "link"):
+  // on a server with X-GM-EXT-1 a new message stored under another label
+  // is hard-linked, not downloaded. Null: every message is downloaded.
+  const GmailLabels* gmail_labels = nullptr;
 };
 
 // True when the server's STATUS in `job` proves that nothing happened to the
@@ -77,6 +82,7 @@ bool UnchangedSinceLastSync(const FolderJob& job, const store::FolderRecord& rec
 struct FolderReport {
   std::string local_name;
   uint32_t fetched = 0;       // messages downloaded and stored
+  uint32_t label_links = 0;   // Gmail: stored as links to another label's copy
   uint64_t bytes = 0;         // their stored size
   uint32_t adopted = 0;       // files of an interrupted run taken into the index
   uint32_t matched = 0;       // local files re-indexed after a UIDVALIDITY change
@@ -125,6 +131,8 @@ class FolderPull {
 
  private:
   static constexpr const char* kFetchItems = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
+  static constexpr const char* kGmailFetchItems =
+      "UID FLAGS INTERNALDATE RFC822.SIZE X-GM-MSGID BODY.PEEK[]";
 
   // A UID FETCH of the download: the range it asked for, and the UIDs the
   // server answered with so far (a broken or hostile server must not get a
@@ -154,7 +162,9 @@ class FolderPull {
     bool ready = false;             // selected, may take chunks
     std::function<void()> release;  // helpers: give the session back
   };
-  Status OnFetched(const imap::FetchedMessage& message, std::unique_ptr<store::TmpMessage> body);
+  // `label_link`: the body is a link to another label's copy (Gmail).
+  Status OnFetched(const imap::FetchedMessage& message, std::unique_ptr<store::TmpMessage> body,
+                   bool label_link = false);
   void ReleaseHelper(Lane& lane);
 
   void OnSelected(Result<imap::SelectedMailbox> selected);
@@ -201,6 +211,11 @@ class FolderPull {
   void CommitWithoutDownload();
   void FindUploadedBySize(const std::string& uid_set);
   void IssueChunks();
+  // Gmail: the new messages' ids (and what storing one needs besides its
+  // body), fetched before the download; LinkLabelCopies then links those of
+  // a range that another label's folder already stores.
+  void FetchGmailIds();
+  void LinkLabelCopies(uint32_t low, uint32_t high);
   // The next range's UID set ("" if all known) and its bounds.
   std::string NextChunk(Chunk& chunk);
   size_t ChunkMessages() const;
@@ -257,6 +272,12 @@ class FolderPull {
   std::chrono::steady_clock::time_point batch_started_;
   bool batch_renamed_ = false;  // a linked local file was renamed for the batch
   uint32_t batch_linked_ = 0;
+  uint32_t batch_label_links_ = 0;
+
+  // Gmail (FolderJob::gmail_labels and X-GM-EXT-1): new UIDs with their
+  // message ids and metadata, until their range is downloaded.
+  bool gmail_ = false;
+  std::map<uint32_t, imap::FetchedMessage> gmail_new_;
 
   // Two-way: local files new to the index, to be found among the server's
   // new messages by content (LinkToLocalFile) or uploaded after the pull.

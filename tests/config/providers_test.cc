@@ -149,5 +149,23 @@ TEST(ProvidersTest, AuthValuesAndTheirCredentials) {
             std::string::npos);
 }
 
+TEST(ProvidersTest, GmailKeys) {
+  AccountConfig defaults =
+      ParseAccountOk("provider = \"gmail\"\nuser = \"me@gmail.com\"\npassword = \"app\"\n");
+  EXPECT_TRUE(defaults.gmail_link_labels);
+  EXPECT_FALSE(defaults.gmail_all_mail);
+  AccountConfig set = ParseAccountOk(
+      "provider = \"gmail\"\nuser = \"me@gmail.com\"\npassword = \"app\"\n"
+      "gmail_labels = \"copy\"\ngmail_all_mail = true\n");
+  EXPECT_FALSE(set.gmail_link_labels);
+  EXPECT_TRUE(set.gmail_all_mail);
+  EXPECT_NE(ParseError("host = \"h\"\nuser = \"u\"\npassword = \"p\"\ngmail_labels = \"hard\"\n")
+                .find("expected \"link\" or \"copy\""),
+            std::string::npos);
+  EXPECT_NE(ParseError("host = \"h\"\nuser = \"u\"\npassword = \"p\"\ngmail_all_mail = \"yes\"\n")
+                .find("expected true or false"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace mailmirror

@@ -186,6 +186,9 @@ std::unique_ptr<DovecotServer> DovecotServer::Start(const DovecotOptions& option
     arguments += " --hide-capabilities " + ShellQuote(names);
   }
   if (options.compress) arguments += " --compress";
+  if (!options.all_mail_folder.empty()) {
+    arguments += " --all-mail " + ShellQuote(options.all_mail_folder);
+  }
   if (options.max_connections > 0) {
     arguments += " --max-connections " + std::to_string(options.max_connections);
   }

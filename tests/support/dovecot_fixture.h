@@ -96,6 +96,9 @@ struct DovecotOptions {
   // Sessions one user may have open from one address at a time, as
   // providers cap them (0: effectively unlimited).
   int max_connections = 0;
+  // A folder that gets the \All special-use attribute, as Gmail's
+  // "[Gmail]/All Mail" has (empty: none).
+  std::string all_mail_folder;
 };
 
 class DovecotServer {

@@ -59,7 +59,10 @@ struct AccountConfig {
   // The built-in OAuth 2.0 client (`mailmirror auth`): from the preset,
   // overridden by the oauth_* keys.
   OAuthEndpoints oauth;
-  std::string oauth_client_secret;   // some platforms want one even for device flows
+  std::string oauth_client_secret;  // some platforms want one even for device flows
+  // Local messages larger than this are not uploaded (the server would
+  // refuse them): kept and reported. 0: no limit. From the preset.
+  uint64_t max_upload_bytes = 0;
   std::string maildir;               // local root, "~" expanded; required by sync
   std::string layout = "verbatim";   // "verbatim" or "maildir++"
   std::string state_dir;             // index and lock; default <maildir>/.mailmirror

@@ -36,8 +36,9 @@ struct Provider {
   const char* host;
   uint16_t port;
   AuthMechanism auth;
-  OAuthEndpoints oauth;  // empty URLs: the service has no OAuth preset
-  const char* notes;     // one line: what the user must know
+  OAuthEndpoints oauth;    // empty URLs: the service has no OAuth preset
+  uint32_t max_upload_mb;  // the largest message it accepts by APPEND; 0: no known limit
+  const char* notes;       // one line: what the user must know
 };
 
 // Every preset, in the order `mailmirror providers` lists them.

@@ -130,6 +130,9 @@ int RunProviders() {
                 << "  oauth_token_url = \"" << provider.oauth.token_url << "\"\n"
                 << "  oauth_scope = \"" << provider.oauth.scope << "\"\n";
     }
+    if (provider.max_upload_mb != 0) {
+      std::cout << "  max_upload_size = " << provider.max_upload_mb << "\n";
+    }
     std::cout << "  " << provider.notes << "\n";
   }
   return kExitOk;

@@ -69,6 +69,10 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
   }
   if (folder.expunged > 0) line += ", " + std::to_string(folder.expunged) + " expunged";
   if (folder.appended > 0) line += ", " + Count(folder.appended, "uploaded", "uploaded");
+  if (folder.too_large > 0) {
+    line += ", " + Count(folder.too_large, "too large to upload (kept here)",
+                         "too large to upload (kept here)");
+  }
   if (folder.linked > 0)
     line += ", " + Count(folder.linked, "local file matched", "local files matched");
   if (folder.pushed_flags > 0) {

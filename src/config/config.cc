@@ -59,6 +59,7 @@ constexpr const char* kAccountKeys[] = {
     "retries",
     "retry_delay",
     "max_retry_wait",
+    "max_upload_size",
     "gmail_labels",
     "gmail_all_mail",
 };
@@ -275,6 +276,12 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     }
     return Status::Ok();
   }
+  if (key == "max_upload_size") {
+    Result<double> megabytes = GetNumber(v, node, key_path, 0, 1 << 20, "35");
+    if (!megabytes) return megabytes.error();
+    account.max_upload_bytes = static_cast<uint64_t>(*megabytes * 1000 * 1000);
+    return Status::Ok();
+  }
   if (key == "gmail_labels") {
     Result<std::string> value = GetString(v, node, key_path);
     if (!value) return value.error();
@@ -445,6 +452,7 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
     preset_port = provider->port;
     account.auth = provider->auth;
     account.oauth = provider->oauth;
+    account.max_upload_bytes = uint64_t(provider->max_upload_mb) * 1000 * 1000;
   }
   std::optional<uint16_t> explicit_port;
   for (const auto& [key, value] : *table) {

@@ -31,12 +31,12 @@ OAuthEndpoints Microsoft(const std::string& tenant) {
 std::vector<Provider> MakeProviders() {
   return {
       {"office365", "Microsoft 365 / Exchange Online", "outlook.office365.com", 993,
-       AuthMechanism::kXoauth2, Microsoft("organizations"),
+       AuthMechanism::kXoauth2, Microsoft("organizations"), 35,
        "OAuth 2.0 only: register an app in Entra ID (public client, IMAP.AccessAsUser.All) and "
        "set oauth_client_id, then run `mailmirror auth`; no CONDSTORE/QRESYNC, so every sync "
        "scans flags"},
       {"outlook", "Outlook.com, Hotmail, Live, MSN", "imap-mail.outlook.com", 993,
-       AuthMechanism::kXoauth2, Microsoft("consumers"),
+       AuthMechanism::kXoauth2, Microsoft("consumers"), 35,
        "OAuth 2.0 only: set oauth_client_id of an app registered for personal accounts, then "
        "run `mailmirror auth`"},
       {"gmail",
@@ -46,6 +46,7 @@ std::vector<Provider> MakeProviders() {
        AuthMechanism::kAuto,
        {"https://oauth2.googleapis.com/device/code", "https://oauth2.googleapis.com/token",
         "https://mail.google.com/", ""},
+       0,
        "an app password with password_cmd, or oauth_token_cmd (Google's device flow does not "
        "grant the mail scope); labels appear as folders"},
       {"yahoo",
@@ -54,6 +55,7 @@ std::vector<Provider> MakeProviders() {
        993,
        AuthMechanism::kPlain,
        {},
+       0,
        "needs an app password (Account security, Generate app password)"},
       {"icloud",
        "iCloud Mail",
@@ -61,6 +63,7 @@ std::vector<Provider> MakeProviders() {
        993,
        AuthMechanism::kPlain,
        {},
+       0,
        "needs an app-specific password (appleid.apple.com); user is the address before @"},
       {"aol",
        "AOL Mail",
@@ -68,6 +71,7 @@ std::vector<Provider> MakeProviders() {
        993,
        AuthMechanism::kPlain,
        {},
+       0,
        "needs an app password (Account security, Generate app password)"},
   };
 }

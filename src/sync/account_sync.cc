@@ -40,6 +40,7 @@ void AddCounts(FolderReport& total, const FolderReport& attempt) {
   total.pushed_flags += attempt.pushed_flags;
   total.pushed_expunges += attempt.pushed_expunges;
   total.appended += attempt.appended;
+  total.too_large += attempt.too_large;
   total.linked += attempt.linked;
   total.conflicts += attempt.conflicts;
   total.restored += attempt.restored;
@@ -253,6 +254,7 @@ FolderJob AccountSync::NewJob(const std::string& remote_name, const std::string&
   job.limits.allow_mass_delete = options_.allow_mass_delete;
   job.dry_run = options_.dry_run;
   job.gmail_labels = gmail_labels_.get();
+  job.max_upload_bytes = account_.max_upload_bytes;
   return job;
 }
 

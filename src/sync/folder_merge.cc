@@ -547,11 +547,23 @@ void FolderPull::AppendNext(size_t next) {
   while (next < new_local_.size() && new_local_[next].linked) ++next;
   if (next == new_local_.size()) return FinishAppends();
   const store::MaildirFolder::Entry& entry = new_local_[next].entry;
+  // Above the server's limit (LF line ends only grow as CRLF): the server
+  // would refuse it, so it stays here, reported, without being read.
+  auto too_large = [&](uint64_t size) {
+    if (job_.max_upload_bytes == 0 || size <= job_.max_upload_bytes) return false;
+    Log(LogLevel::kWarning, job_.local_name + ": " + entry.file_name + " (" + std::to_string(size) +
+                                " bytes) is larger than max_upload_size allows; kept here, not "
+                                "uploaded");
+    ++report_.too_large;
+    return true;
+  };
+  if (too_large(new_local_[next].size)) return AppendNext(next + 1);
   Result<std::optional<FileForAppend>> file = ReadForAppend(folder_->EntryPath(entry));
   if (!file.ok() || !file->has_value()) {
     if (!file.ok() && append_status_.ok()) append_status_ = file.error();
     return AppendNext(next + 1);
   }
+  if (too_large((*file)->crlf.size())) return AppendNext(next + 1);
   session_->Append(
       job_.remote_name, store::ImapFlagsFromBits(entry.name.flags),
       imap::FormatInternalDate((*file)->mtime), (*file)->crlf,

@@ -72,6 +72,7 @@ struct FolderJob {
   // on a server with X-GM-EXT-1 a new message stored under another label
   // is hard-linked, not downloaded. Null: every message is downloaded.
   const GmailLabels* gmail_labels = nullptr;
+  uint64_t max_upload_bytes = 0;  // larger local messages are not uploaded; 0: any
 };
 
 // True when the server's STATUS in `job` proves that nothing happened to the
@@ -93,6 +94,7 @@ struct FolderReport {
   uint32_t pushed_flags = 0;     // messages whose flags were stored
   uint32_t pushed_expunges = 0;  // messages expunged (or marked \Deleted)
   uint32_t appended = 0;         // new local files uploaded
+  uint32_t too_large = 0;        // new local files above max_upload_size: kept, not uploaded
   uint32_t linked = 0;           // new local files found on the server by content
   uint32_t conflicts = 0;        // messages changed on both sides (merged)
   uint32_t restored = 0;         // deleted on one side, changed on the other: kept

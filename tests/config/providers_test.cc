@@ -67,6 +67,10 @@ TEST(ProvidersTest, EveryPresetResolvesToItsServer) {
             std::string::npos);
   EXPECT_NE(FindProvider("office365")->oauth.scope.find("offline_access"), std::string::npos);
   EXPECT_EQ(FindProvider("gmail")->oauth.scope, "https://mail.google.com/");
+  // Exchange Online refuses larger messages; the others state no limit.
+  EXPECT_EQ(FindProvider("office365")->max_upload_mb, 35u);
+  EXPECT_EQ(FindProvider("outlook")->max_upload_mb, 35u);
+  EXPECT_EQ(FindProvider("gmail")->max_upload_mb, 0u);
   EXPECT_EQ(FindProvider("hotmail"), nullptr);
 }
 
@@ -90,6 +94,10 @@ provider = "office365"
   EXPECT_EQ(account.oauth.device_authorization_url,
             "https://login.microsoftonline.com/organizations/oauth2/v2.0/devicecode");
   EXPECT_EQ(account.oauth_token_cmd, "print-token");
+  EXPECT_EQ(account.max_upload_bytes, 35000000u);  // from the preset
+  AccountConfig raised = ParseAccountOk(
+      "provider = \"office365\"\nuser = \"me\"\noauth_token_cmd = \"t\"\nmax_upload_size = 150\n");
+  EXPECT_EQ(raised.max_upload_bytes, 150000000u);
 }
 
 TEST(ProvidersTest, OverridingTheTlsModeDropsThePresetPort) {

@@ -281,6 +281,26 @@ TEST_P(TwoWaySyncTest, NewLocalFilesAreUploadedOnce) {
   }
 }
 
+// Office 365 refuses messages above its size limit: such a file is kept
+// here and reported, never sent, and the others are uploaded.
+TEST_P(TwoWaySyncTest, MessagesAboveMaxUploadSizeStayLocal) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(20, "max_upload_size = 0.002\n"));  // 2,000 bytes
+  CommandResult first = Sync();
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  WriteFile(root_ + "/INBOX/cur/small:2,S", LocalMessage("small", "fits"));
+  WriteFile(root_ + "/INBOX/cur/big:2,S", LocalMessage("big", std::string(3000, 'x')));
+  for (int run = 0; run < 2; ++run) {
+    CommandResult result = Sync();
+    ASSERT_EQ(result.exit_code, 0) << "run " << run << "\n" << Report(result);
+    EXPECT_NE(result.out.find("1 too large to upload (kept here)"), std::string::npos)
+        << Report(result);
+    EXPECT_NE(result.err.find("big:2,S ("), std::string::npos) << Report(result);
+    EXPECT_EQ(ServerWith("<small@local.test>").size(), 1u);
+    EXPECT_TRUE(ServerWith("<big@local.test>").empty());
+    EXPECT_TRUE(fs::exists(root_ + "/INBOX/cur/big:2,S"));
+  }
+}
+
 TEST_P(TwoWaySyncTest, LocalMoveBecomesServerMove) {
   ASSERT_NO_FATAL_FAILURE(StartServer(100));
   CommandResult first = Sync();

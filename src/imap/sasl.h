@@ -23,7 +23,7 @@ std::string OAuthBearerResponse(std::string_view user, std::string_view host, ui
 // What the client answers to an OAuth error challenge before the server
 // sends its tagged NO: an empty response for XOAUTH2, a single ^A for
 // OAUTHBEARER (RFC 7628 §3.2.3).
-inline constexpr std::string_view kXoauth2ErrorAck = "";
+inline constexpr std::string_view kXoauth2ErrorAck;
 inline constexpr std::string_view kOAuthBearerErrorAck = "\x01";
 
 // The JSON error of a server's OAuth challenge (RFC 7628 §3.2.2; XOAUTH2

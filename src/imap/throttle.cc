@@ -49,8 +49,7 @@ uint64_t SuggestedDelayMs(std::string_view text) {
 }  // namespace
 
 std::optional<uint64_t> ThrottleDelayMs(std::string_view code, std::string_view text) {
-  constexpr std::array<std::string_view, 4> kCodes = {"UNAVAILABLE", "LIMIT", "INUSE",
-                                                      "THROTTLED"};
+  constexpr std::array<std::string_view, 4> kCodes = {"UNAVAILABLE", "LIMIT", "INUSE", "THROTTLED"};
   bool throttled = false;
   for (std::string_view name : kCodes) throttled = throttled || EqualsIgnoreCase(code, name);
   constexpr std::array<std::string_view, 4> kPhrases = {

@@ -201,7 +201,9 @@ class TmpMessageImpl final : public TmpMessage {
                                                             uint64_t size, uint64_t digest) {
     for (int attempt = 1;; ++attempt) {
       std::string stem = NewStem();
-      std::string path = folder_path + "/tmp/" + stem;
+      std::string path = folder_path;
+      path += "/tmp/";
+      path += stem;
       if (::link(source.c_str(), path.c_str()) == 0) {
         std::unique_ptr<TmpMessageImpl> message(new TmpMessageImpl(
             -1, std::move(stem), std::move(path), HashState(nullptr, &XXH3_freeState)));
@@ -213,7 +215,11 @@ class TmpMessageImpl final : public TmpMessage {
       }
       int err = errno;
       if (err != EEXIST || attempt == kCreateAttempts) {
-        return IoError("linking " + source + " into " + folder_path + "/tmp", err);
+        std::string what = "linking " + source;
+        what += " into ";
+        what += folder_path;
+        what += "/tmp";
+        return IoError(what, err);
       }
     }
   }

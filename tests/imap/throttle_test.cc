@@ -6,8 +6,9 @@ namespace mailmirror::imap {
 namespace {
 
 TEST(ThrottleTest, Office365SuggestsItsBackoffInMilliseconds) {
-  EXPECT_EQ(ThrottleDelayMs("", "Request is throttled. Suggested Backoff Time: 299961 milliseconds"),
-            299961U);
+  EXPECT_EQ(
+      ThrottleDelayMs("", "Request is throttled. Suggested Backoff Time: 299961 milliseconds"),
+      299961U);
 }
 
 TEST(ThrottleTest, SecondsAreConverted) {

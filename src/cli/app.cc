@@ -9,6 +9,7 @@
 
 #include "cli/accounts.h"
 #include "cli/list_command.h"
+#include "cli/status_command.h"
 #include "cli/sync_command.h"
 #include "mailmirror/config.h"
 #include "mailmirror/providers.h"
@@ -100,6 +101,23 @@ int RunRepair(const GlobalOptions& global, const std::vector<std::string>& names
   return RunSync(global, names, sync::SyncOptions{});
 }
 
+int RunStatus(const GlobalOptions& global, const std::vector<std::string>& names, bool remote) {
+  Result<Config> config = Load(global);
+  if (!config.ok()) return Report(config.error());
+  Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
+  if (!accounts.ok()) return Report(accounts.error());
+  std::vector<AccountStatus> statuses = CollectStatus(*accounts, remote);
+  PrintStatus(statuses, std::cout);
+  std::cout.flush();
+  int exit_code = kExitOk;
+  for (const AccountStatus& status : statuses) {
+    if (status.status.ok()) continue;
+    int code = Report(status.status.error().Wrap("account " + status.account->name));
+    if (exit_code == kExitOk) exit_code = code;
+  }
+  return exit_code;
+}
+
 // Signs an account in with the OAuth 2.0 device flow and stores its tokens.
 int RunAuth(const GlobalOptions& global, const std::string& name) {
   Result<Config> config = Load(global);
@@ -174,6 +192,15 @@ int Main(int argc, char** argv) {
                  "Delete even when a folder would lose more than max_delete_fraction of its "
                  "messages, or its Maildir directory is gone");
 
+  std::vector<std::string> status_accounts;
+  bool status_remote = false;
+  CLI::App* status = app.add_subcommand(
+      "status",
+      "Show each account's folders as of the last sync: local and server counts, unread, local "
+      "changes not yet synced, when each folder last synced (offline; --remote asks the server)");
+  status->add_option("ACCOUNT", status_accounts, "Accounts to show (default: all)");
+  status->add_flag("--remote", status_remote, "Ask the server for its message counts now");
+
   std::string auth_account;
   CLI::App* auth = app.add_subcommand(
       "auth",
@@ -219,6 +246,7 @@ int Main(int argc, char** argv) {
   if (sync->parsed()) return RunSync(global, sync_accounts, sync_options);
   if (repair->parsed()) return RunRepair(global, repair_accounts);
   if (providers->parsed()) return RunProviders();
+  if (status->parsed()) return RunStatus(global, status_accounts, status_remote);
   if (auth->parsed()) return RunAuth(global, auth_account);
   return ExitCodeFor(ErrorKind::kUsage);
 }

@@ -5,19 +5,10 @@
 
 #include "account/imap_connection.h"
 #include "net/event_loop.h"
+#include "util/strings.h"
 
 namespace mailmirror::cli {
 namespace {
-
-// Terminal columns taken by UTF-8 text, counting one per code point: good
-// enough for alignment of European names.
-size_t DisplayWidth(std::string_view text) {
-  size_t width = 0;
-  for (unsigned char c : text) {
-    if ((c & 0xc0) != 0x80) ++width;
-  }
-  return width;
-}
 
 std::string PadRight(const std::string& text, size_t width) {
   size_t used = DisplayWidth(text);

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "store/folder_map.h"
+#include "sync/run_record.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -794,6 +795,14 @@ void AccountSync::MaybeFinish() {
   pulls_.clear();
   disk_.reset();  // idle: each folder waited for its disk work
   index_.reset();
+  if (lock_ && !options_.dry_run) {
+    // Written under the lock: a run that found the account busy leaves the
+    // record of the one that holds it alone.
+    Status recorded = WriteRunRecord(account_.state_dir, report_, std::time(nullptr));
+    if (!recorded.ok()) {
+      Log(LogLevel::kWarning, "account " + account_.name + ": " + recorded.error().message);
+    }
+  }
   lock_.reset();
   auto done = std::move(done_);
   done_ = nullptr;

@@ -44,4 +44,12 @@ std::string Printable(std::string_view text, size_t max_length) {
   return out;
 }
 
+size_t DisplayWidth(std::string_view text) {
+  size_t width = 0;
+  for (unsigned char c : text) {
+    if ((c & 0xc0) != 0x80) ++width;
+  }
+  return width;
+}
+
 }  // namespace mailmirror

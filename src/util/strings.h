@@ -15,4 +15,8 @@ std::string ToUpperAscii(std::string_view text);
 // result is cut after `max_length` input bytes with "...".
 std::string Printable(std::string_view text, size_t max_length = 200);
 
+// Terminal columns taken by UTF-8 text, counting one per code point: good
+// enough for aligning European folder names in tables.
+size_t DisplayWidth(std::string_view text);
+
 }  // namespace mailmirror

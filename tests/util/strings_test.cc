@@ -21,5 +21,11 @@ TEST(StringsTest, PrintableEscapesAndTruncates) {
   EXPECT_EQ(Printable("abcdef", 3), "abc...");
 }
 
+TEST(StringsTest, DisplayWidthCountsCodePoints) {
+  EXPECT_EQ(DisplayWidth(""), 0u);
+  EXPECT_EQ(DisplayWidth("INBOX"), 5u);
+  EXPECT_EQ(DisplayWidth("Entw\xC3\xBCrfe"), 8u);  // Entwürfe
+}
+
 }  // namespace
 }  // namespace mailmirror

@@ -102,6 +102,7 @@ inline bool HasPasswordSource(const AccountConfig& account) {
 
 struct Config {
   std::string path;                     // the file it was read from
+  uint32_t max_accounts = 4;            // accounts synced at once (top-level max_accounts)
   std::vector<AccountConfig> accounts;  // in file order
   // Problems worth a warning that do not stop a run, e.g. a file holding a
   // password that others may read.

@@ -63,13 +63,23 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
 }
 
 int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
-            const sync::SyncOptions& options) {
+            const sync::SyncOptions& options, const std::string& shard_text = "") {
   Result<Config> config = Load(global);
   if (!config.ok()) return Report(config.error());
   Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
   if (!accounts.ok()) return Report(accounts.error());
+  if (!shard_text.empty()) {
+    Result<Shard> shard = ParseShard(shard_text);
+    if (!shard.ok()) return Report(shard.error());
+    std::erase_if(*accounts,
+                  [&](const AccountConfig* account) { return !InShard(account->name, *shard); });
+    Log(LogLevel::kInfo,
+        "shard " + shard_text + ": " + std::to_string(accounts->size()) + " account(s)");
+    if (accounts->empty()) return kExitOk;
+  }
 
   SyncOutput output;
+  output.max_accounts = config->max_accounts;
   if (!global.quiet) output.out = &std::cout;
   output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
@@ -188,6 +198,11 @@ int Main(int argc, char** argv) {
   sync->add_flag("-n,--dry-run", sync_options.dry_run,
                  "Print what each folder would download, upload, change and delete on either "
                  "side; change nothing");
+  std::string sync_shard;
+  sync->add_option("--shard", sync_shard,
+                   "Sync only part I of N of the accounts (I from 0 to N-1), chosen by a stable "
+                   "hash of each account's name: run I/N on N hosts to split many accounts")
+      ->option_text("I/N");
   sync->add_flag("--allow-mass-delete", sync_options.allow_mass_delete,
                  "Delete even when a folder would lose more than max_delete_fraction of its "
                  "messages, or its Maildir directory is gone");
@@ -243,7 +258,7 @@ int Main(int argc, char** argv) {
   SetLogLevel(level);
 
   if (list->parsed()) return RunList(global, list_accounts);
-  if (sync->parsed()) return RunSync(global, sync_accounts, sync_options);
+  if (sync->parsed()) return RunSync(global, sync_accounts, sync_options, sync_shard);
   if (repair->parsed()) return RunRepair(global, repair_accounts);
   if (providers->parsed()) return RunProviders();
   if (status->parsed()) return RunStatus(global, status_accounts, status_remote);

@@ -1,5 +1,7 @@
 #include "cli/sync_command.h"
 
+#include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -146,6 +148,7 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   std::vector<sync::AccountReport> reports(accounts.size());
   net::EventLoop loop;
   std::vector<std::unique_ptr<sync::AccountSync>> syncs;
+  std::function<void()> finished_one;
   for (size_t i = 0; i < accounts.size(); ++i) {
     auto on_folder = [&output](const AccountConfig& account, const sync::FolderReport& folder) {
       if (output.out == nullptr) return;
@@ -153,11 +156,30 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
                                              : FolderLine(account, folder))
                   << std::endl;
     };
-    auto done = [&reports, i](sync::AccountReport report) { reports[i] = std::move(report); };
+    auto done = [&reports, &finished_one, &accounts, i](sync::AccountReport report) {
+      Log(LogLevel::kInfo, "account " + accounts[i]->name + ": finished");
+      reports[i] = std::move(report);
+      finished_one();
+    };
     syncs.push_back(
         std::make_unique<sync::AccountSync>(&loop, *accounts[i], output.options, on_folder, done));
   }
-  for (auto& account_sync : syncs) account_sync->Start();
+  // Up to max_accounts at once, the next starting as one finishes.
+  size_t next = 0;
+  size_t running = 0;
+  const size_t limit = std::max<size_t>(1, output.max_accounts);
+  std::function<void()> start_more = [&] {
+    while (running < limit && next < syncs.size()) {
+      ++running;
+      Log(LogLevel::kInfo, "account " + accounts[next]->name + ": starting");
+      syncs[next++]->Start();
+    }
+  };
+  finished_one = [&] {
+    --running;
+    loop.Post(start_more);  // not from inside the finished account's callback
+  };
+  start_more();
   loop.Run();
   for (size_t i = 0; i < accounts.size(); ++i) {
     if (reports[i].account != nullptr) continue;

@@ -13,6 +13,7 @@ namespace mailmirror::cli {
 struct SyncOutput {
   std::ostream* out = nullptr;  // progress and summaries; null with -q
   sync::SyncOptions options;
+  size_t max_accounts = 4;  // accounts running at once; the rest wait their turn
 };
 
 // Runs the sync and returns one report per account, in the given order.

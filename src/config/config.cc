@@ -610,9 +610,16 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   Config config;
   config.path = path;
   for (const auto& [key, value] : root) {
+    if (key.str() == "max_accounts") {
+      Result<int64_t> count = GetInteger(v, value, "max_accounts", 1, 1000);
+      if (!count) return count.error();
+      config.max_accounts = static_cast<uint32_t>(*count);
+      continue;
+    }
     if (key.str() != "accounts") {
       return v.At(value.source(), std::string(key.str()),
-                  "unknown top-level key (accounts are configured as [accounts.NAME])");
+                  "unknown top-level key (known: max_accounts; accounts are configured as "
+                  "[accounts.NAME])");
     }
   }
   const toml::node* accounts = root.get("accounts");

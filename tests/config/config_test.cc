@@ -179,6 +179,15 @@ TEST(ConfigTest, NoAccounts) {
   EXPECT_NE(ParseError("[other]\nx = 1\n").find("unknown top-level key"), std::string::npos);
 }
 
+TEST(ConfigTest, MaxAccounts) {
+  const std::string account = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  EXPECT_EQ(ParseOk(account).max_accounts, 4u);
+  EXPECT_EQ(ParseOk("max_accounts = 16\n" + account).max_accounts, 16u);
+  EXPECT_NE(ParseError("max_accounts = 0\n" + account)
+                .find("test.toml:1: max_accounts: expected an integer from 1 to 1000"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, BadAccountName) {
   EXPECT_NE(ParseError("[accounts.\"a/b\"]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n")
                 .find("account names"),

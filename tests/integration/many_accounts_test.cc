@@ -1,0 +1,134 @@
+// Many accounts in one run: max_accounts at once on one event loop, and
+// --shard splitting them between hosts without coordination.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <string>
+
+#include "support/dovecot_fixture.h"
+#include "support/run_command.h"
+#include "support/sync_checks.h"
+
+namespace mailmirror {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::CommandResult;
+using testing::DovecotServer;
+using testing::Report;
+using testing::RunCommand;
+using testing::ShellQuote;
+
+constexpr int kAccounts = 6;
+
+class ManyAccountsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = DovecotServer::Start();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_TRUE(server_->Seed("alice"));
+  }
+
+  // kAccounts accounts, all alice's mailbox, each into its own Maildir.
+  std::string WriteConfig(const std::string& name, int max_accounts) {
+    const std::string path = server_->dir() + "/" + name + ".toml";
+    std::ofstream out(path);
+    out << "max_accounts = " << max_accounts << "\n";
+    for (int i = 0; i < kAccounts; ++i) {
+      out << "[accounts.user" << i << "]\nhost = \"127.0.0.1\"\nport = " << server_->imaps_port()
+          << "\nca_file = \"" << server_->ca_file()
+          << "\"\nuser = \"alice\"\npassword = \"alice-secret\"\nmaildir = \"" << Root(name, i)
+          << "\"\n";
+    }
+    out.close();
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+    return path;
+  }
+
+  std::string Root(const std::string& name, int account) const {
+    return server_->dir() + "/" + name + "/user" + std::to_string(account);
+  }
+
+  CommandResult Sync(const std::string& config, const std::string& arguments) {
+    return RunCommand(std::string(MAILMIRROR_BINARY) + " -c " + ShellQuote(config) + " " +
+                      arguments);
+  }
+
+  // The accounts whose Maildir holds INBOX.
+  std::set<int> Synced(const std::string& name) const {
+    std::set<int> synced;
+    for (int i = 0; i < kAccounts; ++i) {
+      if (fs::exists(Root(name, i) + "/INBOX/cur")) synced.insert(i);
+    }
+    return synced;
+  }
+
+  std::unique_ptr<DovecotServer> server_;
+};
+
+TEST_F(ManyAccountsTest, ShardsSplitTheAccountsStablyAndDisjointly) {
+  const std::string config = WriteConfig("shards", 4);
+  std::set<int> all;
+  size_t before = 0;
+  for (int shard = 0; shard < 3; ++shard) {
+    CommandResult result = Sync(config, "-q sync --shard " + std::to_string(shard) + "/3");
+    ASSERT_EQ(result.exit_code, 0) << Report(result);
+    std::set<int> now = Synced("shards");
+    EXPECT_GT(now.size(), before) << "shard " << shard << " synced nothing new";
+    before = now.size();
+    all = now;
+  }
+  EXPECT_EQ(all.size(), size_t(kAccounts));
+
+  // The same shard again picks the same accounts (nothing new to sync).
+  const std::string again_config = WriteConfig("again", 4);
+  CommandResult first = Sync(again_config, "-q sync --shard 1/3");
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  std::set<int> one = Synced("again");
+  CommandResult second = Sync(again_config, "-q sync --shard 1/3");
+  ASSERT_EQ(second.exit_code, 0) << Report(second);
+  EXPECT_EQ(Synced("again"), one);
+
+  CommandResult bad = Sync(config, "sync --shard 3/3");
+  EXPECT_EQ(bad.exit_code, 64) << Report(bad);
+  EXPECT_NE(bad.err.find("--shard expects I/N"), std::string::npos) << bad.err;
+}
+
+TEST_F(ManyAccountsTest, MaxAccountsBoundsHowManyRunAtOnce) {
+  const std::string config = WriteConfig("serial", 1);
+  CommandResult result = Sync(config, "-v sync");
+  ASSERT_EQ(result.exit_code, 0) << Report(result);
+  EXPECT_EQ(Synced("serial").size(), size_t(kAccounts));
+  // With one at a time, each account finishes before the next starts.
+  std::regex event("account (user[0-9]): (starting|finished)");
+  int running = 0;
+  int most = 0;
+  int starts = 0;
+  for (std::sregex_iterator it(result.err.begin(), result.err.end(), event), end; it != end; ++it) {
+    if ((*it)[2] == "starting") {
+      ++starts;
+      most = std::max(most, ++running);
+    } else {
+      --running;
+    }
+  }
+  EXPECT_EQ(starts, kAccounts) << result.err;
+  EXPECT_EQ(most, 1) << result.err;
+
+  const std::string parallel = WriteConfig("parallel", 4);
+  CommandResult wide = Sync(parallel, "-v sync");
+  ASSERT_EQ(wide.exit_code, 0) << Report(wide);
+  EXPECT_EQ(Synced("parallel").size(), size_t(kAccounts));
+  running = 0;
+  most = 0;
+  for (std::sregex_iterator it(wide.err.begin(), wide.err.end(), event), end; it != end; ++it) {
+    most = std::max(most, (*it)[2] == "starting" ? ++running : --running);
+  }
+  EXPECT_EQ(most, 4) << wide.err;
+}
+
+}  // namespace
+}  // namespace mailmirror

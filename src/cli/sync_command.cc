@@ -1,8 +1,8 @@
 #include "cli/sync_command.h"
 
 #include <algorithm>
-#include <functional>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/accounts.h"
+#include "cli/json_report.h"
 #include "cli/list_command.h"
 #include "cli/status_command.h"
 #include "cli/sync_command.h"
@@ -62,8 +63,16 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
   return exit_code;
 }
 
+// What `sync` prints besides its own lines: --shard, --json.
+struct SyncFlags {
+  std::string shard;
+  bool json = false;
+};
+
 int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
-            const sync::SyncOptions& options, const std::string& shard_text = "") {
+            const sync::SyncOptions& options, const SyncFlags& flags = {}) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string& shard_text = flags.shard;
   Result<Config> config = Load(global);
   if (!config.ok()) return Report(config.error());
   Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
@@ -75,12 +84,15 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
                   [&](const AccountConfig* account) { return !InShard(account->name, *shard); });
     Log(LogLevel::kInfo,
         "shard " + shard_text + ": " + std::to_string(accounts->size()) + " account(s)");
-    if (accounts->empty()) return kExitOk;
+    if (accounts->empty()) {
+      if (flags.json) std::cout << SyncReportJson({}, 0, kExitOk) << std::endl;
+      return kExitOk;
+    }
   }
 
   SyncOutput output;
   output.max_accounts = config->max_accounts;
-  if (!global.quiet) output.out = &std::cout;
+  if (!global.quiet && !flags.json) output.out = &std::cout;
   output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
   // Every failure is reported; the exit code is the first one's.
@@ -96,6 +108,11 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
     for (const sync::FolderReport& folder : report.folders) {
       if (!folder.status.ok()) note(folder.status.error().Wrap(context));
     }
+  }
+  if (flags.json) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::cout << SyncReportJson(reports, seconds, exit_code) << std::endl;
   }
   return exit_code;
 }
@@ -198,8 +215,11 @@ int Main(int argc, char** argv) {
   sync->add_flag("-n,--dry-run", sync_options.dry_run,
                  "Print what each folder would download, upload, change and delete on either "
                  "side; change nothing");
-  std::string sync_shard;
-  sync->add_option("--shard", sync_shard,
+  SyncFlags sync_flags;
+  sync->add_flag("--json", sync_flags.json,
+                 "Print the run as one JSON object on stdout (per account and folder: counts, "
+                 "bytes, seconds, how changes were found, errors) instead of the summary lines");
+  sync->add_option("--shard", sync_flags.shard,
                    "Sync only part I of N of the accounts (I from 0 to N-1), chosen by a stable "
                    "hash of each account's name: run I/N on N hosts to split many accounts")
       ->option_text("I/N");
@@ -258,7 +278,7 @@ int Main(int argc, char** argv) {
   SetLogLevel(level);
 
   if (list->parsed()) return RunList(global, list_accounts);
-  if (sync->parsed()) return RunSync(global, sync_accounts, sync_options, sync_shard);
+  if (sync->parsed()) return RunSync(global, sync_accounts, sync_options, sync_flags);
   if (repair->parsed()) return RunRepair(global, repair_accounts);
   if (providers->parsed()) return RunProviders();
   if (status->parsed()) return RunStatus(global, status_accounts, status_remote);

@@ -31,6 +31,7 @@ bool MadeProgress(const FolderReport& folder) {
 // Adds the counts of a failed attempt at a folder to the attempts before.
 void AddCounts(FolderReport& total, const FolderReport& attempt) {
   total.fetched += attempt.fetched;
+  total.seconds += attempt.seconds;
   total.label_links += attempt.label_links;
   total.bytes += attempt.bytes;
   total.adopted += attempt.adopted;

@@ -120,6 +120,8 @@ void FolderPull::Finish(const Status& status) {
   // The report outlives the pull by a little: keep nothing heavy meanwhile.
   std::vector<uint32_t>().swap(known_uids_);
   folder_.reset();
+  report_.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   auto done = std::move(done_);
   done_ = nullptr;
   done(report_);
@@ -146,6 +148,7 @@ void FolderPull::SubmitDiskWork(std::unique_ptr<DiskWork> work,
 }
 
 void FolderPull::Start() {
+  started_ = std::chrono::steady_clock::now();
   Result<std::optional<store::FolderRecord>> record = index_->GetFolder(job_.remote_name);
   if (!record.ok()) return Finish(record.error());
   if (record->has_value()) {

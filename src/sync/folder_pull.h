@@ -105,6 +105,7 @@ struct FolderReport {
   // "initial", "QRESYNC", "CONDSTORE" or "full scan".
   std::string path;
   Status status;
+  double seconds = 0;  // from Start to the report (this attempt)
 };
 
 class FolderPull {
@@ -235,6 +236,7 @@ class FolderPull {
   std::function<void()> session_free_;
   std::function<void(FolderReport)> done_;
   FolderReport report_;
+  std::chrono::steady_clock::time_point started_;
 
   std::unique_ptr<store::MaildirFolder> folder_;
   store::FolderRecord record_;

@@ -2,8 +2,11 @@
 // --shard splitting them between hosts without coordination.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <string>
@@ -128,6 +131,58 @@ TEST_F(ManyAccountsTest, MaxAccountsBoundsHowManyRunAtOnce) {
     most = std::max(most, (*it)[2] == "starting" ? ++running : --running);
   }
   EXPECT_EQ(most, 4) << wide.err;
+}
+
+TEST_F(ManyAccountsTest, JsonSummaryForMonitoring) {
+  // Two of the accounts; the second with a wrong password.
+  const std::string config = server_->dir() + "/json.toml";
+  {
+    std::ofstream out(config);
+    for (const char* name : {"good", "bad"}) {
+      out << "[accounts." << name << "]\nhost = \"127.0.0.1\"\nport = " << server_->imaps_port()
+          << "\nca_file = \"" << server_->ca_file() << "\"\nuser = \"alice\"\npassword = \""
+          << (std::string(name) == "good" ? "alice-secret" : "wrong") << "\"\nmaildir = \""
+          << server_->dir() << "/json/" << name << "\"\n";
+    }
+  }
+  fs::permissions(config, fs::perms::owner_read | fs::perms::owner_write);
+  CommandResult result = Sync(config, "sync --json");
+  EXPECT_EQ(result.exit_code, 77) << Report(result);
+  // stdout is the JSON object and nothing else.
+  nlohmann::json run = nlohmann::json::parse(result.out, nullptr, false);
+  ASSERT_TRUE(run.is_object()) << result.out;
+  EXPECT_EQ(run["exit_code"], 77);
+  EXPECT_EQ(run["dry_run"], false);
+  ASSERT_EQ(run["accounts"].size(), 2u);
+  const nlohmann::json& good = run["accounts"][0];
+  EXPECT_EQ(good["name"], "good");
+  EXPECT_EQ(good["ok"], true);
+  EXPECT_TRUE(good["error"].is_null());
+  std::map<std::string, nlohmann::json> folders;
+  for (const nlohmann::json& folder : good["folders"]) {
+    folders[folder["name"].get<std::string>()] = folder;
+  }
+  ASSERT_EQ(folders.count("INBOX"), 1u) << result.out;
+  EXPECT_EQ(folders["INBOX"]["fetched"], 5);
+  EXPECT_GT(folders["INBOX"]["bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(folders["INBOX"]["path"], "initial");
+  EXPECT_EQ(folders["INBOX"]["ok"], true);
+  EXPECT_GE(folders["INBOX"]["seconds"].get<double>(), 0.0);
+  EXPECT_EQ(folders.count("Entwürfe"), 1u);  // UTF-8 names
+  const nlohmann::json& bad = run["accounts"][1];
+  EXPECT_EQ(bad["ok"], false);
+  EXPECT_NE(bad["error"].get<std::string>().find("rejected PLAIN login"), std::string::npos);
+  EXPECT_TRUE(bad["folders"].empty());
+
+  // -q does not silence --json; the next run finds nothing new.
+  CommandResult again = Sync(config, "-q sync --json good");
+  ASSERT_EQ(again.exit_code, 0) << Report(again);
+  nlohmann::json second = nlohmann::json::parse(again.out, nullptr, false);
+  ASSERT_TRUE(second.is_object()) << again.out;
+  ASSERT_EQ(second["accounts"].size(), 1u);
+  for (const nlohmann::json& folder : second["accounts"][0]["folders"]) {
+    EXPECT_EQ(folder["fetched"], 0) << folder;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,66 @@
+#include "cli/json_report.h"
+
+#include <nlohmann/json.hpp>
+
+namespace mailmirror::cli {
+namespace {
+
+using Json = nlohmann::json;
+
+Json ErrorOf(const Status& status) {
+  return status.ok() ? Json(nullptr) : Json(status.error().message);
+}
+
+Json FolderJson(const sync::FolderReport& folder) {
+  return {{"name", folder.local_name},
+          {"ok", folder.status.ok()},
+          {"error", ErrorOf(folder.status)},
+          {"path", folder.path},
+          {"seconds", folder.seconds},
+          {"fetched", folder.fetched},
+          {"bytes", folder.bytes},
+          {"label_links", folder.label_links},
+          {"adopted", folder.adopted},
+          {"matched", folder.matched},
+          {"skipped", folder.skipped},
+          {"flag_changes", folder.flag_changes},
+          {"expunged", folder.expunged},
+          {"pushed_flags", folder.pushed_flags},
+          {"pushed_expunges", folder.pushed_expunges},
+          {"appended", folder.appended},
+          {"too_large", folder.too_large},
+          {"linked", folder.linked},
+          {"conflicts", folder.conflicts},
+          {"restored", folder.restored},
+          {"would_fetch", folder.would_fetch},
+          {"uidvalidity_changed", folder.uidvalidity_changed}};
+}
+
+}  // namespace
+
+std::string SyncReportJson(const std::vector<sync::AccountReport>& reports, double seconds,
+                           int exit_code) {
+  Json accounts = Json::array();
+  bool dry_run = false;
+  for (const sync::AccountReport& report : reports) {
+    dry_run = dry_run || report.dry_run;
+    Json folders = Json::array();
+    for (const sync::FolderReport& folder : report.folders) folders.push_back(FolderJson(folder));
+    accounts.push_back({{"name", report.account != nullptr ? report.account->name : ""},
+                        {"ok", report.status.ok()},
+                        {"error", ErrorOf(report.status)},
+                        {"seconds", report.seconds},
+                        {"moved", report.moved},
+                        {"created", report.created},
+                        {"skipped", report.skipped},
+                        {"folders", std::move(folders)}});
+  }
+  Json run = {{"exit_code", exit_code},
+              {"seconds", seconds},
+              {"dry_run", dry_run},
+              {"accounts", std::move(accounts)}};
+  // Server-supplied text may hold invalid UTF-8: replaced, never a throw.
+  return run.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace mailmirror::cli

@@ -1,11 +1,5 @@
 #include "oauth/oauth_client.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -146,27 +140,12 @@ Result<TokenSet> LoadTokens(const AccountConfig& account) {
 
 Status SaveTokens(const AccountConfig& account, const TokenSet& tokens) {
   if (Status made = MakeDirectories(account.state_dir, 0700); !made.ok()) return made;
-  const std::string path = TokenFilePath(account);
-  const std::string tmp = path + ".tmp";
   Json json = {{"access_token", tokens.access_token},
                {"refresh_token", tokens.refresh_token},
                {"expires_at", tokens.expires_at}};
-  const std::string text = json.dump(2) + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return MakeError(ErrorKind::kIo, "cannot write " + tmp + ": " + std::strerror(errno));
-  }
-  (void)::fchmod(fd, 0600);  // an older file of another mode was truncated
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::fsync(fd) == 0 && ok;
-  int err = errno;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (ok) err = errno;
-    ::unlink(tmp.c_str());
-    return MakeError(ErrorKind::kIo, "cannot write " + path + ": " + std::strerror(err));
-  }
-  return Status::Ok();
+  // Durable: a rotated refresh token lost in a crash would sign the user out.
+  return WriteFileAtomically(TokenFilePath(account), json.dump(2) + "\n", 0600,
+                             /*durable=*/true);
 }
 
 Result<TokenSet> RunDeviceFlow(const AccountConfig& account, std::ostream& out,

@@ -1,13 +1,12 @@
 #include "sync/run_record.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "util/fs.h"
 
 namespace mailmirror::sync {
 namespace {
@@ -76,20 +75,10 @@ Status WriteRunRecord(const std::string& state_dir, const AccountReport& report,
   }
   // Folder names are UTF-8 (decoded from modified UTF-7); anything else is
   // replaced rather than making dump() fail.
-  const std::string text = json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-  const std::string path = RunRecordPath(state_dir);
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return MakeError(ErrorKind::kIo, "cannot write " + tmp + ": " + std::strerror(errno));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  int err = errno;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (ok) err = errno;
-    ::unlink(tmp.c_str());
-    return MakeError(ErrorKind::kIo, "cannot write " + path + ": " + std::strerror(err));
-  }
-  return Status::Ok();
+  // Not fsynced: a record lost in a crash costs only what status shows.
+  return WriteFileAtomically(RunRecordPath(state_dir),
+                             json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n", 0600,
+                             /*durable=*/false);
 }
 
 }  // namespace mailmirror::sync

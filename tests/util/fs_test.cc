@@ -40,5 +40,32 @@ TEST(FsTest, MakeDirectoriesReportsAFileInTheWay) {
   fs::remove_all(root);
 }
 
+TEST(FsTest, WriteFileAtomicallyReplacesWithTheModeAndLeavesNoTemporary) {
+  fs::path root = fs::path(::testing::TempDir()) / "fs_test_atomic";
+  fs::remove_all(root);
+  fs::create_directories(root);
+  const std::string path = (root / "state.json").string();
+  std::ofstream(path + ".tmp") << "a leftover of a crash";
+  fs::permissions(path + ".tmp", fs::perms::all);
+  for (bool durable : {false, true}) {
+    const std::string text = durable ? "second\n" : "first\n";
+    ASSERT_TRUE(WriteFileAtomically(path, text, 0600, durable).ok());
+    std::ifstream in(path);
+    std::string read((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(read, text);
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_FALSE(fs::exists(path + ".tmp"));
+  }
+  // A directory that cannot be written: an error naming the file, the old
+  // content kept.
+  Status failed = WriteFileAtomically((root / "missing" / "x").string(), "y", 0600, false);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().kind, ErrorKind::kIo);
+  EXPECT_NE(failed.error().message.find("missing/x"), std::string::npos);
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace mailmirror

@@ -29,6 +29,19 @@ int Report(const Error& error) {
   return ExitCodeFor(error.kind);
 }
 
+// Commands report every failure; their exit code is the first one's.
+class FirstFailure {
+ public:
+  void Note(const Error& error) {
+    const int code = Report(error);
+    if (code_ == kExitOk) code_ = code;
+  }
+  int code() const { return code_; }
+
+ private:
+  int code_ = kExitOk;
+};
+
 struct GlobalOptions {
   std::string config_path;
   int verbosity = 0;
@@ -53,14 +66,12 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& names) 
   std::vector<AccountListing> listings = ListAccounts(*accounts);
   PrintListings(listings, std::cout);
   std::cout.flush();
-  // Every failed account is reported; the exit code is the first failure's.
-  int exit_code = kExitOk;
+  FirstFailure failures;
   for (const AccountListing& listing : listings) {
     if (listing.mailboxes.ok()) continue;
-    int code = Report(listing.mailboxes.error().Wrap("account " + listing.account->name));
-    if (exit_code == kExitOk) exit_code = code;
+    failures.Note(listing.mailboxes.error().Wrap("account " + listing.account->name));
   }
-  return exit_code;
+  return failures.code();
 }
 
 // What `sync` prints besides its own lines: --shard, --json.
@@ -95,26 +106,21 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
   if (!global.quiet && !flags.json) output.out = &std::cout;
   output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
-  // Every failure is reported; the exit code is the first one's.
-  int exit_code = kExitOk;
-  auto note = [&exit_code](const Error& error) {
-    int code = Report(error);
-    if (exit_code == kExitOk) exit_code = code;
-  };
+  FirstFailure failures;
   for (size_t i = 0; i < reports.size(); ++i) {
     const sync::AccountReport& report = reports[i];
     const std::string context = "account " + (*accounts)[i]->name;
-    if (!report.status.ok()) note(report.status.error().Wrap(context));
+    if (!report.status.ok()) failures.Note(report.status.error().Wrap(context));
     for (const sync::FolderReport& folder : report.folders) {
-      if (!folder.status.ok()) note(folder.status.error().Wrap(context));
+      if (!folder.status.ok()) failures.Note(folder.status.error().Wrap(context));
     }
   }
   if (flags.json) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::cout << SyncReportJson(reports, seconds, exit_code) << std::endl;
+    std::cout << SyncReportJson(reports, seconds, failures.code()) << std::endl;
   }
-  return exit_code;
+  return failures.code();
 }
 
 // Rebuilds the index, then syncs once more: the rebuild leaves flags that
@@ -136,13 +142,12 @@ int RunStatus(const GlobalOptions& global, const std::vector<std::string>& names
   std::vector<AccountStatus> statuses = CollectStatus(*accounts, remote);
   PrintStatus(statuses, std::cout);
   std::cout.flush();
-  int exit_code = kExitOk;
+  FirstFailure failures;
   for (const AccountStatus& status : statuses) {
     if (status.status.ok()) continue;
-    int code = Report(status.status.error().Wrap("account " + status.account->name));
-    if (exit_code == kExitOk) exit_code = code;
+    failures.Note(status.status.error().Wrap("account " + status.account->name));
   }
-  return exit_code;
+  return failures.code();
 }
 
 // Signs an account in with the OAuth 2.0 device flow and stores its tokens.

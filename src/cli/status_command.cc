@@ -39,12 +39,7 @@ std::optional<uint64_t> PendingChanges(const std::string& path, const store::Fol
 
 std::string FormatTime(int64_t when) {
   if (when == 0) return "never";
-  char text[32];
-  std::time_t t = static_cast<std::time_t>(when);
-  std::tm local{};
-  localtime_r(&t, &local);
-  (void)std::strftime(text, sizeof text, "%Y-%m-%d %H:%M", &local);
-  return text;
+  return FormatLocalTime(when, "%Y-%m-%d %H:%M");
 }
 
 AccountStatus Collect(const AccountConfig& account) {

@@ -217,23 +217,23 @@ bool AccountSync::SkipGmailAllMail(const imap::MailboxInfo& mailbox,
   return true;
 }
 
-// The Maildir directory of a folder of the index, for GmailLabels: folders
-// get their ids as they first sync, so the map is read again on a miss.
+// The Maildir directory of a folder of the index, for GmailLabels. Folders
+// get their ids as they first sync, so the index is read again for an id
+// not seen yet; a folder this run does not sync is remembered as such, so
+// that its messages do not cost a read of the index each.
 std::optional<std::string> AccountSync::FolderPathOf(uint32_t folder_id) {
-  auto lookup = [&]() -> std::optional<std::string> {
-    auto it = folder_paths_.find(folder_id);
-    if (it == folder_paths_.end()) return std::nullopt;
-    return it->second;
-  };
-  if (std::optional<std::string> path = lookup()) return path;
+  auto known = folder_paths_.find(folder_id);
+  if (known != folder_paths_.end()) return known->second;
   Result<std::vector<store::FolderRecord>> folders = index_->ListFolders();
   if (!folders.ok()) return std::nullopt;
   for (const store::FolderRecord& folder : *folders) {
+    std::optional<std::string>& path = folder_paths_[folder.id];
     for (const FolderJob& job : jobs_) {
-      if (job.remote_name == folder.remote_name) folder_paths_[folder.id] = job.local_path;
+      if (job.remote_name == folder.remote_name) path = job.local_path;
     }
   }
-  return lookup();
+  known = folder_paths_.find(folder_id);
+  return known != folder_paths_.end() ? known->second : std::nullopt;
 }
 
 store::Layout AccountSync::Layout() const {
@@ -729,14 +729,10 @@ std::string AccountSync::GaveUp(const Error& error, uint32_t attempts) const {
   std::string text =
       " (gave up after " + std::to_string(attempts) + (attempts == 1 ? " attempt" : " attempts");
   if (error.throttle_ms && *error.throttle_ms > 0) {
-    const std::time_t when =
-        std::time(nullptr) + static_cast<std::time_t>((*error.throttle_ms + 999) / 1000);
-    char clock[32];
-    std::tm local{};
-    localtime_r(&when, &local);
-    (void)std::strftime(clock, sizeof clock, "%Y-%m-%d %H:%M:%S", &local);
+    const int64_t when = static_cast<int64_t>(std::time(nullptr)) +
+                         static_cast<int64_t>((*error.throttle_ms + 999) / 1000);
     text += "; the server asked for a pause of " + FormatSeconds(*error.throttle_ms) +
-            " s: try again after " + clock;
+            " s: try again after " + FormatLocalTime(when, "%Y-%m-%d %H:%M:%S");
   } else if (error.throttle_ms) {
     text += "; the server is throttling: try again later";
   }
@@ -752,14 +748,12 @@ Status AccountSync::SetIndexAside() {
     if (errno == ENOENT) return Status::Ok();
     return MakeError(ErrorKind::kIo, "index " + path + ": " + std::strerror(errno));
   }
-  char stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  (void)std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &local);
-  std::string aside = path + ".broken-" + stamp;
+  const std::string base = path + ".broken-" + FormatLocalTime(std::time(nullptr), "%Y%m%d-%H%M%S");
+  std::string aside = base;
   for (int n = 2; ::lstat(aside.c_str(), &st) == 0; ++n) {
-    aside = path + ".broken-" + stamp + "-" + std::to_string(n);
+    aside = base;
+    aside += "-";
+    aside += std::to_string(n);
   }
   if (::rename(path.c_str(), aside.c_str()) != 0) {
     return MakeError(ErrorKind::kIo, "cannot move the index " + path + " aside to " + aside + ": " +

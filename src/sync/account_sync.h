@@ -157,7 +157,8 @@ class AccountSync {
   // Gmail: where label copies are stored (FolderJob::gmail_labels).
   std::unique_ptr<GmailLabels> gmail_labels_;
   std::optional<std::string> FolderPathOf(uint32_t folder_id);
-  std::unordered_map<uint32_t, std::string> folder_paths_;  // folder id -> Maildir
+  // Folder id -> its Maildir, or nullopt for folders this run does not sync.
+  std::unordered_map<uint32_t, std::optional<std::string>> folder_paths_;
   bool SkipGmailAllMail(const imap::MailboxInfo& mailbox, const std::string& local_name);
   std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<imap::PersonalNamespace> namespace_;

@@ -1,5 +1,7 @@
 #include "util/strings.h"
 
+#include <ctime>
+
 namespace mailmirror {
 namespace {
 char UpperAscii(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
@@ -50,6 +52,20 @@ size_t DisplayWidth(std::string_view text) {
     if ((c & 0xc0) != 0x80) ++width;
   }
   return width;
+}
+
+std::string FormatLocalTime(int64_t when, const char* format) {
+  const auto t = static_cast<std::time_t>(when);
+  std::tm local{};
+  localtime_r(&t, &local);
+  char text[64];
+  // Callers' formats are checked where they are written (the header's
+  // format attribute); here the format is necessarily a variable.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+  const size_t size = std::strftime(text, sizeof text, format, &local);
+#pragma GCC diagnostic pop
+  return std::string(text, size);
 }
 
 }  // namespace mailmirror

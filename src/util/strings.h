@@ -2,6 +2,7 @@
 // case-insensitive ASCII; these never look at locale.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -18,5 +19,10 @@ std::string Printable(std::string_view text, size_t max_length = 200);
 // Terminal columns taken by UTF-8 text, counting one per code point: good
 // enough for aligning European folder names in tables.
 size_t DisplayWidth(std::string_view text);
+
+// `when` (Unix time) in the local time zone, formatted by strftime's
+// `format`, e.g. "%Y-%m-%d %H:%M".
+std::string FormatLocalTime(int64_t when, const char* format)
+    __attribute__((format(strftime, 2, 0)));
 
 }  // namespace mailmirror

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <ctime>
+
 namespace mailmirror {
 namespace {
 
@@ -25,6 +28,13 @@ TEST(StringsTest, DisplayWidthCountsCodePoints) {
   EXPECT_EQ(DisplayWidth(""), 0u);
   EXPECT_EQ(DisplayWidth("INBOX"), 5u);
   EXPECT_EQ(DisplayWidth("Entw\xC3\xBCrfe"), 8u);  // Entwürfe
+}
+
+TEST(StringsTest, FormatLocalTimeUsesTheLocalZone) {
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+  EXPECT_EQ(FormatLocalTime(1700000000, "%Y-%m-%d %H:%M:%S"), "2023-11-14 22:13:20");
+  EXPECT_EQ(FormatLocalTime(0, "%Y%m%d-%H%M%S"), "19700101-000000");
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 
 #include "net/event_loop.h"
 #include "net/tls_context.h"
+#include "util/strings.h"
 
 namespace mailmirror::net {
 
@@ -32,17 +33,6 @@ constexpr size_t kTlsWriteChunk = 256 * 1024;
 // How long Close() waits for queued bytes (and close_notify) to leave.
 constexpr uint64_t kGracefulCloseMs = 2000;
 constexpr unsigned kKeepAliveDelaySeconds = 60;
-
-// "0.3", "1.5", "120": timeouts are configured in ms but read in seconds.
-std::string FormatSeconds(uint64_t ms) {
-  std::string s = std::to_string(ms / 1000);
-  if (ms % 1000 != 0) {
-    std::string fraction = std::to_string(1000 + ms % 1000).substr(1);  // "050" for 50 ms
-    while (fraction.back() == '0') fraction.pop_back();
-    s += "." + fraction;
-  }
-  return s;
-}
 
 bool IsIpv6Literal(const std::string& host) {
   unsigned char addr[sizeof(struct in6_addr)];

@@ -50,13 +50,6 @@ void AddCounts(FolderReport& total, const FolderReport& attempt) {
   total.uidvalidity_changed = total.uidvalidity_changed || attempt.uidvalidity_changed;
 }
 
-// Milliseconds as seconds for messages: "0.25", "12", "300".
-std::string FormatSeconds(uint64_t ms) {
-  char text[32];
-  (void)std::snprintf(text, sizeof text, "%g", static_cast<double>(ms) / 1000);
-  return text;
-}
-
 }  // namespace
 
 AccountSync::AccountSync(net::EventLoop* loop, const AccountConfig& account,

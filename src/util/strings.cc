@@ -54,6 +54,16 @@ size_t DisplayWidth(std::string_view text) {
   return width;
 }
 
+std::string FormatSeconds(uint64_t ms) {
+  std::string text = std::to_string(ms / 1000);
+  if (ms % 1000 != 0) {
+    std::string fraction = std::to_string(1000 + ms % 1000).substr(1);  // "050" for 50 ms
+    while (fraction.back() == '0') fraction.pop_back();
+    text += "." + fraction;
+  }
+  return text;
+}
+
 std::string FormatLocalTime(int64_t when, const char* format) {
   const auto t = static_cast<std::time_t>(when);
   std::tm local{};

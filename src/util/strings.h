@@ -20,6 +20,10 @@ std::string Printable(std::string_view text, size_t max_length = 200);
 // enough for aligning European folder names in tables.
 size_t DisplayWidth(std::string_view text);
 
+// Milliseconds as seconds for messages, exactly and without trailing
+// zeros: "0.05", "1.5", "120", "299.961".
+std::string FormatSeconds(uint64_t ms);
+
 // `when` (Unix time) in the local time zone, formatted by strftime's
 // `format`, e.g. "%Y-%m-%d %H:%M".
 std::string FormatLocalTime(int64_t when, const char* format)

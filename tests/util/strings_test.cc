@@ -37,5 +37,14 @@ TEST(StringsTest, FormatLocalTimeUsesTheLocalZone) {
   EXPECT_EQ(FormatLocalTime(0, "%Y%m%d-%H%M%S"), "19700101-000000");
 }
 
+TEST(StringsTest, FormatSecondsIsExact) {
+  EXPECT_EQ(FormatSeconds(0), "0");
+  EXPECT_EQ(FormatSeconds(50), "0.05");
+  EXPECT_EQ(FormatSeconds(1500), "1.5");
+  EXPECT_EQ(FormatSeconds(120000), "120");
+  EXPECT_EQ(FormatSeconds(299961), "299.961");
+  EXPECT_EQ(FormatSeconds(1234567), "1234.567");  // %g would have said 1234.57
+}
+
 }  // namespace
 }  // namespace mailmirror

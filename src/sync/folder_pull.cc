@@ -34,9 +34,9 @@ constexpr size_t kChunkMessagesFirst = 256;
 constexpr size_t kChunkMessagesMin = 64;
 constexpr size_t kChunkMessagesMax = 512;
 
-// The value of the Message-ID header in `header` text (CRLF or LF, folded
-// lines allowed), trimmed; empty when absent.
-std::string MessageIdFromHeader(std::string_view header) {
+// The value of the header field `name` in `header` (CRLF or LF line ends),
+// unfolded, with each run of blanks as one space, trimmed; empty when absent.
+std::string HeaderField(std::string_view header, std::string_view name) {
   size_t pos = 0;
   while (pos < header.size()) {
     size_t end = header.find('\n', pos);
@@ -44,29 +44,36 @@ std::string MessageIdFromHeader(std::string_view header) {
     std::string_view line = header.substr(pos, end - pos);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) break;  // end of the header block
-    if (line.size() > 11 && EqualsIgnoreCase(line.substr(0, 11), "Message-ID:")) {
-      std::string value(line.substr(11));
-      // Unfold continuation lines.
+    if (line.size() > name.size() && line[name.size()] == ':' &&
+        EqualsIgnoreCase(line.substr(0, name.size()), name)) {
+      std::string raw(line.substr(name.size() + 1));
+      // Continuation lines start with a blank.
       size_t next = end + 1;
       while (next < header.size() && (header[next] == ' ' || header[next] == '\t')) {
         size_t next_end = header.find('\n', next);
         if (next_end == std::string_view::npos) next_end = header.size();
-        std::string_view more = header.substr(next, next_end - next);
-        if (!more.empty() && more.back() == '\r') more.remove_suffix(1);
-        value += more;
+        raw += header.substr(next, next_end - next);
         next = next_end + 1;
       }
-      size_t first = value.find_first_not_of(" \t");
-      size_t last = value.find_last_not_of(" \t");
-      return first == std::string::npos ? "" : value.substr(first, last - first + 1);
+      std::string value;
+      for (char c : raw) {
+        const bool blank = c == ' ' || c == '\t' || c == '\r';
+        if (!blank) {
+          value += c;
+        } else if (!value.empty() && value.back() != ' ') {
+          value += ' ';
+        }
+      }
+      if (!value.empty() && value.back() == ' ') value.pop_back();
+      return value;
     }
     pos = end + 1;
   }
   return "";
 }
 
-// The Message-ID of a stored message, read from its header block only.
-std::string MessageIdOfFile(const std::string& path) {
+// The header block of a stored message (at most its first 256 KiB).
+std::string HeaderOfFile(const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) return "";
   std::string header;
@@ -77,7 +84,7 @@ std::string MessageIdOfFile(const std::string& path) {
     if (header.find("\n\n") != std::string::npos) break;
   }
   (void)std::fclose(file);  // read-only: nothing to lose
-  return MessageIdFromHeader(header);
+  return header;
 }
 
 }  // namespace
@@ -252,20 +259,41 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
 
 namespace {
 
-// What identifies a message across a renumbering: its Message-ID, or for
-// messages without one, its size (with CRLF line ends, as RFC822.SIZE counts)
-// and arrival time.
-std::string MatchKey(const std::string& message_id, uint64_t crlf_size, int64_t internaldate) {
+// What identifies a message across a renumbering, or between another
+// tool's mirror and the server: its Message-ID; for a message without one,
+// its size with CRLF line ends (as RFC822.SIZE counts) and its Date, From
+// and Subject. Not its arrival time: other tools leave the file's mtime at
+// the time they downloaded it.
+std::string MatchKey(std::string_view header, uint64_t crlf_size) {
+  std::string message_id = HeaderField(header, "Message-ID");
   if (!message_id.empty()) return "id:" + message_id;
-  return "size:" + std::to_string(crlf_size) + "@" + std::to_string(internaldate);
+  return "size:" + std::to_string(crlf_size) + "\ndate:" + HeaderField(header, "Date") +
+         "\nfrom:" + HeaderField(header, "From") + "\nsubject:" + HeaderField(header, "Subject");
 }
 
-// Size with CRLF line ends and modification time (our INTERNALDATE) of a
-// stored message, for messages the index has no record of.
-std::pair<uint64_t, int64_t> CrlfSizeAndTime(const std::string& path) {
+// The bytes (CRLF line ends) of the X-TUID header lines in `header`: mbsync
+// adds one to every message it stores, so its files are larger than the
+// server's copy by exactly that line.
+uint64_t AddedHeaderBytes(std::string_view header) {
+  uint64_t bytes = 0;
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find('\n', pos);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view line = header.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    if (line.size() > 7 && EqualsIgnoreCase(line.substr(0, 7), "X-TUID:")) bytes += line.size() + 2;
+    pos = end + 1;
+  }
+  return bytes;
+}
+
+// Size with CRLF line ends of a stored message the index has no record of.
+uint64_t CrlfSizeOf(const std::string& path) {
   uint64_t size = 0;
   std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return {0, 0};
+  if (file == nullptr) return 0;
   char buffer[65536];
   size_t n = 0;
   while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
@@ -273,59 +301,57 @@ std::pair<uint64_t, int64_t> CrlfSizeAndTime(const std::string& path) {
     for (size_t i = 0; i < n; ++i) size += buffer[i] == '\n' ? 1 : 0;
   }
   (void)std::fclose(file);  // read-only: nothing to lose
-  struct stat st {};
-  int64_t mtime = ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_mtime) : 0;
-  return {size, mtime};
+  return size;
 }
 
 }  // namespace
 
-// Local files are matched to the server's current UIDs (by Message-ID, or
-// size and date without one; duplicates paired in UID order), renamed to
-// carry the new UID and re-indexed; only unmatched server messages are
-// downloaded later. Local files that match nothing lose their ",U=" so no
-// stale UID is ever believed again; they are kept, never deleted.
+// Local files are matched to the server's current UIDs (by MatchKey:
+// duplicates paired in UID order) from one scan of the server's headers, no
+// body: renamed to carry the new UID and re-indexed; only unmatched server
+// messages are downloaded later. Local files that match nothing lose their
+// ",U=" so no stale UID is ever believed again; they are kept, never deleted.
 void FolderPull::Rematch() {
-  struct Remote {
+  struct Scanned {
     uint32_t uid;
     std::string key;
-    uint32_t flags;
+    RemoteFacts facts;
   };
-  auto remotes = std::make_shared<std::vector<Remote>>();
+  auto scanned = std::make_shared<std::vector<Scanned>>();
   imap::Command command{{"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE "
-                         "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\n"},
+                         "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)])\r\n"},
                         "UID FETCH",
                         false};
   if (selected_.exists == 0) command = imap::Command{{"NOOP\r\n"}, "NOOP", false};
   session_->Execute(
       std::move(command),
-      [remotes](const imap::Response& response) {
+      [scanned](const imap::Response& response) {
         if (response.type != imap::ResponseType::kFetch || !response.fetch.uid) return;
         const imap::FetchData& fetch = response.fetch;
-        std::string message_id;
-        for (const imap::BodySection& body : fetch.bodies)
-          message_id = MessageIdFromHeader(body.data);
-        int64_t date =
+        std::string_view header;
+        for (const imap::BodySection& body : fetch.bodies) header = body.data;
+        RemoteFacts facts;
+        facts.size = fetch.rfc822_size.value_or(0);
+        facts.internaldate =
             fetch.internaldate ? imap::ParseInternalDate(*fetch.internaldate).value_or(0) : 0;
         std::vector<std::string> flags(fetch.flags.begin(), fetch.flags.end());
-        remotes->push_back(Remote{*fetch.uid,
-                                  MatchKey(message_id, fetch.rfc822_size.value_or(0), date),
-                                  store::SplitImapFlags(flags).bits});
+        facts.flags = store::SplitImapFlags(flags).bits;
+        scanned->push_back(Scanned{*fetch.uid, MatchKey(header, facts.size), facts});
       },
-      [this, remotes](Result<imap::TaggedReply> reply) {
+      [this, scanned](Result<imap::TaggedReply> reply) {
         if (!reply.ok()) return Finish(reply.error());
         if (reply->condition != imap::Condition::kOk) {
           return Finish(MakeError(ErrorKind::kProtocol, "UID FETCH failed: " + reply->text));
         }
         std::map<std::string, std::vector<uint32_t>> by_key;  // new UIDs, ascending
-        std::unordered_map<uint32_t, uint32_t> server_flags;
-        std::sort(remotes->begin(), remotes->end(),
-                  [](const Remote& a, const Remote& b) { return a.uid < b.uid; });
-        for (const Remote& remote : *remotes) {
-          by_key[remote.key].push_back(remote.uid);
-          server_flags[remote.uid] = remote.flags;
+        std::unordered_map<uint32_t, RemoteFacts> remote;
+        std::sort(scanned->begin(), scanned->end(),
+                  [](const Scanned& a, const Scanned& b) { return a.uid < b.uid; });
+        for (const Scanned& message : *scanned) {
+          by_key[message.key].push_back(message.uid);
+          remote[message.uid] = message.facts;
         }
-        Status status = ApplyRematch(by_key, server_flags);
+        Status status = ApplyRematch(by_key, remote);
         if (!status.ok()) return Finish(status);
         // The files now carry their new UIDs: the scan must see them so.
         status = RescanLocal();
@@ -335,7 +361,7 @@ void FolderPull::Rematch() {
 }
 
 Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
-                                const std::unordered_map<uint32_t, uint32_t>& server_flags) {
+                                const std::unordered_map<uint32_t, RemoteFacts>& remote) {
   Result<std::vector<store::MessageRecord>> old = index_->ListMessages(record_.id);
   if (!old.ok()) return old.error();
   std::map<std::string, store::MessageRecord> old_by_stem;
@@ -354,11 +380,11 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
     std::string path = folder_->EntryPath(entry);
     auto known = old_by_stem.find(entry.name.stem);
-    std::pair<uint64_t, int64_t> size_and_time =
-        known != old_by_stem.end()
-            ? std::make_pair(known->second.remote_size, known->second.internaldate)
-            : CrlfSizeAndTime(path);
-    std::string key = MatchKey(MessageIdOfFile(path), size_and_time.first, size_and_time.second);
+    const std::string header = HeaderOfFile(path);
+    const uint64_t crlf_size = known != old_by_stem.end()
+                                   ? known->second.remote_size
+                                   : CrlfSizeOf(path) - AddedHeaderBytes(header);
+    std::string key = MatchKey(header, crlf_size);
     uint32_t new_uid = 0;
     auto match = by_key.find(key);
     if (match != by_key.end() && !match->second.empty()) {
@@ -370,6 +396,7 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     Status renamed = folder_->RenameEntry(entry, new_name);
     if (!renamed.ok()) return renamed;
     if (new_uid == 0) continue;
+    const RemoteFacts& server = remote.at(new_uid);
     store::MessageRecord message;
     if (known != old_by_stem.end()) {
       message = known->second;
@@ -378,8 +405,8 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
       if (!digest.ok()) return digest.error();
       message.digest = digest->first;
       message.size = digest->second;
-      message.remote_size = size_and_time.first;
-      message.internaldate = size_and_time.second;
+      message.remote_size = server.size;
+      message.internaldate = server.internaldate;
     }
     message.uid = new_uid;
     message.stem = entry.name.stem;
@@ -387,10 +414,9 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     // What both sides agree on is the base; what only one side has then
     // counts as that side's change, so the next comparison keeps the union
     // and no flag set on either side while the index was lost is dropped.
-    auto server = server_flags.find(new_uid);
     message.flags = entry.name.flags;
-    if (server != server_flags.end() && server->second != entry.name.flags) {
-      message.flags &= server->second;
+    if (server.flags != entry.name.flags) {
+      message.flags &= server.flags;
       flags_unmerged_ = true;
     }
     batch.PutMessage(record_.id, message);

@@ -172,8 +172,14 @@ class FolderPull {
 
   void OnSelected(Result<imap::SelectedMailbox> selected);
   void Rematch();
+  // What the header scan of Rematch learned of one server message.
+  struct RemoteFacts {
+    uint64_t size = 0;  // RFC822.SIZE
+    int64_t internaldate = 0;
+    uint32_t flags = 0;  // store::kFlag* bits
+  };
   Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
-                      const std::unordered_map<uint32_t, uint32_t>& server_flags);
+                      const std::unordered_map<uint32_t, RemoteFacts>& remote);
   Status RescanLocal();
   void AdoptAndFetch();
   // Finds what changed on the server among the messages the index knows

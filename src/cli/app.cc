@@ -12,6 +12,7 @@
 #include "cli/list_command.h"
 #include "cli/status_command.h"
 #include "cli/sync_command.h"
+#include "cli/verify_command.h"
 #include "mailmirror/config.h"
 #include "mailmirror/providers.h"
 #include "mailmirror/status.h"
@@ -23,6 +24,7 @@ namespace mailmirror::cli {
 namespace {
 
 constexpr int kExitOk = 0;
+constexpr int kExitMirrorDiffers = 1;  // verify found differences
 
 int Report(const Error& error) {
   Log(LogLevel::kError, error.message);
@@ -150,6 +152,35 @@ int RunStatus(const GlobalOptions& global, const std::vector<std::string>& names
   return failures.code();
 }
 
+// Audits each account's mirror; exits 1 when it differs from the server.
+int RunVerify(const GlobalOptions& global, const std::vector<std::string>& names,
+              const sync::AuditOptions& options) {
+  Result<Config> config = Load(global);
+  if (!config.ok()) return Report(config.error());
+  Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
+  if (!accounts.ok()) return Report(accounts.error());
+  sync::AuditOptions audit = options;
+  audit.deep = audit.deep || audit.sample > 0;  // --sample N implies --deep
+  std::vector<sync::AuditReport> reports;
+  for (const AccountConfig* account : *accounts) {
+    reports.push_back(sync::AuditAccount(*account, audit));
+  }
+  PrintAudits(reports, global.quiet, std::cout);
+  std::cout.flush();
+  FirstFailure failures;
+  bool differs = false;
+  for (const sync::AuditReport& report : reports) {
+    const std::string context = "account " + report.account->name;
+    if (!report.status.ok()) failures.Note(report.status.error().Wrap(context));
+    for (const sync::FolderAudit& folder : report.folders) {
+      if (!folder.status.ok()) failures.Note(folder.status.error().Wrap(context));
+    }
+    differs = differs || !report.findings.empty();
+  }
+  if (failures.code() != kExitOk) return failures.code();
+  return differs ? kExitMirrorDiffers : kExitOk;
+}
+
 // Signs an account in with the OAuth 2.0 device flow and stores its tokens.
 int RunAuth(const GlobalOptions& global, const std::string& name) {
   Result<Config> config = Load(global);
@@ -241,6 +272,22 @@ int Main(int argc, char** argv) {
   status->add_option("ACCOUNT", status_accounts, "Accounts to show (default: all)");
   status->add_flag("--remote", status_remote, "Ask the server for its message counts now");
 
+  std::vector<std::string> verify_accounts;
+  sync::AuditOptions verify_options;
+  CLI::App* verify = app.add_subcommand(
+      "verify",
+      "Audit each account's mirror against the server and the index, changing nothing: every "
+      "message present on both sides with the same size and flags, no orphan or duplicate "
+      "files; exits 1 when anything differs");
+  verify->add_option("ACCOUNT", verify_accounts, "Accounts to verify (default: all)");
+  verify->add_flag("--deep", verify_options.deep,
+                   "Also download each message and compare it with the local file");
+  verify
+      ->add_option(
+          "--sample", verify_options.sample,
+          "Compare the bodies of N randomly chosen messages per folder (--deep compares all)")
+      ->option_text("N");
+
   std::string auth_account;
   CLI::App* auth = app.add_subcommand(
       "auth",
@@ -288,6 +335,7 @@ int Main(int argc, char** argv) {
   if (providers->parsed()) return RunProviders();
   if (status->parsed()) return RunStatus(global, status_accounts, status_remote);
   if (auth->parsed()) return RunAuth(global, auth_account);
+  if (verify->parsed()) return RunVerify(global, verify_accounts, verify_options);
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

@@ -17,6 +17,7 @@
 #include <system_error>
 #include <utility>
 
+#include "store/line_ends.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
@@ -231,37 +232,17 @@ class TmpMessageImpl final : public TmpMessage {
 
   Status Write(std::string_view chunk) override {
     if (state_ != State::kWriting) return NotWritable();
-    const char* p = chunk.data();
-    const char* end = p + chunk.size();
-    if (p == end) return Status::Ok();
-    // A CR that ended the previous chunk: its fate depends on this byte.
-    if (pending_cr_) {
-      pending_cr_ = false;
-      bool crlf = *p == '\n';
-      if (crlf) ++p;
-      if (Status s = Append(crlf ? "\n" : "\r", 1); !s.ok()) return s;
-    }
-    while (p < end) {
-      const auto* cr = static_cast<const char*>(std::memchr(p, '\r', static_cast<size_t>(end - p)));
-      if (cr == nullptr) return Append(p, static_cast<size_t>(end - p));
-      if (Status s = Append(p, static_cast<size_t>(cr - p)); !s.ok()) return s;
-      if (cr + 1 == end) {
-        pending_cr_ = true;
-        return Status::Ok();
-      }
-      bool crlf = cr[1] == '\n';
-      p = crlf ? cr + 2 : cr + 1;
-      if (Status s = Append(crlf ? "\n" : "\r", 1); !s.ok()) return s;
-    }
-    return Status::Ok();
+    return line_ends_.Feed(chunk,
+                           [this](const char* data, size_t size) { return Append(data, size); });
   }
 
   Status Finish() override {
     if (state_ == State::kFinished) return Status::Ok();
     if (state_ != State::kWriting) return NotWritable();
-    if (pending_cr_) {
-      pending_cr_ = false;
-      if (Status s = Append("\r", 1); !s.ok()) return s;
+    if (Status s =
+            line_ends_.End([this](const char* data, size_t size) { return Append(data, size); });
+        !s.ok()) {
+      return s;
     }
     if (Status s = Flush(); !s.ok()) return s;
     digest_ = XXH3_64bits_digest(hash_.get());
@@ -378,8 +359,8 @@ class TmpMessageImpl final : public TmpMessage {
   std::string stem_;
   std::string path_;
   HashState hash_;
-  std::string buffer_;       // converted bytes not yet written
-  bool pending_cr_ = false;  // the last byte seen was a CR, not yet stored
+  std::string buffer_;  // converted bytes not yet written
+  CrlfToLf line_ends_;
   uint64_t size_ = 0;
   uint64_t digest_ = 0;
   State state_ = State::kWriting;

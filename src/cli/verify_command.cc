@@ -1,0 +1,43 @@
+#include "cli/verify_command.h"
+
+#include <string>
+
+namespace mailmirror::cli {
+namespace {
+
+std::string Count(uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+}  // namespace
+
+void PrintAudits(const std::vector<sync::AuditReport>& reports, bool quiet, std::ostream& out) {
+  for (const sync::AuditReport& report : reports) {
+    if (!report.status.ok() && report.folders.empty()) continue;
+    const std::string& account = report.account->name;
+    for (const sync::AuditFinding& finding : report.findings) {
+      out << account << ": " << finding.folder << ": ";
+      if (finding.uid != 0) out << "UID " << finding.uid << ": ";
+      if (!finding.file.empty()) out << finding.file << ": ";
+      out << finding.what << '\n';
+    }
+    uint64_t server = 0;
+    uint64_t local = 0;
+    uint64_t bodies = 0;
+    for (const sync::FolderAudit& folder : report.folders) {
+      server += folder.server;
+      local += folder.local;
+      bodies += folder.bodies;
+    }
+    if (quiet && report.findings.empty()) continue;
+    out << account << ": "
+        << (report.findings.empty() ? std::string("the mirror matches")
+                                    : Count(report.findings.size(), "difference", "differences"))
+        << " (" << Count(report.folders.size(), "folder", "folders") << ", "
+        << Count(server, "message", "messages") << " on the server, " << local << " here";
+    if (bodies > 0) out << ", " << Count(bodies, "body", "bodies") << " compared";
+    out << ")\n";
+  }
+}
+
+}  // namespace mailmirror::cli

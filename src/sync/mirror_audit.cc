@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "store/line_ends.h"
 #include "store/maildir.h"
 #include "sync/account_lock.h"
+#include "util/strings.h"
 
 namespace mailmirror::sync {
 namespace {
@@ -30,6 +32,47 @@ constexpr size_t kDeepBatch = 200;
 std::string Letters(uint32_t flags) {
   std::string letters = store::FlagLetters(flags);
   return letters.empty() ? "(none)" : letters;
+}
+
+// XXH3-64 of the file at `path` without the X-TUID header line mbsync adds
+// to each message it stores (such a file is a faithful copy); nullopt when
+// it cannot be read.
+std::optional<uint64_t> DigestWithoutTuid(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return std::nullopt;
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(XXH3_createState(),
+                                                                 &XXH3_freeState);
+  XXH3_64bits_reset(hash.get());
+  std::string buffer(64 << 10, '\0');
+  std::string header;  // until the blank line that ends it
+  bool in_header = true;
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+    if (!in_header) {
+      XXH3_64bits_update(hash.get(), buffer.data(), n);
+      continue;
+    }
+    header.append(buffer.data(), n);
+    const size_t end = header.find("\n\n");
+    if (end == std::string::npos && header.size() < (256u << 10)) continue;
+    in_header = false;
+    const size_t split = end == std::string::npos ? header.size() : end + 1;
+    size_t pos = 0;
+    while (pos < split) {
+      size_t line_end = header.find('\n', pos);
+      line_end = line_end == std::string::npos || line_end >= split ? split : line_end + 1;
+      if (!EqualsIgnoreCase(std::string_view(header).substr(pos, 7), "X-TUID:")) {
+        XXH3_64bits_update(hash.get(), header.data() + pos, line_end - pos);
+      }
+      pos = line_end;
+    }
+    XXH3_64bits_update(hash.get(), header.data() + split, header.size() - split);
+  }
+  if (in_header) XXH3_64bits_update(hash.get(), header.data(), header.size());
+  const bool failed = std::ferror(file) != 0;
+  (void)std::fclose(file);  // read-only: nothing to lose
+  if (failed) return std::nullopt;
+  return XXH3_64bits_digest(hash.get());
 }
 
 // What the server says of one message.
@@ -321,7 +364,8 @@ class Audit {
       Find(record, check.uid, file, "cannot read the file: " + local.error().message);
       return;
     }
-    if (local->first != fetched->second) {
+    if (local->first != fetched->second &&
+        DigestWithoutTuid(maildir_->EntryPath(*check.entry)) != fetched->second) {
       Find(record, check.uid, file, "the file's content differs from the server's message");
     } else if (check.indexed_digest != 0 && check.indexed_digest != local->first) {
       Find(record, check.uid, file, "the index holds another digest for the file");

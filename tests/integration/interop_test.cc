@@ -147,6 +147,15 @@ TEST_F(InteropTest, MbsyncMaildirIsAdoptedWithoutDownloadingABody) {
   std::vector<std::string> problems = ProblemsIgnoringTuid(after, root_);
   EXPECT_TRUE(problems.empty()) << Join(problems);
 
+  // verify --deep accepts mbsync's files: they differ from the server's
+  // copy by the X-TUID line only.
+  RunOptions verify_options;
+  verify_options.timeout = std::chrono::seconds(60);
+  CommandResult verify = RunCommand(
+      ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config_) + " verify --deep",
+      verify_options);
+  EXPECT_EQ(verify.exit_code, 0) << Report(verify);
+
   // And the next run has nothing to do.
   const size_t second_offset = LogSize(*server_);
   CommandResult second = Sync();

@@ -1,7 +1,10 @@
 #include "cli/app.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -46,9 +49,18 @@ class FirstFailure {
 
 struct GlobalOptions {
   std::string config_path;
+  std::string log_file;
   int verbosity = 0;
   bool quiet = false;
 };
+
+// Live progress lines only for a person watching: stdout is a terminal
+// that can move its cursor, and neither -q nor --json was given.
+bool ShowProgress(const GlobalOptions& global, bool json) {
+  if (global.quiet || json || ::isatty(STDOUT_FILENO) == 0) return false;
+  const char* term = std::getenv("TERM");
+  return term != nullptr && *term != '\0' && std::string_view(term) != "dumb";
+}
 
 // Loads the config and prints its warnings.
 Result<Config> Load(const GlobalOptions& global) {
@@ -106,6 +118,7 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
   SyncOutput output;
   output.max_accounts = config->max_accounts;
   if (!global.quiet && !flags.json) output.out = &std::cout;
+  output.progress = ShowProgress(global, flags.json);
   output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
   FirstFailure failures;
@@ -235,6 +248,10 @@ int Main(int argc, char** argv) {
   app.add_flag("-v,--verbose", global.verbosity,
                "More diagnostics on stderr (-vv debug, -vvv protocol trace)");
   app.add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
+  app.add_option("--log-file", global.log_file,
+                 "Append the diagnostics (at the -v level chosen) to FILE with their time; "
+                 "stderr keeps the errors only")
+      ->option_text("FILE");
 
   std::vector<std::string> list_accounts;
   CLI::App* list =
@@ -328,6 +345,9 @@ int Main(int argc, char** argv) {
                                        static_cast<int>(LogLevel::kWarning) + global.verbosity));
   }
   SetLogLevel(level);
+  if (!global.log_file.empty()) {
+    if (Status opened = SetLogFile(global.log_file); !opened.ok()) return Report(opened.error());
+  }
 
   if (list->parsed()) return RunList(global, list_accounts);
   if (sync->parsed()) return RunSync(global, sync_accounts, sync_options, sync_flags);

@@ -1,11 +1,14 @@
 #include "cli/sync_command.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "cli/progress_display.h"
 #include "net/event_loop.h"
 #include "util/log.h"
 
@@ -149,12 +152,41 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   net::EventLoop loop;
   std::vector<std::unique_ptr<sync::AccountSync>> syncs;
   std::function<void()> finished_one;
+  size_t next = 0;  // accounts started
+  size_t running = 0;
+
+  // The live lines, under everything else printed meanwhile.
+  std::optional<ProgressDisplay> display;
+  const auto started = std::chrono::steady_clock::now();
+  auto redraw = [&] {
+    std::vector<std::string> lines;
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    for (size_t i = 0; i < next; ++i) {
+      const sync::SyncProgress progress = syncs[i]->progress();
+      if (!progress.finished) lines.push_back(ProgressLine(accounts[i]->name, progress, seconds));
+    }
+    display->Draw(lines);
+  };
+  std::function<void()> tick = [&] {
+    if (next == syncs.size() && running == 0) return;  // the loop may end
+    redraw();
+    loop.Post(tick, 250);
+  };
+  if (output.progress && output.out != nullptr) {
+    display.emplace(*output.out, TerminalColumns());
+    SetLogHooks([&] { display->Clear(); }, [&] { redraw(); });
+  }
+
   for (size_t i = 0; i < accounts.size(); ++i) {
-    auto on_folder = [&output](const AccountConfig& account, const sync::FolderReport& folder) {
+    auto on_folder = [&output, &display, &redraw](const AccountConfig& account,
+                                                  const sync::FolderReport& folder) {
       if (output.out == nullptr) return;
+      if (display) display->Clear();
       *output.out << (output.options.dry_run ? DryRunLine(account, folder)
                                              : FolderLine(account, folder))
                   << std::endl;
+      if (display) redraw();
     };
     auto done = [&reports, &finished_one, &accounts, i](sync::AccountReport report) {
       Log(LogLevel::kInfo, "account " + accounts[i]->name + ": finished");
@@ -165,8 +197,6 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
         std::make_unique<sync::AccountSync>(&loop, *accounts[i], output.options, on_folder, done));
   }
   // Up to max_accounts at once, the next starting as one finishes.
-  size_t next = 0;
-  size_t running = 0;
   const size_t limit = std::max<size_t>(1, output.max_accounts);
   std::function<void()> start_more = [&] {
     while (running < limit && next < syncs.size()) {
@@ -180,7 +210,12 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
     loop.Post(start_more);  // not from inside the finished account's callback
   };
   start_more();
+  if (display) tick();
   loop.Run();
+  if (display) {
+    display->Clear();
+    SetLogHooks(nullptr, nullptr);
+  }
   for (size_t i = 0; i < accounts.size(); ++i) {
     if (reports[i].account != nullptr) continue;
     // The loop ran dry with work unreported: a bug, never a silent success.

@@ -14,6 +14,8 @@ struct SyncOutput {
   std::ostream* out = nullptr;  // progress and summaries; null with -q
   sync::SyncOptions options;
   size_t max_accounts = 4;  // accounts running at once; the rest wait their turn
+  // Draw live progress lines on `out`, which must be a terminal.
+  bool progress = false;
 };
 
 // Runs the sync and returns one report per account, in the given order.

@@ -79,6 +79,7 @@ void ApplyStatus(const StatusData& status, MailboxInfo& info) {
   if (status.uidnext) info.uidnext = status.uidnext;
   if (status.uidvalidity) info.uidvalidity = status.uidvalidity;
   if (status.highestmodseq) info.highestmodseq = status.highestmodseq;
+  if (status.size) info.size = status.size;
 }
 
 // Reads one quoted string (or NIL, giving nullopt) at `pos` of a NAMESPACE
@@ -673,6 +674,7 @@ void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)
 
   std::string items = "MESSAGES UNSEEN UIDNEXT UIDVALIDITY";
   if (capabilities_.Has("CONDSTORE")) items += " HIGHESTMODSEQ";
+  if (capabilities_.Has("STATUS=SIZE")) items += " SIZE";  // RFC 8438: for progress
   const bool list_status = capabilities_.Has("LIST-STATUS");
 
   auto collect = [state](const Response& response) {

@@ -103,6 +103,7 @@ struct MailboxInfo {
   std::optional<uint32_t> uidnext;
   std::optional<uint32_t> uidvalidity;
   std::optional<uint64_t> highestmodseq;
+  std::optional<uint64_t> size;  // octets of all messages (STATUS=SIZE, RFC 8438)
 };
 
 // A message's flags as the server reported them (FETCH ... FLAGS).

@@ -181,6 +181,7 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
     job.status_uidnext = mailbox.uidnext;
     job.status_highestmodseq = mailbox.highestmodseq;
     job.status_messages = mailbox.messages;
+    job.status_size = mailbox.size;
     if (!IncludesLocal(account_.create) && !KnownOrPresentLocally(job)) {
       Log(LogLevel::kInfo, "account " + account_.name + ": folder " + *local_name +
                                " exists only on the server and create does not include "
@@ -240,6 +241,7 @@ FolderJob AccountSync::NewJob(const std::string& remote_name, const std::string&
   job.remote_name = remote_name;
   job.local_name = local_name;
   job.local_path = local_path;
+  job.log_context = "account " + account_.name + ": folder " + local_name;
   job.run_started = run_started_;
   job.policy.push = account_.direction != SyncDirection::kPull;
   job.policy.pull = account_.direction != SyncDirection::kPush;
@@ -286,10 +288,25 @@ void AccountSync::FoldersListed() {
 }
 
 // Opens the pool and starts the folders.
+SyncProgress AccountSync::progress() const {
+  SyncProgress progress;
+  progress.listed = listed_;
+  progress.finished = done_ == nullptr;
+  progress.folders_total = jobs_.size();
+  progress.folders_done = report_.folders.size();
+  progress.messages_done = downloaded_.messages;
+  progress.bytes_done = downloaded_.bytes;
+  // Estimates: never below what is done.
+  progress.messages_expected = std::max(expected_messages_, downloaded_.messages);
+  progress.bytes_expected = expected_bytes_ == 0 ? 0 : std::max(expected_bytes_, downloaded_.bytes);
+  return progress;
+}
+
 void AccountSync::StartFolders() {
   // Folders without local changes need nothing of the scan: free it.
   for (FolderJob& job : jobs_) {
     if (!job.local_changed) job.local.reset();
+    job.downloaded = &downloaded_;
   }
   // Extra sessions only for work that repays their login: an account where
   // nothing changed costs a single login, a few changed folders two, and
@@ -314,6 +331,14 @@ void AccountSync::StartFolders() {
                          : 0;
     work += 1 + fresh / 100;
     needing_session += fresh / kNewMessagesPerSession;
+    if (job.policy.pull) {
+      // UIDNEXT counts expunged UIDs too: cap by what the folder holds.
+      fresh = std::min<uint64_t>(fresh, job.status_messages.value_or(0));
+      expected_messages_ += fresh;
+      if (job.status_size && job.status_messages.value_or(0) > 0) {
+        expected_bytes_ += *job.status_size / *job.status_messages * fresh;
+      }
+    }
   }
   constexpr uint64_t kWorkPerExtraSession = 8;
   size_t sessions = std::min<size_t>({account_.connections, needing_session,

@@ -63,6 +63,20 @@ struct AccountReport {
   double seconds = 0;
 };
 
+// Where a running sync stands, for the progress line. The expected totals
+// are estimates from the servers' STATUS (UIDNEXT, MESSAGES, and SIZE where
+// offered), never below what is done.
+struct SyncProgress {
+  bool listed = false;    // the folders are known
+  bool finished = false;  // the report went out
+  size_t folders_total = 0;
+  size_t folders_done = 0;
+  uint64_t messages_expected = 0;
+  uint64_t messages_done = 0;
+  uint64_t bytes_expected = 0;  // 0: unknown (no STATUS=SIZE)
+  uint64_t bytes_done = 0;
+};
+
 class AccountSync {
  public:
   AccountSync(net::EventLoop* loop, const AccountConfig& account, const SyncOptions& options,
@@ -72,6 +86,8 @@ class AccountSync {
 
   // Resolves the password (it may prompt), then runs on the loop.
   void Start();
+
+  SyncProgress progress() const;
 
  private:
   void OnLoggedIn(const Status& status);
@@ -179,6 +195,11 @@ class AccountSync {
   // Folders started since none was running; freed once none is.
   std::vector<std::unique_ptr<FolderPull>> pulls_;
   bool folders_done_ = false;
+  // Downloads so far (shared by the folders through FolderJob::downloaded)
+  // and expected, for progress().
+  DownloadCounter downloaded_;
+  uint64_t expected_messages_ = 0;
+  uint64_t expected_bytes_ = 0;
   std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
 

@@ -249,7 +249,7 @@ void FolderPull::PushToServer(const std::shared_ptr<Merge>& merge) {
     if (expunging.empty()) return ApplyMerge(merge);
     if (!session_->capabilities().Has("UIDPLUS")) {
       // A bare EXPUNGE would also remove what other clients marked.
-      Log(LogLevel::kWarning, job_.local_name + ": the server lacks UIDPLUS; " +
+      Log(LogLevel::kWarning, job_.log_context + ": the server lacks UIDPLUS; " +
                                   std::to_string(expunging.size()) +
                                   " message(s) deleted locally are only marked \\Deleted there");
       return ApplyMerge(merge);
@@ -551,7 +551,8 @@ void FolderPull::AppendNext(size_t next) {
   // would refuse it, so it stays here, reported, without being read.
   auto too_large = [&](uint64_t size) {
     if (job_.max_upload_bytes == 0 || size <= job_.max_upload_bytes) return false;
-    Log(LogLevel::kWarning, job_.local_name + ": " + entry.file_name + " (" + std::to_string(size) +
+    Log(LogLevel::kWarning, job_.log_context + ": " + entry.file_name + " (" +
+                                std::to_string(size) +
                                 " bytes) is larger than max_upload_size allows; kept here, not "
                                 "uploaded");
     ++report_.too_large;
@@ -571,7 +572,7 @@ void FolderPull::AppendNext(size_t next) {
        mtime = (*file)->mtime](Result<imap::Session::AppendResult> appended) {
         const NewLocalFile& uploaded = new_local_[next];
         if (!appended.ok()) {
-          Log(LogLevel::kWarning, job_.local_name + ": uploading " + uploaded.entry.file_name +
+          Log(LogLevel::kWarning, job_.log_context + ": uploading " + uploaded.entry.file_name +
                                       " failed: " + appended.error().message);
           if (append_status_.ok()) append_status_ = appended.error();
           // A session that died takes the rest with it; a refused message

@@ -129,6 +129,9 @@ void FolderPull::Finish(const Status& status) {
   folder_.reset();
   report_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  Log(LogLevel::kDebug, job_.log_context + ": " + (report_.status.ok() ? "done" : "failed") +
+                            " in " + FormatSeconds(static_cast<uint64_t>(report_.seconds * 1000)) +
+                            " s" + (report_.path.empty() ? "" : " (" + report_.path + ")"));
   auto done = std::move(done_);
   done_ = nullptr;
   done(report_);
@@ -202,7 +205,7 @@ void FolderPull::Start() {
   if (!job_.dry_run) {
     Result<size_t> cleaned = folder_->CleanTmp(job_.run_started);
     if (cleaned.ok() && *cleaned > 0) {
-      Log(LogLevel::kInfo, job_.local_name + ": removed " + std::to_string(*cleaned) +
+      Log(LogLevel::kInfo, job_.log_context + ": removed " + std::to_string(*cleaned) +
                                " unfinished file(s) from tmp/");
     }
   }
@@ -231,7 +234,7 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
     report_.uidvalidity_changed = true;
     report_.path = "UIDVALIDITY changed";
     if (job_.dry_run) return Finish(Status::Ok());
-    Log(LogLevel::kWarning, job_.local_name + ": UIDVALIDITY changed from " +
+    Log(LogLevel::kWarning, job_.log_context + ": UIDVALIDITY changed from " +
                                 std::to_string(record_.uidvalidity) + " to " +
                                 std::to_string(selected_.uidvalidity) +
                                 "; matching local messages to the new UIDs");
@@ -246,7 +249,7 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
     if (!entries.ok()) return Finish(entries.error());
     for (const store::MaildirFolder::Entry& entry : *entries) {
       if (entry.name.uid != 0) {
-        Log(LogLevel::kWarning, job_.local_name +
+        Log(LogLevel::kWarning, job_.log_context +
                                     ": the index does not know this folder but its files carry "
                                     "UIDs; matching them to the server's messages");
         if (job_.dry_run) return Finish(Status::Ok());
@@ -501,7 +504,7 @@ void FolderPull::SyncKnown() {
 }
 
 void FolderPull::FullScan(const std::string& why) {
-  Log(LogLevel::kDebug, job_.local_name + ": full flag scan: " + why);
+  Log(LogLevel::kDebug, job_.log_context + ": full flag scan: " + why);
   report_.path = "full scan";
   session_->FetchFlags("1:" + std::to_string(known_uids_.back()), 0,
                        [this](Result<std::vector<imap::FlagUpdate>> updates) {
@@ -564,7 +567,7 @@ Status FolderPull::ApplyLocally(std::vector<LocalChange>& changes) {
     if (!*found) elsewhere.push_back(&change);
   }
   if (!elsewhere.empty()) {
-    Log(LogLevel::kDebug, job_.local_name + ": " + std::to_string(elsewhere.size()) +
+    Log(LogLevel::kDebug, job_.log_context + ": " + std::to_string(elsewhere.size()) +
                               " file(s) renamed locally; scanning the folder for them");
     Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
     if (!entries.ok()) return entries.error();
@@ -616,7 +619,7 @@ Status FolderPull::AdoptOrphans() {
     uint32_t uid = entry.name.uid;
     if (uid == 0 || std::binary_search(known_uids_.begin(), known_uids_.end(), uid)) continue;
     if (stems.count(entry.name.stem) > 0) {
-      Log(LogLevel::kWarning, job_.local_name + ": " + entry.file_name +
+      Log(LogLevel::kWarning, job_.log_context + ": " + entry.file_name +
                                   " repeats the name of another message; leaving it out");
       continue;
     }
@@ -627,7 +630,7 @@ Status FolderPull::AdoptOrphans() {
     }
     stems.insert(entry.name.stem);
     if (!adopted.insert(uid).second) {
-      Log(LogLevel::kWarning, job_.local_name + ": two files claim UID " + std::to_string(uid) +
+      Log(LogLevel::kWarning, job_.log_context + ": two files claim UID " + std::to_string(uid) +
                                   "; keeping " + entry.file_name + " out of the index");
       continue;
     }
@@ -648,7 +651,7 @@ Status FolderPull::AdoptOrphans() {
   report_.adopted = static_cast<uint32_t>(adopted.size());
   known_uids_.insert(known_uids_.end(), adopted.begin(), adopted.end());
   std::sort(known_uids_.begin(), known_uids_.end());
-  Log(LogLevel::kInfo, job_.local_name + ": adopted " + std::to_string(adopted.size()) +
+  Log(LogLevel::kInfo, job_.log_context + ": adopted " + std::to_string(adopted.size()) +
                            " message(s) stored by an interrupted run");
   return Status::Ok();
 }
@@ -786,7 +789,7 @@ void FolderPull::LinkLabelCopies(uint32_t low, uint32_t high) {
     Result<std::unique_ptr<store::TmpMessage>> link =
         folder_->LinkMessage(source->path, source->size, source->digest);
     if (!link.ok()) {
-      Log(LogLevel::kDebug, job_.local_name + ": UID " + std::to_string(*message.uid) +
+      Log(LogLevel::kDebug, job_.log_context + ": UID " + std::to_string(*message.uid) +
                                 " is downloaded: " + link.error().message);
       continue;
     }
@@ -980,7 +983,7 @@ Status FolderPull::OnFetched(const imap::FetchedMessage& message,
     if (body != nullptr) received_bytes_ += body->size();
   }
   if (body == nullptr || message.body_nil) {
-    Log(LogLevel::kWarning, job_.local_name + ": server sent no content for UID " +
+    Log(LogLevel::kWarning, job_.log_context + ": server sent no content for UID " +
                                 std::to_string(uid) + "; it will be fetched again next run");
     ++report_.skipped;
     if (lowest_skipped_ == 0 || uid < lowest_skipped_) lowest_skipped_ = uid;
@@ -1056,6 +1059,10 @@ Status FolderPull::FlushBatch(bool folder_done) {
                    if (status.ok()) {
                      report_.fetched += count;
                      report_.bytes += bytes;
+                     if (job_.downloaded != nullptr) {
+                       job_.downloaded->messages += count;
+                       job_.downloaded->bytes += bytes;
+                     }
                      report_.label_links += label_links;
                    }
                    if (folder_done) AfterPull(status);

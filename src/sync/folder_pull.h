@@ -44,10 +44,18 @@
 
 namespace mailmirror::sync {
 
+// What an account's folders have downloaded so far this run.
+struct DownloadCounter {
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+};
+
 struct FolderJob {
   std::string remote_name;  // the server's raw name
   std::string local_name;   // UTF-8, '/'-separated, for messages and the index
   std::string local_path;   // the folder's Maildir directory
+  // "account work: folder INBOX": what the folder's log lines start with.
+  std::string log_context;
   int64_t run_started = 0;  // seconds since the epoch: older tmp/ files are stale
   // From LIST-STATUS/STATUS, when known: lets an unchanged folder be skipped
   // without even selecting it.
@@ -55,6 +63,10 @@ struct FolderJob {
   std::optional<uint32_t> status_uidnext;
   std::optional<uint64_t> status_highestmodseq;  // with CONDSTORE
   std::optional<uint32_t> status_messages;
+  std::optional<uint64_t> status_size;  // STATUS=SIZE servers: octets of all messages
+  // Messages and bytes stored for good are added here as they are (the
+  // account's progress line); null: not counted.
+  DownloadCounter* downloaded = nullptr;
 
   // Two-way sync: the Maildir as scanned at the start of the run (null when
   // local changes are not sent, direction = pull), and whether it differs

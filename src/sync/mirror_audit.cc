@@ -41,7 +41,7 @@ std::optional<uint64_t> DigestWithoutTuid(const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) return std::nullopt;
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(XXH3_createState(),
-                                                                 &XXH3_freeState);
+                                                                &XXH3_freeState);
   XXH3_64bits_reset(hash.get());
   std::string buffer(64 << 10, '\0');
   std::string header;  // until the blank line that ends it

@@ -23,6 +23,7 @@ enum class ErrorKind {
   kProtocol,     // server sent something we cannot accept   -> 76 EX_PROTOCOL
   kIo,           // local file system error                  -> 74 EX_IOERR
   kTemporary,    // try again later (timeouts, throttling)   -> 75 EX_TEMPFAIL
+  kCantCreate,   // a file that must not be replaced exists  -> 73 EX_CANTCREAT
   kInternal,     // a bug in mailmirror                      -> 70 EX_SOFTWARE
 };
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/accounts.h"
+#include "cli/init_command.h"
 #include "cli/json_report.h"
 #include "cli/list_command.h"
 #include "cli/status_command.h"
@@ -97,14 +98,20 @@ struct SyncFlags {
 int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
             const sync::SyncOptions& options, const SyncFlags& flags = {}) {
   const auto started = std::chrono::steady_clock::now();
+  // A run stopped before any account: still one JSON object with --json.
+  auto stopped = [&](const Error& error) {
+    const int code = Report(error);
+    if (flags.json) std::cout << SyncReportJson({}, 0, code, error) << std::endl;
+    return code;
+  };
   const std::string& shard_text = flags.shard;
   Result<Config> config = Load(global);
-  if (!config.ok()) return Report(config.error());
+  if (!config.ok()) return stopped(config.error());
   Result<std::vector<const AccountConfig*>> accounts = SelectAccounts(*config, names);
-  if (!accounts.ok()) return Report(accounts.error());
+  if (!accounts.ok()) return stopped(accounts.error());
   if (!shard_text.empty()) {
     Result<Shard> shard = ParseShard(shard_text);
-    if (!shard.ok()) return Report(shard.error());
+    if (!shard.ok()) return stopped(shard.error());
     std::erase_if(*accounts,
                   [&](const AccountConfig* account) { return !InShard(account->name, *shard); });
     Log(LogLevel::kInfo,
@@ -253,6 +260,40 @@ int Main(int argc, char** argv) {
                  "stderr keeps the errors only")
       ->option_text("FILE");
 
+  InitOptions init_options;
+  CLI::App* init = app.add_subcommand(
+      "init",
+      "Write a commented configuration with one account (asking on a terminal for what is "
+      "missing), then log in and list the folders sync would mirror");
+  init->add_option("--account", init_options.account, "The account's name")
+      ->capture_default_str()
+      ->option_text("NAME");
+  init->add_option("--provider", init_options.provider,
+                   "A preset: office365, outlook, gmail, yahoo, icloud, aol (see providers)")
+      ->option_text("P");
+  init->add_option("--host", init_options.host, "The IMAP server")->option_text("HOST");
+  init->add_option("--port", init_options.port, "The server's port (default: by TLS mode)")
+      ->option_text("N");
+  init->add_option("--tls", init_options.tls, "implicit (default), starttls or none")
+      ->check(CLI::IsMember({"implicit", "starttls", "none"}))
+      ->option_text("MODE");
+  init->add_option("--ca-file", init_options.ca_file,
+                   "Trust the certificate authority in FILE (PEM) for this server")
+      ->option_text("FILE");
+  init->add_option("--user", init_options.user, "The login name")->option_text("U");
+  init->add_option("--password-cmd", init_options.password_cmd,
+                   "A shell command printing the password, stored instead of the password")
+      ->option_text("CMD");
+  init->add_option("--oauth-client-id", init_options.oauth_client_id,
+                   "office365, outlook: the OAuth 2.0 application (client) id")
+      ->option_text("ID");
+  init->add_option("--maildir", init_options.maildir,
+                   "The local Maildir root (default ~/Mail/NAME)")
+      ->option_text("DIR");
+  init->add_flag("--force", init_options.force, "Replace an existing configuration file");
+  bool init_no_check = false;
+  init->add_flag("--no-check", init_no_check, "Do not log in to check the configuration");
+
   std::vector<std::string> list_accounts;
   CLI::App* list =
       app.add_subcommand("list", "List each account's folders with message and unread counts");
@@ -349,6 +390,11 @@ int Main(int argc, char** argv) {
     if (Status opened = SetLogFile(global.log_file); !opened.ok()) return Report(opened.error());
   }
 
+  if (init->parsed()) {
+    init_options.config_path = global.config_path;
+    init_options.check = !init_no_check;
+    return RunInit(init_options, TerminalPrompt(), global.quiet);
+  }
   if (list->parsed()) return RunList(global, list_accounts);
   if (sync->parsed()) return RunSync(global, sync_accounts, sync_options, sync_flags);
   if (repair->parsed()) return RunRepair(global, repair_accounts);

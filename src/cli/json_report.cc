@@ -39,7 +39,7 @@ Json FolderJson(const sync::FolderReport& folder) {
 }  // namespace
 
 std::string SyncReportJson(const std::vector<sync::AccountReport>& reports, double seconds,
-                           int exit_code) {
+                           int exit_code, const Status& run_status) {
   Json accounts = Json::array();
   bool dry_run = false;
   for (const sync::AccountReport& report : reports) {
@@ -56,6 +56,7 @@ std::string SyncReportJson(const std::vector<sync::AccountReport>& reports, doub
                         {"folders", std::move(folders)}});
   }
   Json run = {{"exit_code", exit_code},
+              {"error", ErrorOf(run_status)},
               {"seconds", seconds},
               {"dry_run", dry_run},
               {"accounts", std::move(accounts)}};

@@ -1,6 +1,6 @@
 // `sync --json`: the run as one JSON object on stdout, for monitoring.
 //
-//   {"exit_code": 0, "seconds": 1.9, "dry_run": false,
+//   {"exit_code": 0, "error": null, "seconds": 1.9, "dry_run": false,
 //    "accounts": [{"name": "work", "ok": true, "error": null, "seconds": 1.8,
 //                  "moved": 0, "created": [], "skipped": [],
 //                  "folders": [{"name": "INBOX", "ok": true, "error": null,
@@ -8,7 +8,9 @@
 //                               "fetched": 3, "bytes": 10240, ...}]}]}
 //
 // Every count of sync::FolderReport appears under its name (see
-// mailmirror(1)); names are UTF-8.
+// mailmirror(1)); names are UTF-8. The top-level "error" is what stopped
+// the run before any account started (a bad config, an unknown account),
+// with "accounts" empty.
 #pragma once
 
 #include <string>
@@ -19,6 +21,6 @@
 namespace mailmirror::cli {
 
 std::string SyncReportJson(const std::vector<sync::AccountReport>& reports, double seconds,
-                           int exit_code);
+                           int exit_code, const Status& run_status = Status::Ok());
 
 }  // namespace mailmirror::cli

@@ -18,6 +18,8 @@ int ExitCodeFor(ErrorKind kind) {
       return 74;
     case ErrorKind::kTemporary:
       return 75;
+    case ErrorKind::kCantCreate:
+      return 73;
     case ErrorKind::kInternal:
       return 70;
   }
@@ -40,6 +42,8 @@ const char* ErrorKindName(ErrorKind kind) {
       return "local I/O error";
     case ErrorKind::kTemporary:
       return "temporary failure";
+    case ErrorKind::kCantCreate:
+      return "cannot create";
     case ErrorKind::kInternal:
       return "internal error";
   }

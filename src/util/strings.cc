@@ -78,4 +78,11 @@ std::string FormatLocalTime(int64_t when, const char* format) {
   return std::string(text, size);
 }
 
+std::string_view Trim(std::string_view text) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  const size_t last = text.find_last_not_of(" \t\r\n");
+  return text.substr(first, last - first + 1);
+}
+
 }  // namespace mailmirror

@@ -24,6 +24,9 @@ size_t DisplayWidth(std::string_view text);
 // zeros: "0.05", "1.5", "120", "299.961".
 std::string FormatSeconds(uint64_t ms);
 
+// `text` without leading and trailing blanks (spaces, tabs, CR, LF).
+std::string_view Trim(std::string_view text);
+
 // `when` (Unix time) in the local time zone, formatted by strftime's
 // `format`, e.g. "%Y-%m-%d %H:%M".
 std::string FormatLocalTime(int64_t when, const char* format)

@@ -183,6 +183,22 @@ TEST_F(ManyAccountsTest, JsonSummaryForMonitoring) {
   for (const nlohmann::json& folder : second["accounts"][0]["folders"]) {
     EXPECT_EQ(folder["fetched"], 0) << folder;
   }
+  EXPECT_TRUE(second["error"].is_null());
+
+  // A run that stops before any account still prints its JSON object.
+  CommandResult unknown = Sync(config, "sync --json nosuch");
+  EXPECT_EQ(unknown.exit_code, 64) << Report(unknown);
+  nlohmann::json stopped = nlohmann::json::parse(unknown.out, nullptr, false);
+  ASSERT_TRUE(stopped.is_object()) << unknown.out;
+  EXPECT_EQ(stopped["exit_code"], 64);
+  EXPECT_NE(stopped["error"].get<std::string>().find("nosuch"), std::string::npos) << unknown.out;
+  EXPECT_TRUE(stopped["accounts"].empty());
+  std::ofstream(config, std::ios::app) << "[accounts.broken\n";
+  CommandResult broken = Sync(config, "sync --json");
+  EXPECT_EQ(broken.exit_code, 78) << Report(broken);
+  nlohmann::json malformed = nlohmann::json::parse(broken.out, nullptr, false);
+  ASSERT_TRUE(malformed.is_object()) << broken.out;
+  EXPECT_EQ(malformed["exit_code"], 78);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ TEST(StatusTest, ExitCodesFollowSysexits) {
   EXPECT_EQ(ExitCodeFor(ErrorKind::kInternal), 70);
   EXPECT_EQ(ExitCodeFor(ErrorKind::kIo), 74);
   EXPECT_EQ(ExitCodeFor(ErrorKind::kTemporary), 75);
+  EXPECT_EQ(ExitCodeFor(ErrorKind::kCantCreate), 73);
   EXPECT_EQ(ExitCodeFor(ErrorKind::kProtocol), 76);
   EXPECT_EQ(ExitCodeFor(ErrorKind::kAuth), 77);
   EXPECT_EQ(ExitCodeFor(ErrorKind::kConfig), 78);

@@ -15,6 +15,13 @@ TEST(StringsTest, EqualsIgnoreCase) {
   EXPECT_FALSE(EqualsIgnoreCase("\xC3\xA4", "\xC3\x84"));  // ASCII only: ä != Ä
 }
 
+TEST(StringsTest, TrimDropsBlanksAtBothEnds) {
+  EXPECT_EQ(Trim("  alice@example.org\r\n"), "alice@example.org");
+  EXPECT_EQ(Trim("\t a b \t"), "a b");
+  EXPECT_EQ(Trim(" \n"), "");
+  EXPECT_EQ(Trim(""), "");
+}
+
 TEST(StringsTest, ToUpperAscii) {
   EXPECT_EQ(ToUpperAscii("auth=plain \xC3\xA4"), "AUTH=PLAIN \xC3\xA4");
 }

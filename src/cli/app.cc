@@ -126,6 +126,7 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
   output.max_accounts = config->max_accounts;
   if (!global.quiet && !flags.json) output.out = &std::cout;
   output.progress = ShowProgress(global, flags.json);
+  output.options.folder_sizes = output.progress;
   output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
   FirstFailure failures;

@@ -662,7 +662,8 @@ void Session::FinishLogin(Status status) {
 
 // --- Commands
 
-void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done) {
+void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done,
+                            bool with_size) {
   struct ListState {
     std::vector<MailboxInfo> mailboxes;
     std::map<std::string, size_t> by_name;  // raw name -> index
@@ -674,7 +675,7 @@ void Session::ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)
 
   std::string items = "MESSAGES UNSEEN UIDNEXT UIDVALIDITY";
   if (capabilities_.Has("CONDSTORE")) items += " HIGHESTMODSEQ";
-  if (capabilities_.Has("STATUS=SIZE")) items += " SIZE";  // RFC 8438: for progress
+  if (with_size && capabilities_.Has("STATUS=SIZE")) items += " SIZE";
   const bool list_status = capabilities_.Has("LIST-STATUS");
 
   auto collect = [state](const Response& response) {

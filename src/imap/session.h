@@ -204,7 +204,11 @@ class Session : private ResponseHandler, private LiteralSink {
 
   // Lists every mailbox with its message, unseen and UID counts, using
   // LIST-STATUS when offered, else LIST and pipelined STATUS commands.
-  void ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done);
+  // `with_size`: also STATUS SIZE where the server has STATUS=SIZE (RFC
+  // 8438), for progress estimates only: a server may read every message
+  // the first time to answer it.
+  void ListMailboxes(std::function<void(Result<std::vector<MailboxInfo>>)> done,
+                     bool with_size = false);
 
   // Turns on extensions with ENABLE (RFC 5161), asking only for those the
   // server advertises. `done` gets the names the server reports ENABLED

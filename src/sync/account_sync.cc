@@ -144,7 +144,8 @@ void AccountSync::OnNamespace(Result<std::optional<imap::PersonalNamespace>> per
   if (!personal.ok()) return ListingFailed(personal.error());
   namespace_ = *personal;
   workers_[0]->connection->session().ListMailboxes(
-      [this](Result<std::vector<imap::MailboxInfo>> mailboxes) { OnListed(std::move(mailboxes)); });
+      [this](Result<std::vector<imap::MailboxInfo>> mailboxes) { OnListed(std::move(mailboxes)); },
+      options_.folder_sizes);
 }
 
 void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
@@ -467,7 +468,8 @@ bool AccountSync::HelpLargestDownload(Worker* worker) {
 void AccountSync::OnFolderDone(size_t job, FolderReport folder) {
   --running_;
   const bool retrying = !folder.status.ok() && RetryFolder(job, folder);
-  if (!retrying) {
+  const bool merging = !retrying && folder.status.ok() && MergeFlagsAgain(job, folder);
+  if (!retrying && !merging) {
     if (!folder.status.ok() && Transient(folder.status.error()) && account_.retries > 0) {
       Error final = folder.status.error();
       final.message += GaveUp(final, runs_[job].failed_attempts);
@@ -477,7 +479,7 @@ void AccountSync::OnFolderDone(size_t job, FolderReport folder) {
       FolderReport total = std::move(*runs_[job].earlier);
       runs_[job].earlier.reset();
       AddCounts(total, folder);
-      total.path = folder.path;
+      if (!runs_[job].merged_again) total.path = folder.path;  // else: how it began
       total.status = folder.status;
       folder = std::move(total);
     }
@@ -673,6 +675,31 @@ void AccountSync::Throttled(const Error& error) {
                              error.message + "); continuing with at most " +
                              std::to_string(pool_limit_) + " session(s)");
   }
+}
+
+// A folder whose files were just matched to the server's messages, with
+// flags that differ between the two, runs once more at once: its full
+// comparison then keeps the union of both sides' flags, in this run rather
+// than the next.
+bool AccountSync::MergeFlagsAgain(size_t job, const FolderReport& folder) {
+  JobRun& run = runs_[job];
+  if (!folder.flags_unmerged || run.merged_again || folders_done_ || options_.dry_run) {
+    return false;
+  }
+  run.merged_again = true;
+  if (run.earlier) {
+    AddCounts(*run.earlier, folder);
+  } else {
+    run.earlier = folder;
+  }
+  Log(LogLevel::kInfo, jobs_[job].log_context +
+                           ": flags differ between the matched files and the server; "
+                           "comparing them all now");
+  ++retries_waiting_;
+  loop_->Post([this, job, alive = std::weak_ptr<const bool>(alive_)] {
+    if (!alive.expired()) RequeueFolder(job);
+  });
+  return true;
 }
 
 bool AccountSync::RetryFolder(size_t job, const FolderReport& folder) {

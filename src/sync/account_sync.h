@@ -49,6 +49,9 @@ struct SyncOptions {
   // Maildir's file names and one scan of the server (no body downloaded
   // again), as a sync does when it finds no index.
   bool rebuild_index = false;
+  // Ask for each folder's size (STATUS=SIZE) to estimate the bytes to
+  // download: for the progress line only (see imap::Session::ListMailboxes).
+  bool folder_sizes = false;
 };
 
 struct AccountReport {
@@ -146,6 +149,7 @@ class AccountSync {
   void OnReopened(Worker* worker, const Status& status);
   void GiveUpWorker(Worker* worker, const Error& error);
   bool RetryFolder(size_t job, const FolderReport& folder);
+  bool MergeFlagsAgain(size_t job, const FolderReport& folder);
   void RequeueFolder(size_t job);
   void Throttled(const Error& error);
   // How long to wait before attempt `attempt` (1: the first retry); at
@@ -185,6 +189,7 @@ class AccountSync {
   struct JobRun {
     uint32_t failed_attempts = 0;
     std::optional<FolderReport> earlier;
+    bool merged_again = false;  // MergeFlagsAgain ran it a second time
   };
   std::vector<JobRun> runs_;
   size_t retries_waiting_ = 0;  // folders waiting out a backoff

@@ -129,6 +129,7 @@ void FolderPull::Finish(const Status& status) {
   folder_.reset();
   report_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  report_.flags_unmerged = flags_unmerged_;
   Log(LogLevel::kDebug, job_.log_context + ": " + (report_.status.ok() ? "done" : "failed") +
                             " in " + FormatSeconds(static_cast<uint64_t>(report_.seconds * 1000)) +
                             " s" + (report_.path.empty() ? "" : " (" + report_.path + ")"));

@@ -113,6 +113,9 @@ struct FolderReport {
   // --dry-run: messages that would be downloaded (nothing is).
   uint32_t would_fetch = 0;
   bool uidvalidity_changed = false;
+  // Files were matched to the server's messages (Rematch) and some flags
+  // differ between them: a second pass of the folder keeps the union.
+  bool flags_unmerged = false;
   // How the server's changes were found: "unchanged" (not even selected),
   // "initial", "QRESYNC", "CONDSTORE" or "full scan".
   std::string path;

@@ -146,15 +146,12 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
   return failures.code();
 }
 
-// Rebuilds the index, then syncs once more: the rebuild leaves flags that
-// differ between the sides to a full comparison, which the second pass
-// makes, so that both sides agree when repair returns.
+// Sets the index aside and syncs, which rebuilds it (folders whose flags
+// differ between the sides get their second pass within the run).
 int RunRepair(const GlobalOptions& global, const std::vector<std::string>& names) {
   sync::SyncOptions rebuild;
   rebuild.rebuild_index = true;
-  int code = RunSync(global, names, rebuild);
-  if (code != kExitOk) return code;
-  return RunSync(global, names, sync::SyncOptions{});
+  return RunSync(global, names, rebuild);
 }
 
 int RunStatus(const GlobalOptions& global, const std::vector<std::string>& names, bool remote) {

@@ -27,6 +27,7 @@ std::string DryRunLine(const AccountConfig& account, const sync::FolderReport& f
   auto add = [&parts](uint32_t n, const char* one, const char* many) {
     if (n > 0) parts.push_back(Count(n, one, many));
   };
+  add(folder.matched, "local file to adopt (no download)", "local files to adopt (no download)");
   add(folder.would_fetch, "message to download", "messages to download");
   add(folder.appended, "message to upload", "messages to upload");
   add(folder.flag_changes, "local flag change", "local flag changes");

@@ -190,7 +190,14 @@ void FolderPull::Start() {
   // This run may change the files: the next one lists them again.
   record_.local_stamp = 0;
   if (Status missing = CheckMissingFolder(); !missing.ok()) return Finish(missing);
-  if (job_.dry_run && record_.uidvalidity == 0) {
+  // A folder never synced whose files carry UIDs (another tool's mirror, a
+  // lost index): the dry run makes the header scan to count what the real
+  // run would adopt rather than download.
+  const bool files_with_uids =
+      job_.local != nullptr &&
+      std::any_of(job_.local->state.unknown.begin(), job_.local->state.unknown.end(),
+                  [](const store::MaildirFolder::Entry& entry) { return entry.name.uid != 0; });
+  if (job_.dry_run && record_.uidvalidity == 0 && !files_with_uids) {
     report_.path = "initial";
     report_.would_fetch = job_.policy.pull ? job_.status_messages.value_or(0) : 0;
     if (job_.local && job_.policy.push) {
@@ -250,10 +257,11 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
     if (!entries.ok()) return Finish(entries.error());
     for (const store::MaildirFolder::Entry& entry : *entries) {
       if (entry.name.uid != 0) {
-        Log(LogLevel::kWarning, job_.log_context +
-                                    ": the index does not know this folder but its files carry "
-                                    "UIDs; matching them to the server's messages");
-        if (job_.dry_run) return Finish(Status::Ok());
+        if (!job_.dry_run) {
+          Log(LogLevel::kWarning, job_.log_context +
+                                      ": the index does not know this folder but its files carry "
+                                      "UIDs; matching them to the server's messages");
+        }
         return Rematch();
       }
     }
@@ -291,6 +299,16 @@ uint64_t AddedHeaderBytes(std::string_view header) {
     pos = end + 1;
   }
   return bytes;
+}
+
+uint64_t CrlfSizeOf(const std::string& path);
+
+// MatchKey of the stored message at `path`; its size is the server's as
+// the index recorded it, when known.
+std::string FileMatchKey(const std::string& path, std::optional<uint64_t> recorded_size) {
+  const std::string header = HeaderOfFile(path);
+  return MatchKey(header,
+                  recorded_size ? *recorded_size : CrlfSizeOf(path) - AddedHeaderBytes(header));
 }
 
 // Size with CRLF line ends of a stored message the index has no record of.
@@ -355,6 +373,7 @@ void FolderPull::Rematch() {
           by_key[message.key].push_back(message.uid);
           remote[message.uid] = message.facts;
         }
+        if (job_.dry_run) return Finish(CountRematch(by_key, remote.size()));
         Status status = ApplyRematch(by_key, remote);
         if (!status.ok()) return Finish(status);
         // The files now carry their new UIDs: the scan must see them so.
@@ -384,11 +403,8 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
     if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
     std::string path = folder_->EntryPath(entry);
     auto known = old_by_stem.find(entry.name.stem);
-    const std::string header = HeaderOfFile(path);
-    const uint64_t crlf_size = known != old_by_stem.end()
-                                   ? known->second.remote_size
-                                   : CrlfSizeOf(path) - AddedHeaderBytes(header);
-    std::string key = MatchKey(header, crlf_size);
+    std::string key = FileMatchKey(
+        path, known != old_by_stem.end() ? std::optional(known->second.remote_size) : std::nullopt);
     uint32_t new_uid = 0;
     auto match = by_key.find(key);
     if (match != by_key.end() && !match->second.empty()) {
@@ -433,6 +449,35 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
   record_.highestmodseq = 0;
   batch.PutFolder(record_);
   return index_->Commit(batch);
+}
+
+// The dry run of ApplyRematch: counts what the real run would adopt,
+// download and upload, and changes nothing.
+Status FolderPull::CountRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
+                                size_t server_messages) {
+  Result<std::vector<store::MaildirFolder::Entry>> entries = folder_->Scan();
+  if (!entries.ok()) return entries.error();
+  std::sort(entries->begin(), entries->end(),
+            [](const auto& a, const auto& b) { return a.name.uid < b.name.uid; });
+  std::set<std::string> stems;
+  uint32_t matched = 0;
+  uint32_t unmatched = 0;
+  for (const store::MaildirFolder::Entry& entry : *entries) {
+    if (!stems.insert(entry.name.stem).second) continue;  // a copy: left as it is
+    auto match = entry.name.uid == 0 ? by_key.end()
+                                     : by_key.find(FileMatchKey(folder_->EntryPath(entry), {}));
+    if (match != by_key.end() && !match->second.empty()) {
+      match->second.erase(match->second.begin());
+      ++matched;
+    } else {
+      ++unmatched;
+    }
+  }
+  report_.path = "initial";
+  report_.matched = matched;
+  report_.would_fetch = job_.policy.pull ? static_cast<uint32_t>(server_messages - matched) : 0;
+  report_.appended = job_.policy.push ? unmatched : 0;
+  return Status::Ok();
 }
 
 void FolderPull::AdoptAndFetch() {

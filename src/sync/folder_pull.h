@@ -195,6 +195,7 @@ class FolderPull {
   };
   Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
                       const std::unordered_map<uint32_t, RemoteFacts>& remote);
+  Status CountRematch(std::map<std::string, std::vector<uint32_t>>& by_key, size_t server_messages);
   Status RescanLocal();
   void AdoptAndFetch();
   // Finds what changed on the server among the messages the index knows

@@ -133,6 +133,25 @@ TEST_F(InteropTest, MbsyncMaildirIsAdoptedWithoutDownloadingABody) {
   for (const LocalFile& file : ScanLocal(root_).files) mbsync_files += file.uid ? 1 : 0;
   ASSERT_EQ(mbsync_files, before.size());
 
+  // The dry run counts what the real run will adopt, and renames nothing.
+  const std::vector<LocalFile> files_before = ScanLocal(root_).files;
+  size_t dry_offset = LogSize(*server_);
+  RunOptions dry_options;
+  dry_options.timeout = std::chrono::seconds(60);
+  CommandResult dry = RunCommand(SyncCommand(config_) + " --dry-run", dry_options);
+  ASSERT_EQ(dry.exit_code, 0) << Report(dry);
+  EXPECT_NE(dry.out.find("test: INBOX: 6 local files to adopt (no download) (dry run)"),
+            std::string::npos)
+      << Report(dry);
+  EXPECT_EQ(dry.out.find("to download"), std::string::npos) << Report(dry);
+  EXPECT_EQ(dry.out.find("to upload"), std::string::npos) << Report(dry);
+  EXPECT_EQ(FetchesSince(*server_, dry_offset, "alice").body_count, 0);
+  const std::vector<LocalFile> files_after = ScanLocal(root_).files;
+  ASSERT_EQ(files_after.size(), files_before.size());
+  for (size_t i = 0; i < files_after.size(); ++i) {
+    EXPECT_EQ(files_after[i].path, files_before[i].path);
+  }
+
   const size_t log_offset = LogSize(*server_);
   CommandResult first = Sync();
   ASSERT_EQ(first.exit_code, 0) << Report(first);
@@ -151,9 +170,9 @@ TEST_F(InteropTest, MbsyncMaildirIsAdoptedWithoutDownloadingABody) {
   // copy by the X-TUID line only.
   RunOptions verify_options;
   verify_options.timeout = std::chrono::seconds(60);
-  CommandResult verify = RunCommand(
-      ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config_) + " verify --deep",
-      verify_options);
+  CommandResult verify =
+      RunCommand(ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config_) + " verify --deep",
+                 verify_options);
   EXPECT_EQ(verify.exit_code, 0) << Report(verify);
 
   // And the next run has nothing to do.

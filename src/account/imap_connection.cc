@@ -9,7 +9,8 @@ namespace {
 
 imap::SessionOptions MakeSessionOptions(const AccountConfig& account, std::string label) {
   imap::SessionOptions options;
-  options.trace_label = std::move(label);
+  // "[work#2] C: ..." at -vvv: which account and which of its sessions.
+  options.trace_label = account.name + (label.empty() ? "" : "#" + label);
   options.server = account.host + ":" + std::to_string(account.port);
   switch (account.tls) {
     case TlsMode::kImplicit:

@@ -70,7 +70,7 @@ TEST_F(CompressionTest, CompressedSyncMirrorsWhatAPlainOneDoes) {
   ASSERT_EQ(compressed.exit_code, 0) << Report(compressed);
   // Every session, the extra one too, compressed.
   EXPECT_NE(compressed.err.find("C: A2 COMPRESS DEFLATE"), std::string::npos) << Report(compressed);
-  EXPECT_NE(compressed.err.find("[2] C: A2 COMPRESS DEFLATE"), std::string::npos)
+  EXPECT_NE(compressed.err.find("#2] C: A2 COMPRESS DEFLATE"), std::string::npos)
       << Report(compressed);
   EXPECT_NE(compressed.err.find("is compressed (COMPRESS=DEFLATE)"), std::string::npos);
 

@@ -81,7 +81,7 @@ TEST(ConnectionPoolTest, SeveralSessionsWriteTheSameMirrorAsOne) {
 
   // Only the pool used more than one session, and it did use them.
   EXPECT_EQ(single.err.find("[2] C:"), std::string::npos);
-  EXPECT_NE(pooled.err.find("[2] C: A2 ENABLE"), std::string::npos) << Report(pooled);
+  EXPECT_NE(pooled.err.find("#2] C: A2 ENABLE"), std::string::npos) << Report(pooled);
   EXPECT_NE(pooled.err.find("] C: A3 EXAMINE"), std::string::npos) << Report(pooled);
 
   Mirror expected = MirrorAt(one);

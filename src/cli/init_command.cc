@@ -225,8 +225,8 @@ int RunInit(InitOptions options, const Prompt& prompt, bool quiet) {
     if (mailbox.selectable && store::FolderSelected(account.folders, mailbox.name)) ++selected;
   }
   if (!quiet) {
-    std::cout << "Logged in. `mailmirror sync " << options.account << "` would mirror " << selected
-              << (selected == 1 ? " folder" : " folders") << " into " << account.maildir << ":\n";
+    std::cout << "Logged in. `mailmirror sync " << options.account << "` would mirror "
+              << CountOf(selected, "folder", "folders") << " into " << account.maildir << ":\n";
     PrintListings(listings, std::cout);
   }
   return 0;

@@ -11,13 +11,10 @@
 #include "cli/progress_display.h"
 #include "net/event_loop.h"
 #include "util/log.h"
+#include "util/strings.h"
 
 namespace mailmirror::cli {
 namespace {
-
-std::string Count(uint32_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
 
 // What a dry run found for a folder: each side's changes, nothing done.
 std::string DryRunLine(const AccountConfig& account, const sync::FolderReport& folder) {
@@ -25,7 +22,7 @@ std::string DryRunLine(const AccountConfig& account, const sync::FolderReport& f
   if (!folder.status.ok()) return line + "FAILED";
   std::vector<std::string> parts;
   auto add = [&parts](uint32_t n, const char* one, const char* many) {
-    if (n > 0) parts.push_back(Count(n, one, many));
+    if (n > 0) parts.push_back(CountOf(n, one, many));
   };
   add(folder.matched, "local file to adopt (no download)", "local files to adopt (no download)");
   add(folder.would_fetch, "message to download", "messages to download");
@@ -58,39 +55,38 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
             HumanBytes(folder.bytes) + ")";
   }
   if (folder.label_links > 0) {
-    line += ", " + Count(folder.label_links, "linked from another label's copy",
-                         "linked from other labels' copies");
+    line += ", " + CountOf(folder.label_links, "linked from another label's copy",
+                           "linked from other labels' copies");
   }
   if (folder.adopted > 0)
     line += ", " + std::to_string(folder.adopted) + " recovered from an interrupted run";
   if (folder.uidvalidity_changed) {
     line += ", UIDVALIDITY changed: " + std::to_string(folder.matched) + " kept";
   } else if (folder.matched > 0) {
-    line += ", " + Count(folder.matched, "message re-indexed from its file",
-                         "messages re-indexed from their files");
+    line += ", " + CountOf(folder.matched, "message re-indexed from its file",
+                           "messages re-indexed from their files");
   }
   if (folder.flag_changes > 0) {
-    line += ", " + std::to_string(folder.flag_changes) +
-            (folder.flag_changes == 1 ? " flag change" : " flag changes");
+    line += ", " + CountOf(folder.flag_changes, "flag change", "flag changes");
   }
   if (folder.expunged > 0) line += ", " + std::to_string(folder.expunged) + " expunged";
-  if (folder.appended > 0) line += ", " + Count(folder.appended, "uploaded", "uploaded");
+  if (folder.appended > 0) line += ", " + CountOf(folder.appended, "uploaded", "uploaded");
   if (folder.too_large > 0) {
-    line += ", " + Count(folder.too_large, "too large to upload (kept here)",
-                         "too large to upload (kept here)");
+    line += ", " + CountOf(folder.too_large, "too large to upload (kept here)",
+                           "too large to upload (kept here)");
   }
   if (folder.linked > 0)
-    line += ", " + Count(folder.linked, "local file matched", "local files matched");
+    line += ", " + CountOf(folder.linked, "local file matched", "local files matched");
   if (folder.pushed_flags > 0) {
-    line += ", " + Count(folder.pushed_flags, "flag change sent", "flag changes sent");
+    line += ", " + CountOf(folder.pushed_flags, "flag change sent", "flag changes sent");
   }
   if (folder.pushed_expunges > 0) {
-    line += ", " + Count(folder.pushed_expunges, "deletion sent", "deletions sent");
+    line += ", " + CountOf(folder.pushed_expunges, "deletion sent", "deletions sent");
   }
   if (folder.restored > 0)
-    line += ", " + Count(folder.restored, "deletion undone", "deletions undone");
+    line += ", " + CountOf(folder.restored, "deletion undone", "deletions undone");
   if (folder.conflicts > 0)
-    line += ", " + Count(folder.conflicts, "conflict merged", "conflicts merged");
+    line += ", " + CountOf(folder.conflicts, "conflict merged", "conflicts merged");
   if (folder.skipped > 0)
     line += ", " + std::to_string(folder.skipped) + " not delivered by the server";
   // With -v: how the server's changes were found.
@@ -115,15 +111,14 @@ std::string SummaryLine(const sync::AccountReport& report) {
                      (messages == 1 ? " new message (" : " new messages (") + HumanBytes(bytes) +
                      ") in " + seconds + " s";
   if (!report.created.empty()) {
-    line += ", " + Count(static_cast<uint32_t>(report.created.size()), "folder", "folders") +
+    line += ", " + CountOf(report.created.size(), "folder", "folders") +
             (report.dry_run ? " to create on the server" : " created on the server");
   }
   if (report.moved > 0) {
-    line += ", " + Count(report.moved, "message moved", "messages moved") +
+    line += ", " + CountOf(report.moved, "message moved", "messages moved") +
             (report.dry_run ? " (dry run)" : "");
   }
-  if (failed > 0)
-    line += ", " + std::to_string(failed) + (failed == 1 ? " folder" : " folders") + " failed";
+  if (failed > 0) line += ", " + CountOf(failed, "folder", "folders") + " failed";
   if (report.dry_run) line += "; dry run: nothing was changed";
   return line;
 }

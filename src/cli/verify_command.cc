@@ -2,15 +2,9 @@
 
 #include <string>
 
+#include "util/strings.h"
+
 namespace mailmirror::cli {
-namespace {
-
-std::string Count(uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-}  // namespace
-
 void PrintAudits(const std::vector<sync::AuditReport>& reports, bool quiet, std::ostream& out) {
   for (const sync::AuditReport& report : reports) {
     if (!report.status.ok() && report.folders.empty()) continue;
@@ -32,10 +26,10 @@ void PrintAudits(const std::vector<sync::AuditReport>& reports, bool quiet, std:
     if (quiet && report.findings.empty()) continue;
     out << account << ": "
         << (report.findings.empty() ? std::string("the mirror matches")
-                                    : Count(report.findings.size(), "difference", "differences"))
-        << " (" << Count(report.folders.size(), "folder", "folders") << ", "
-        << Count(server, "message", "messages") << " on the server, " << local << " here";
-    if (bodies > 0) out << ", " << Count(bodies, "body", "bodies") << " compared";
+                                    : CountOf(report.findings.size(), "difference", "differences"))
+        << " (" << CountOf(report.folders.size(), "folder", "folders") << ", "
+        << CountOf(server, "message", "messages") << " on the server, " << local << " here";
+    if (bodies > 0) out << ", " << CountOf(bodies, "body", "bodies") << " compared";
     out << ")\n";
   }
 }

@@ -771,8 +771,7 @@ uint64_t AccountSync::BackoffMs(uint32_t attempt, uint64_t asked_ms) {
 }
 
 std::string AccountSync::GaveUp(const Error& error, uint32_t attempts) const {
-  std::string text =
-      " (gave up after " + std::to_string(attempts) + (attempts == 1 ? " attempt" : " attempts");
+  std::string text = " (gave up after " + CountOf(attempts, "attempt", "attempts");
   if (error.throttle_ms && *error.throttle_ms > 0) {
     const int64_t when = static_cast<int64_t>(std::time(nullptr)) +
                          static_cast<int64_t>((*error.throttle_ms + 999) / 1000);

@@ -34,42 +34,52 @@ constexpr size_t kChunkMessagesFirst = 256;
 constexpr size_t kChunkMessagesMin = 64;
 constexpr size_t kChunkMessagesMax = 512;
 
-// The value of the header field `name` in `header` (CRLF or LF line ends),
-// unfolded, with each run of blanks as one space, trimmed; empty when absent.
-std::string HeaderField(std::string_view header, std::string_view name) {
+// Calls `visit(line, end)` for each line of the header block in `header`
+// (CRLF or LF line ends; `line` without them, `end` the offset of its LF)
+// up to the blank line that ends the block; stops when `visit` returns true.
+template <typename Visit>
+void ForEachHeaderLine(std::string_view header, Visit visit) {
   size_t pos = 0;
   while (pos < header.size()) {
     size_t end = header.find('\n', pos);
     if (end == std::string_view::npos) end = header.size();
     std::string_view line = header.substr(pos, end - pos);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) break;  // end of the header block
-    if (line.size() > name.size() && line[name.size()] == ':' &&
-        EqualsIgnoreCase(line.substr(0, name.size()), name)) {
-      std::string raw(line.substr(name.size() + 1));
-      // Continuation lines start with a blank.
-      size_t next = end + 1;
-      while (next < header.size() && (header[next] == ' ' || header[next] == '\t')) {
-        size_t next_end = header.find('\n', next);
-        if (next_end == std::string_view::npos) next_end = header.size();
-        raw += header.substr(next, next_end - next);
-        next = next_end + 1;
-      }
-      std::string value;
-      for (char c : raw) {
-        const bool blank = c == ' ' || c == '\t' || c == '\r';
-        if (!blank) {
-          value += c;
-        } else if (!value.empty() && value.back() != ' ') {
-          value += ' ';
-        }
-      }
-      if (!value.empty() && value.back() == ' ') value.pop_back();
-      return value;
-    }
+    if (line.empty() || visit(line, end)) return;
     pos = end + 1;
   }
-  return "";
+}
+
+// The value of the header field `name` in `header`, unfolded, with each
+// run of blanks as one space, trimmed; empty when absent.
+std::string HeaderField(std::string_view header, std::string_view name) {
+  std::string value;
+  ForEachHeaderLine(header, [&](std::string_view line, size_t end) {
+    if (line.size() <= name.size() || line[name.size()] != ':' ||
+        !EqualsIgnoreCase(line.substr(0, name.size()), name)) {
+      return false;
+    }
+    std::string raw(line.substr(name.size() + 1));
+    // Continuation lines start with a blank.
+    size_t next = end + 1;
+    while (next < header.size() && (header[next] == ' ' || header[next] == '\t')) {
+      size_t next_end = header.find('\n', next);
+      if (next_end == std::string_view::npos) next_end = header.size();
+      raw += header.substr(next, next_end - next);
+      next = next_end + 1;
+    }
+    for (char c : raw) {
+      const bool blank = c == ' ' || c == '\t' || c == '\r';
+      if (!blank) {
+        value += c;
+      } else if (!value.empty() && value.back() != ' ') {
+        value += ' ';
+      }
+    }
+    if (!value.empty() && value.back() == ' ') value.pop_back();
+    return true;
+  });
+  return value;
 }
 
 // The header block of a stored message (at most its first 256 KiB).
@@ -288,16 +298,10 @@ std::string MatchKey(std::string_view header, uint64_t crlf_size) {
 // server's copy by exactly that line.
 uint64_t AddedHeaderBytes(std::string_view header) {
   uint64_t bytes = 0;
-  size_t pos = 0;
-  while (pos < header.size()) {
-    size_t end = header.find('\n', pos);
-    if (end == std::string_view::npos) end = header.size();
-    std::string_view line = header.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) break;
+  ForEachHeaderLine(header, [&bytes](std::string_view line, size_t /*end*/) {
     if (line.size() > 7 && EqualsIgnoreCase(line.substr(0, 7), "X-TUID:")) bytes += line.size() + 2;
-    pos = end + 1;
-  }
+    return false;
+  });
   return bytes;
 }
 

@@ -24,6 +24,9 @@ size_t DisplayWidth(std::string_view text);
 // zeros: "0.05", "1.5", "120", "299.961".
 std::string FormatSeconds(uint64_t ms);
 
+// "1 message", "3 messages": `n` and the noun that fits it.
+std::string CountOf(uint64_t n, std::string_view one, std::string_view many);
+
 // `text` without leading and trailing blanks (spaces, tabs, CR, LF).
 std::string_view Trim(std::string_view text);
 

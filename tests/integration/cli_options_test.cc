@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "support/alice_test.h"
 #include "support/dovecot_fixture.h"
 #include "support/run_command.h"
 #include "support/sync_checks.h"
@@ -26,43 +27,7 @@ using testing::RunCommand;
 using testing::RunOptions;
 using testing::ShellQuote;
 
-class CliOptionsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    server_ = DovecotServer::Start();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_TRUE(server_->Seed("alice"));
-    dir_ = server_->dir() + "/local";
-    fs::create_directories(dir_);
-    root_ = dir_ + "/mail";
-    config_ = dir_ + "/config.toml";
-    std::ofstream(config_) << testing::AliceAccount(*server_, root_);
-    fs::permissions(config_, fs::perms::owner_read | fs::perms::owner_write);
-  }
-
-  std::string Command(const std::string& arguments) const {
-    return ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config_) + " " + arguments;
-  }
-
-  CommandResult Run(const std::string& arguments) {
-    RunOptions options;
-    options.timeout = std::chrono::seconds(60);
-    return RunCommand(Command(arguments), options);
-  }
-
-  // Runs `arguments` with stdout on a pseudo-terminal (script(1)), TERM set.
-  CommandResult RunOnTerminal(const std::string& arguments) {
-    RunOptions options;
-    options.timeout = std::chrono::seconds(60);
-    return RunCommand("TERM=xterm script -qfec " + ShellQuote(Command(arguments)) + " /dev/null",
-                      options);
-  }
-
-  std::unique_ptr<DovecotServer> server_;
-  std::string dir_;
-  std::string root_;
-  std::string config_;
-};
+using CliOptionsTest = testing::AliceTest;
 
 TEST_F(CliOptionsTest, ProgressIsDrawnOnATerminalAndNowhereElse) {
   ASSERT_EQ(RunCommand("command -v script").exit_code, 0) << "script(1) is missing (util-linux)";

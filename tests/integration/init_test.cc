@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "support/alice_test.h"
 #include "support/dovecot_fixture.h"
 #include "support/run_command.h"
 #include "support/sync_checks.h"
@@ -23,25 +24,19 @@ using testing::RunCommand;
 using testing::RunOptions;
 using testing::ShellQuote;
 
-class InitTest : public ::testing::Test {
+// Starts with no configuration: init writes it, in directories it creates.
+class InitTest : public testing::AliceTest {
  protected:
   void SetUp() override {
-    server_ = DovecotServer::Start();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_TRUE(server_->Seed("alice"));
-    dir_ = server_->dir() + "/local";
-    fs::create_directories(dir_);
-    config_ = dir_ + "/conf/mailmirror/config.toml";  // parents created by init
+    AliceTest::SetUp();
+    fs::remove(config_);
+    config_ = dir_ + "/conf/mailmirror/config.toml";
   }
 
-  std::string Command(const std::string& arguments) const {
-    return ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config_) + " " + arguments;
-  }
-
-  CommandResult Run(const std::string& arguments, const std::string& stdin_text = "") {
-    RunOptions options;
-    options.timeout = std::chrono::seconds(60);
-    return RunCommand("printf %s " + ShellQuote(stdin_text) + " | " + Command(arguments), options);
+  // `mailmirror -c CONFIG ARGUMENTS` with `stdin_text` on a pipe: stdin is
+  // never a terminal here, whatever ctest was started from.
+  CommandResult Init(const std::string& arguments, const std::string& stdin_text = "") {
+    return Run(arguments, "printf %s " + ShellQuote(stdin_text) + " | ");
   }
 
   // init for alice on the fixture, every value given.
@@ -50,14 +45,10 @@ class InitTest : public ::testing::Test {
            " --ca-file " + ShellQuote(server_->ca_file()) + " --user alice --password-cmd " +
            ShellQuote(password_cmd) + " --maildir " + ShellQuote(dir_ + "/mail");
   }
-
-  std::unique_ptr<DovecotServer> server_;
-  std::string dir_;
-  std::string config_;
 };
 
 TEST_F(InitTest, WritesAConfigThatChecksListsAndSyncs) {
-  CommandResult init = Run("init " + ServerOptions("echo alice-secret"));
+  CommandResult init = Init("init " + ServerOptions("echo alice-secret"));
   ASSERT_EQ(init.exit_code, 0) << Report(init);
   EXPECT_EQ(fs::status(config_).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
@@ -74,9 +65,7 @@ TEST_F(InitTest, WritesAConfigThatChecksListsAndSyncs) {
   EXPECT_NE(text.find("# folders = "), std::string::npos) << "commented: " << text;
 
   // The file is what sync reads: no editing needed.
-  RunOptions options;
-  options.timeout = std::chrono::seconds(60);
-  CommandResult sync = RunCommand(Command("sync"), options);
+  CommandResult sync = Run("sync");
   ASSERT_EQ(sync.exit_code, 0) << Report(sync);
   EXPECT_NE(sync.out.find("fixture: 7 folders, 17 new messages"), std::string::npos)
       << Report(sync);
@@ -85,30 +74,30 @@ TEST_F(InitTest, WritesAConfigThatChecksListsAndSyncs) {
 TEST_F(InitTest, NeverReplacesAFileWithoutForce) {
   fs::create_directories(fs::path(config_).parent_path());
   std::ofstream(config_) << "# mine\n";
-  CommandResult refused = Run("init --no-check " + ServerOptions("echo x"));
+  CommandResult refused = Init("init --no-check " + ServerOptions("echo x"));
   EXPECT_EQ(refused.exit_code, 73) << Report(refused);
   EXPECT_NE(refused.err.find("cannot create " + config_ + ": it exists"), std::string::npos)
       << Report(refused);
   EXPECT_EQ(testing::ReadFile(config_), "# mine\n");
 
-  CommandResult forced = Run("init --force --no-check " + ServerOptions("echo x"));
+  CommandResult forced = Init("init --force --no-check " + ServerOptions("echo x"));
   EXPECT_EQ(forced.exit_code, 0) << Report(forced);
   EXPECT_NE(testing::ReadFile(config_).find("[accounts.fixture]"), std::string::npos);
 }
 
 TEST_F(InitTest, WithoutATerminalMissingValuesAreUsageErrors) {
-  CommandResult no_host = Run("init --user alice --password-cmd true");
+  CommandResult no_host = Init("init --user alice --password-cmd true");
   EXPECT_EQ(no_host.exit_code, 64) << Report(no_host);
   EXPECT_NE(no_host.err.find("init needs --provider or --host"), std::string::npos)
       << Report(no_host);
-  CommandResult no_user = Run("init --provider yahoo --password-cmd true");
+  CommandResult no_user = Init("init --provider yahoo --password-cmd true");
   EXPECT_EQ(no_user.exit_code, 64) << Report(no_user);
   EXPECT_NE(no_user.err.find("init needs --user"), std::string::npos) << Report(no_user);
   // stdin is a pipe, not a terminal: the password is not read from it.
-  CommandResult no_password = Run("init --provider yahoo --user me", "secret\n");
+  CommandResult no_password = Init("init --provider yahoo --user me", "secret\n");
   EXPECT_EQ(no_password.exit_code, 64) << Report(no_password);
   EXPECT_NE(no_password.err.find("--password-cmd"), std::string::npos) << Report(no_password);
-  CommandResult bad_provider = Run("init --provider yahooo --user me --password-cmd true");
+  CommandResult bad_provider = Init("init --provider yahooo --user me --password-cmd true");
   EXPECT_EQ(bad_provider.exit_code, 64) << Report(bad_provider);
   EXPECT_NE(bad_provider.err.find("known: office365, outlook, gmail"), std::string::npos)
       << Report(bad_provider);
@@ -116,7 +105,7 @@ TEST_F(InitTest, WithoutATerminalMissingValuesAreUsageErrors) {
 }
 
 TEST_F(InitTest, AWrongPasswordExits77AndKeepsTheFile) {
-  CommandResult init = Run("init " + ServerOptions("echo wrong"));
+  CommandResult init = Init("init " + ServerOptions("echo wrong"));
   EXPECT_EQ(init.exit_code, 77) << Report(init);
   EXPECT_NE(init.err.find("the configuration is kept in " + config_), std::string::npos)
       << Report(init);
@@ -147,9 +136,9 @@ TEST_F(InitTest, OnATerminalItAsksAndNeverEchoesThePassword) {
 }
 
 TEST_F(InitTest, OAuthProvidersAskNoPasswordAndSayWhatComesNext) {
-  CommandResult init =
-      Run("init --provider office365 --user me@contoso.example --account work "
-          "--oauth-client-id 00000000-1111-2222-3333-444444444444");
+  CommandResult init = Init(
+      "init --provider office365 --user me@contoso.example --account work "
+      "--oauth-client-id 00000000-1111-2222-3333-444444444444");
   ASSERT_EQ(init.exit_code, 0) << Report(init);
   EXPECT_NE(init.out.find("run `mailmirror auth work`"), std::string::npos) << Report(init);
   const std::string text = testing::ReadFile(config_);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/alice_test.h"
 #include "support/dovecot_fixture.h"
 #include "support/run_command.h"
 #include "support/sync_checks.h"
@@ -67,19 +68,8 @@ std::vector<std::string> ProblemsIgnoringTuid(const std::vector<ServerMessage>& 
   return problems;
 }
 
-class InteropTest : public ::testing::Test {
+class InteropTest : public testing::AliceTest {
  protected:
-  void SetUp() override {
-    server_ = DovecotServer::Start();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_TRUE(server_->Seed("alice"));
-    dir_ = server_->dir() + "/local";
-    fs::create_directories(dir_);
-    root_ = dir_ + "/mail";
-    config_ = dir_ + "/config.toml";
-    std::ofstream(config_) << testing::AliceAccount(*server_, root_);
-  }
-
   std::vector<ServerMessage> Server() {
     auto messages = server_->Messages("alice");
     EXPECT_TRUE(messages);
@@ -91,11 +81,6 @@ class InteropTest : public ::testing::Test {
     options.timeout = std::chrono::seconds(60);
     return RunCommand(SyncCommand(config_, "-v"), options);
   }
-
-  std::unique_ptr<DovecotServer> server_;
-  std::string dir_;
-  std::string root_;
-  std::string config_;
 };
 
 // mbsync 1.4's Maildir as its users have it (it checks the certificate's
@@ -136,9 +121,7 @@ TEST_F(InteropTest, MbsyncMaildirIsAdoptedWithoutDownloadingABody) {
   // The dry run counts what the real run will adopt, and renames nothing.
   const std::vector<LocalFile> files_before = ScanLocal(root_).files;
   size_t dry_offset = LogSize(*server_);
-  RunOptions dry_options;
-  dry_options.timeout = std::chrono::seconds(60);
-  CommandResult dry = RunCommand(SyncCommand(config_) + " --dry-run", dry_options);
+  CommandResult dry = Run("sync --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << Report(dry);
   EXPECT_NE(dry.out.find("test: INBOX: 6 local files to adopt (no download) (dry run)"),
             std::string::npos)

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/alice_test.h"
 #include "support/dovecot_fixture.h"
 #include "support/run_command.h"
 #include "support/sync_checks.h"
@@ -27,29 +28,8 @@ using testing::ScanLocal;
 using testing::ServerMessage;
 using testing::ShellQuote;
 
-class VerifyTest : public ::testing::Test {
+class VerifyTest : public testing::AliceTest {
  protected:
-  void SetUp() override {
-    server_ = DovecotServer::Start();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_TRUE(server_->Seed("alice"));
-    dir_ = server_->dir() + "/local";
-    fs::create_directories(dir_);
-    root_ = dir_ + "/mail";
-    config_ = dir_ + "/config.toml";
-    std::ofstream(config_) << testing::AliceAccount(*server_, root_);
-    fs::permissions(config_, fs::perms::owner_read | fs::perms::owner_write);
-  }
-
-  // `mailmirror -c CONFIG ARGUMENTS`.
-  CommandResult Run(const std::string& arguments, const std::string& prefix = "") {
-    RunOptions options;
-    options.timeout = std::chrono::seconds(60);
-    return RunCommand(
-        prefix + ShellQuote(MAILMIRROR_BINARY) + " -c " + ShellQuote(config_) + " " + arguments,
-        options);
-  }
-
   std::vector<LocalFile> Folder(const std::string& name) {
     std::vector<LocalFile> files;
     for (const LocalFile& file : ScanLocal(root_).files) {
@@ -62,11 +42,6 @@ class VerifyTest : public ::testing::Test {
     const CommandResult result = RunCommand(testing::DoveadmCommand(*server_, "alice", arguments));
     EXPECT_EQ(result.exit_code, 0) << arguments << "\n" << Report(result);
   }
-
-  std::unique_ptr<DovecotServer> server_;
-  std::string dir_;
-  std::string root_;
-  std::string config_;
 };
 
 TEST_F(VerifyTest, AFreshMirrorMatchesAndQuietPrintsNothing) {

@@ -15,6 +15,12 @@ TEST(StringsTest, EqualsIgnoreCase) {
   EXPECT_FALSE(EqualsIgnoreCase("\xC3\xA4", "\xC3\x84"));  // ASCII only: ä != Ä
 }
 
+TEST(StringsTest, CountOfPicksTheNoun) {
+  EXPECT_EQ(CountOf(1, "message", "messages"), "1 message");
+  EXPECT_EQ(CountOf(0, "message", "messages"), "0 messages");
+  EXPECT_EQ(CountOf(20000, "body", "bodies"), "20000 bodies");
+}
+
 TEST(StringsTest, TrimDropsBlanksAtBothEnds) {
   EXPECT_EQ(Trim("  alice@example.org\r\n"), "alice@example.org");
   EXPECT_EQ(Trim("\t a b \t"), "a b");

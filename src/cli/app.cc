@@ -125,9 +125,9 @@ int RunSync(const GlobalOptions& global, const std::vector<std::string>& names,
   SyncOutput output;
   output.max_accounts = config->max_accounts;
   if (!global.quiet && !flags.json) output.out = &std::cout;
+  output.options = options;
   output.progress = ShowProgress(global, flags.json);
   output.options.folder_sizes = output.progress;
-  output.options = options;
   std::vector<sync::AccountReport> reports = SyncAccounts(*accounts, output);
   FirstFailure failures;
   for (size_t i = 0; i < reports.size(); ++i) {

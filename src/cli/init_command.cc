@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -232,13 +233,36 @@ int RunInit(InitOptions options, const Prompt& prompt, bool quiet) {
   return 0;
 }
 
+namespace {
+
+// The terminal's settings while a secret is typed with echo off, for the
+// signal handler below.
+termios g_echoing{};
+
+// Ctrl-C (or a kill) at the password question must not leave the terminal
+// without echo: restore it, then die of the signal as we would have.
+void RestoreEchoAndDie(int signal_number) {
+  (void)::tcsetattr(STDIN_FILENO, TCSANOW, &g_echoing);
+  (void)std::signal(signal_number, SIG_DFL);
+  (void)std::raise(signal_number);
+}
+
+}  // namespace
+
 Prompt TerminalPrompt() {
   if (::isatty(STDIN_FILENO) == 0) return nullptr;
   return [](const std::string& question, bool secret) -> std::optional<std::string> {
     std::cerr << question << std::flush;
     termios saved{};
     const bool hide = secret && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+    constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    using Handler = void (*)(int);
+    Handler previous[std::size(kSignals)] = {};
     if (hide) {
+      g_echoing = saved;
+      for (size_t i = 0; i < std::size(kSignals); ++i) {
+        previous[i] = std::signal(kSignals[i], RestoreEchoAndDie);
+      }
       termios quiet = saved;
       quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
       (void)::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);  // keeps typed-ahead input
@@ -247,6 +271,7 @@ Prompt TerminalPrompt() {
     const bool got = static_cast<bool>(std::getline(std::cin, answer));
     if (hide) {
       (void)::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+      for (size_t i = 0; i < std::size(kSignals); ++i) (void)std::signal(kSignals[i], previous[i]);
       std::cerr << '\n';  // the Enter the terminal did not echo
     }
     if (!got) return std::nullopt;

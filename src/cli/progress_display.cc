@@ -25,8 +25,8 @@ std::string Duration(double seconds) {
 
 }  // namespace
 
-std::string ProgressLine(const std::string& account, const sync::SyncProgress& progress,
-                         double seconds) {
+std::string ProgressLine(const std::string& account, const sync::SyncProgress& progress) {
+  const double seconds = progress.seconds;
   std::string line = account + ": ";
   if (!progress.listed) return line + "connecting and listing folders...";
   line += std::to_string(progress.folders_done) + "/" + std::to_string(progress.folders_total) +

@@ -14,9 +14,8 @@
 namespace mailmirror::cli {
 
 // "work: 3/12 folders, 1234/20000 messages, 45.2/310.0 MiB, 12.3 MiB/s,
-// ETA 0:21" for an account `seconds` into its run.
-std::string ProgressLine(const std::string& account, const sync::SyncProgress& progress,
-                         double seconds);
+// ETA 0:21".
+std::string ProgressLine(const std::string& account, const sync::SyncProgress& progress);
 
 class ProgressDisplay {
  public:

@@ -1,7 +1,6 @@
 #include "cli/sync_command.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -153,21 +152,18 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
 
   // The live lines, under everything else printed meanwhile.
   std::optional<ProgressDisplay> display;
-  const auto started = std::chrono::steady_clock::now();
   auto redraw = [&] {
     std::vector<std::string> lines;
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     for (size_t i = 0; i < next; ++i) {
       const sync::SyncProgress progress = syncs[i]->progress();
-      if (!progress.finished) lines.push_back(ProgressLine(accounts[i]->name, progress, seconds));
+      if (!progress.finished) lines.push_back(ProgressLine(accounts[i]->name, progress));
     }
     display->Draw(lines);
   };
   std::function<void()> tick = [&] {
     if (next == syncs.size() && running == 0) return;  // the loop may end
     redraw();
-    loop.Post(tick, 250);
+    loop.PostIdle(tick, 250);  // the loop ends with the last account, not the display
   };
   if (output.progress && output.out != nullptr) {
     display.emplace(*output.out, TerminalColumns());

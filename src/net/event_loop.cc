@@ -34,6 +34,18 @@ void OnPostedCallDue(uv_timer_t* timer) {
   if (fn) fn();
 }
 
+PostedCall* StartPostedCall(uv_loop_t* loop, std::unordered_set<PostedCall*>* pending,
+                            std::function<void()> fn, uint64_t delay_ms) {
+  auto* call = new PostedCall{};
+  call->fn = std::move(fn);
+  call->pending = pending;
+  uv_timer_init(loop, &call->timer);  // cannot fail for timers
+  call->timer.data = call;
+  pending->insert(call);
+  uv_timer_start(&call->timer, OnPostedCallDue, delay_ms, 0);
+  return call;
+}
+
 void CloseStrayHandle(uv_handle_t* handle, void* /*arg*/) {
   // A handle still open here belongs to an owner that outlived its loop (a
   // bug elsewhere). Closing it is the best we can do: its memory is the
@@ -119,13 +131,12 @@ void EventLoop::RunInPool(std::function<void()> work, std::function<void()> afte
 }
 
 void EventLoop::Post(std::function<void()> fn, uint64_t delay_ms) {
-  auto* call = new PostedCall{};
-  call->fn = std::move(fn);
-  call->pending = &impl_->pending_calls;
-  uv_timer_init(&impl_->loop, &call->timer);  // cannot fail for timers
-  call->timer.data = call;
-  impl_->pending_calls.insert(call);
-  uv_timer_start(&call->timer, OnPostedCallDue, delay_ms, 0);
+  StartPostedCall(&impl_->loop, &impl_->pending_calls, std::move(fn), delay_ms);
+}
+
+void EventLoop::PostIdle(std::function<void()> fn, uint64_t delay_ms) {
+  PostedCall* call = StartPostedCall(&impl_->loop, &impl_->pending_calls, std::move(fn), delay_ms);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&call->timer));  // Run does not wait for it
 }
 
 void* EventLoop::raw() { return &impl_->loop; }

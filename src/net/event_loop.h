@@ -21,6 +21,9 @@ class EventLoop {
 
   // Calls fn once from the loop after delay_ms (0: next loop turn).
   void Post(std::function<void()> fn, uint64_t delay_ms = 0);
+  // The same, but the loop does not wait for it: once only such calls are
+  // left, Run returns and they never run (a display refresh, say).
+  void PostIdle(std::function<void()> fn, uint64_t delay_ms);
 
   // Runs `work` on a thread of libuv's pool (blocking file system work:
   // fsync, rename, index commits), then `after` on the loop. The loop keeps

@@ -297,6 +297,8 @@ SyncProgress AccountSync::progress() const {
   progress.folders_done = report_.folders.size();
   progress.messages_done = downloaded_.messages;
   progress.bytes_done = downloaded_.bytes;
+  progress.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   // Estimates: never below what is done.
   progress.messages_expected = std::max(expected_messages_, downloaded_.messages);
   progress.bytes_expected = expected_bytes_ == 0 ? 0 : std::max(expected_bytes_, downloaded_.bytes);
@@ -467,6 +469,8 @@ bool AccountSync::HelpLargestDownload(Worker* worker) {
 
 void AccountSync::OnFolderDone(size_t job, FolderReport folder) {
   --running_;
+  // Kept across attempts: a retry after the matching does not redo it.
+  runs_[job].flags_unmerged = runs_[job].flags_unmerged || folder.flags_unmerged;
   const bool retrying = !folder.status.ok() && RetryFolder(job, folder);
   const bool merging = !retrying && folder.status.ok() && MergeFlagsAgain(job, folder);
   if (!retrying && !merging) {
@@ -683,10 +687,12 @@ void AccountSync::Throttled(const Error& error) {
 // than the next.
 bool AccountSync::MergeFlagsAgain(size_t job, const FolderReport& folder) {
   JobRun& run = runs_[job];
-  if (!folder.flags_unmerged || run.merged_again || folders_done_ || options_.dry_run) {
+  if (!run.flags_unmerged || run.merged_again || folders_done_ || options_.dry_run) {
     return false;
   }
   run.merged_again = true;
+  // A retry after the matching may have stored HIGHESTMODSEQ: compare all.
+  jobs_[job].compare_all_flags = true;
   if (run.earlier) {
     AddCounts(*run.earlier, folder);
   } else {

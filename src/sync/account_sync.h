@@ -78,6 +78,7 @@ struct SyncProgress {
   uint64_t messages_done = 0;
   uint64_t bytes_expected = 0;  // 0: unknown (no STATUS=SIZE)
   uint64_t bytes_done = 0;
+  double seconds = 0;  // since this account started (it may have waited its turn)
 };
 
 class AccountSync {
@@ -189,7 +190,8 @@ class AccountSync {
   struct JobRun {
     uint32_t failed_attempts = 0;
     std::optional<FolderReport> earlier;
-    bool merged_again = false;  // MergeFlagsAgain ran it a second time
+    bool flags_unmerged = false;  // an attempt matched files whose flags differ
+    bool merged_again = false;    // MergeFlagsAgain ran it a second time
   };
   std::vector<JobRun> runs_;
   size_t retries_waiting_ = 0;  // folders waiting out a backoff

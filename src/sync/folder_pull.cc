@@ -354,6 +354,9 @@ void FolderPull::Rematch() {
       [scanned](const imap::Response& response) {
         if (response.type != imap::ResponseType::kFetch || !response.fetch.uid) return;
         const imap::FetchData& fetch = response.fetch;
+        // An unsolicited FETCH (another client changed flags meanwhile)
+        // carries neither: it is not a message of the scan.
+        if (!fetch.rfc822_size || fetch.bodies.empty()) return;
         std::string_view header;
         for (const imap::BodySection& body : fetch.bodies) header = body.data;
         RemoteFacts facts;
@@ -502,6 +505,7 @@ void FolderPull::SyncKnown() {
     if (job_.dry_run) return CountDryRunNew();
     return FetchNew();
   }
+  if (job_.compare_all_flags) return FullScan("flags to merge after matching files");
   const bool modseqs =
       selected_.highestmodseq.has_value() && !selected_.nomodseq && record_.highestmodseq != 0;
   if (modseqs && *selected_.highestmodseq < record_.highestmodseq) {

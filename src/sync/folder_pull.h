@@ -67,6 +67,9 @@ struct FolderJob {
   // Messages and bytes stored for good are added here as they are (the
   // account's progress line); null: not counted.
   DownloadCounter* downloaded = nullptr;
+  // Compare every message's flags whatever CONDSTORE/QRESYNC say (the
+  // second pass of AccountSync::MergeFlagsAgain).
+  bool compare_all_flags = false;
 
   // Two-way sync: the Maildir as scanned at the start of the run (null when
   // local changes are not sent, direction = pull), and whether it differs
@@ -265,7 +268,8 @@ class FolderPull {
   imap::SelectedMailbox selected_;
   bool qresync_select_ = false;  // SELECT carried QRESYNC parameters
   // Rematched messages whose flags differ between the sides: HIGHESTMODSEQ
-  // is not stored, so that the next run compares every message's flags.
+  // is not stored, so that the next pass (AccountSync::MergeFlagsAgain, in
+  // this run) compares every message's flags.
   bool flags_unmerged_ = false;
   std::vector<uint32_t> known_uids_;  // ascending: UIDs the index holds
   // Index updates for changes already applied to the files (and made

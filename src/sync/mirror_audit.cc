@@ -189,6 +189,8 @@ class Audit {
 
   void FolderFailed(const Error& error) {
     report_->folders.back().status = error;
+    deep_.clear();  // they point into this folder's entries_
+    maildir_.reset();
     // A broken connection fails the folders left; a NO fails only this one.
     if (connection_->session().failure()) {
       report_->status = error;
@@ -204,6 +206,7 @@ class Audit {
 
   // The three sides of one folder against each other.
   void Compare(const store::FolderRecord& record) {
+    deep_.clear();
     FolderAudit& folder = report_->folders.back();
     folder.server = sink_->messages.size();
     const store::Layout layout =

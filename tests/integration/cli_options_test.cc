@@ -40,6 +40,8 @@ TEST_F(CliOptionsTest, ProgressIsDrawnOnATerminalAndNowhereElse) {
   EXPECT_TRUE(std::regex_search(out, std::regex("test: [1-6]/7 folders, [0-9]+/[0-9]+ messages")))
       << out;
   EXPECT_NE(out.find("\x1b[J"), std::string::npos) << out;
+  // Bytes against the total the server told (STATUS=SIZE).
+  EXPECT_TRUE(std::regex_search(out, std::regex("messages, [0-9.]+ KiB/[0-9.]+ KiB"))) << out;
   // It ends with the summary, the live lines erased before it.
   const std::regex summary(
       "\x1b\\[Jtest: 7 folders, 17 new messages \\([^)]*\\) in [0-9.]+ s\r\n$");

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -17,6 +18,21 @@ TEST(EventLoopTest, PostedCallsRunInOrderOfTheirDelay) {
   loop.Post([&] { order.push_back(1); });
   loop.Run();
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+TEST(EventLoopTest, IdleCallsRunWhileOtherWorkLastsButDoNotKeepTheLoopAlive) {
+  EventLoop loop;
+  int ticks = 0;
+  std::function<void()> tick = [&] {
+    ++ticks;
+    loop.PostIdle(tick, 10);  // would re-post itself forever
+  };
+  loop.PostIdle(tick, 0);
+  loop.Post([] {}, 100);  // the real work: 100 ms
+  const auto start = std::chrono::steady_clock::now();
+  loop.Run();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_GE(ticks, 2);  // ran while the other call was pending
 }
 
 TEST(EventLoopTest, PoolWorkRunsOffTheLoopThenAfterRunsOnIt) {

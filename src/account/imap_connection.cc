@@ -7,7 +7,7 @@
 namespace mailmirror::account {
 namespace {
 
-imap::SessionOptions MakeSessionOptions(const AccountConfig& account, std::string label) {
+imap::SessionOptions MakeSessionOptions(const AccountConfig& account, const std::string& label) {
   imap::SessionOptions options;
   // "[work#2] C: ..." at -vvv: which account and which of its sessions.
   options.trace_label = account.name + (label.empty() ? "" : "#" + label);
@@ -33,7 +33,7 @@ ImapConnection::ImapConnection(net::EventLoop* loop, const AccountConfig& accoun
     : loop_(loop),
       account_(account),
       connection_(loop, this),
-      session_(this, MakeSessionOptions(account, std::move(label))) {}
+      session_(this, MakeSessionOptions(account, label)) {}
 
 ImapConnection::~ImapConnection() = default;
 

@@ -29,7 +29,7 @@ imap::SessionOptions MakeSessionOptions(const AccountConfig& account, const std:
 }  // namespace
 
 ImapConnection::ImapConnection(net::EventLoop* loop, const AccountConfig& account,
-                               std::string label)
+                               const std::string& label)
     : loop_(loop),
       account_(account),
       connection_(loop, this),

@@ -21,7 +21,7 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
  public:
   // `label` tells this session apart from the account's others in the
   // protocol trace ("" for none).
-  ImapConnection(net::EventLoop* loop, const AccountConfig& account, std::string label = "");
+  ImapConnection(net::EventLoop* loop, const AccountConfig& account, const std::string& label = "");
   ~ImapConnection() override;
   ImapConnection(const ImapConnection&) = delete;
   ImapConnection& operator=(const ImapConnection&) = delete;

@@ -385,7 +385,14 @@ int Main(int argc, char** argv) {
   }
   SetLogLevel(level);
   if (!global.log_file.empty()) {
-    if (Status opened = SetLogFile(global.log_file); !opened.ok()) return Report(opened.error());
+    if (Status opened = SetLogFile(global.log_file); !opened.ok()) {
+      const int code = Report(opened.error());
+      // Monitoring reads stdout: --json still gets its object.
+      if (sync->parsed() && sync_flags.json) {
+        std::cout << SyncReportJson({}, 0, code, opened) << std::endl;
+      }
+      return code;
+    }
   }
 
   if (init->parsed()) {

@@ -288,7 +288,6 @@ void AccountSync::FoldersListed() {
   ScanAllLocal();  // then StartFolders
 }
 
-// Opens the pool and starts the folders.
 SyncProgress AccountSync::progress() const {
   SyncProgress progress;
   progress.listed = listed_;
@@ -305,6 +304,7 @@ SyncProgress AccountSync::progress() const {
   return progress;
 }
 
+// Opens the pool and starts the folders.
 void AccountSync::StartFolders() {
   // Folders without local changes need nothing of the scan: free it.
   for (FolderJob& job : jobs_) {

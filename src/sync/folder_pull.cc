@@ -203,11 +203,7 @@ void FolderPull::Start() {
   // A folder never synced whose files carry UIDs (another tool's mirror, a
   // lost index): the dry run makes the header scan to count what the real
   // run would adopt rather than download.
-  const bool files_with_uids =
-      job_.local != nullptr &&
-      std::any_of(job_.local->state.unknown.begin(), job_.local->state.unknown.end(),
-                  [](const store::MaildirFolder::Entry& entry) { return entry.name.uid != 0; });
-  if (job_.dry_run && record_.uidvalidity == 0 && !files_with_uids) {
+  if (job_.dry_run && record_.uidvalidity == 0 && !FilesCarryUids()) {
     report_.path = "initial";
     report_.would_fetch = job_.policy.pull ? job_.status_messages.value_or(0) : 0;
     if (job_.local && job_.policy.push) {
@@ -456,6 +452,23 @@ Status FolderPull::ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by
   record_.highestmodseq = 0;
   batch.PutFolder(record_);
   return index_->Commit(batch);
+}
+
+// Whether a file of the folder carries a UID: from the run's local scan, or
+// with direction = pull (no scan) from a listing of the folder.
+bool FolderPull::FilesCarryUids() const {
+  auto carries_uid = [](const store::MaildirFolder::Entry& entry) { return entry.name.uid != 0; };
+  if (job_.local != nullptr) {
+    return std::any_of(job_.local->state.unknown.begin(), job_.local->state.unknown.end(),
+                       carries_uid);
+  }
+  struct stat st {};
+  if (::stat((job_.local_path + "/cur").c_str(), &st) != 0) return false;
+  Result<std::unique_ptr<store::MaildirFolder>> folder =
+      store::MaildirFolder::Open(job_.local_path, /*create=*/false);
+  if (!folder.ok()) return false;
+  Result<std::vector<store::MaildirFolder::Entry>> entries = (*folder)->Scan();
+  return entries.ok() && std::any_of(entries->begin(), entries->end(), carries_uid);
 }
 
 // The dry run of ApplyRematch: counts what the real run would adopt,

@@ -198,6 +198,7 @@ class FolderPull {
   };
   Status ApplyRematch(std::map<std::string, std::vector<uint32_t>>& by_key,
                       const std::unordered_map<uint32_t, RemoteFacts>& remote);
+  bool FilesCarryUids() const;
   Status CountRematch(std::map<std::string, std::vector<uint32_t>>& by_key, size_t server_messages);
   Status RescanLocal();
   void AdoptAndFetch();

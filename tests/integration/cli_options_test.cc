@@ -108,6 +108,10 @@ TEST_F(CliOptionsTest, LogFileHasTimedLinesNamingAccountAndFolderAndStderrKeepsE
   EXPECT_EQ(unwritable.exit_code, 74) << Report(unwritable);
   EXPECT_NE(unwritable.err.find("log file " + dir_ + "/no/such/dir/log"), std::string::npos)
       << Report(unwritable);
+  // --json still prints its object for monitoring.
+  CommandResult json = Run("--log-file " + ShellQuote(dir_ + "/no/such/dir/log") + " sync --json");
+  EXPECT_EQ(json.exit_code, 74) << Report(json);
+  EXPECT_NE(json.out.find("\"exit_code\":74"), std::string::npos) << Report(json);
 }
 
 TEST_F(CliOptionsTest, QuietCommandsPrintNothingOnSuccess) {

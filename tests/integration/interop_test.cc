@@ -129,6 +129,15 @@ TEST_F(InteropTest, MbsyncMaildirIsAdoptedWithoutDownloadingABody) {
   EXPECT_EQ(dry.out.find("to download"), std::string::npos) << Report(dry);
   EXPECT_EQ(dry.out.find("to upload"), std::string::npos) << Report(dry);
   EXPECT_EQ(FetchesSince(*server_, dry_offset, "alice").body_count, 0);
+  // The same with direction = "pull", whose runs skip the local scan.
+  const std::string pull_config = dir_ + "/pull.toml";
+  std::ofstream(pull_config) << testing::ReadFile(config_) << "direction = \"pull\"\n";
+  CommandResult pull_dry = RunCommand(SyncCommand(pull_config) + " --dry-run");
+  ASSERT_EQ(pull_dry.exit_code, 0) << Report(pull_dry);
+  EXPECT_NE(pull_dry.out.find("test: INBOX: 6 local files to adopt (no download) (dry run)"),
+            std::string::npos)
+      << Report(pull_dry);
+  EXPECT_EQ(pull_dry.out.find("to download"), std::string::npos) << Report(pull_dry);
   const std::vector<LocalFile> files_after = ScanLocal(root_).files;
   ASSERT_EQ(files_after.size(), files_before.size());
   for (size_t i = 0; i < files_after.size(); ++i) {

@@ -10,6 +10,7 @@
 #include "store/folder_map.h"
 #include "store/index.h"
 #include "store/maildir.h"
+#include "sync/account_sync.h"
 #include "sync/local_scan.h"
 #include "util/strings.h"
 
@@ -60,8 +61,7 @@ AccountStatus Collect(const AccountConfig& account) {
     status.status = folders.error();
     return status;
   }
-  const store::Layout layout =
-      account.layout == "maildir++" ? store::Layout::kMaildirPlusPlus : store::Layout::kVerbatim;
+  const store::Layout layout = sync::LayoutOf(account);
   for (const store::FolderRecord& folder : *folders) {
     if (folder.uidvalidity == 0) continue;  // never completed a first sync
     FolderStatus row;

@@ -30,7 +30,8 @@ struct AccountSync::MoveGroup {
 void AccountSync::CreateLocalOnlyFolders(char delimiter) {
   auto pending = std::make_shared<std::vector<FolderJob>>();
   if (account_.direction != SyncDirection::kPull) {
-    Result<std::vector<std::string>> local = store::ListLocalFolders(account_.maildir, Layout());
+    Result<std::vector<std::string>> local =
+        store::ListLocalFolders(account_.maildir, LayoutOf(account_));
     if (!local.ok()) {
       Log(LogLevel::kWarning, "account " + account_.name + ": " + local.error().message);
       local = std::vector<std::string>();
@@ -42,7 +43,7 @@ void AccountSync::CreateLocalOnlyFolders(char delimiter) {
     if (namespace_) naming.namespace_prefix = namespace_->prefix;
     for (const std::string& name : *local) {
       if (listed.count(name) > 0 || !store::FolderSelected(account_.folders, name)) continue;
-      Result<std::string> path = store::LocalPathFor(account_.maildir, name, Layout());
+      Result<std::string> path = store::LocalPathFor(account_.maildir, name, LayoutOf(account_));
       if (!path.ok() || InStateDirectory(name, *path)) continue;
       Result<std::string> remote = store::RemoteNameFor(name, naming);
       if (!remote.ok()) {

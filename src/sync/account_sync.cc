@@ -152,7 +152,7 @@ void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
   if (!mailboxes.ok()) return ListingFailed(mailboxes.error());
   workers_[0]->failures = 0;
   workers_[0]->joined = true;
-  const store::Layout layout = Layout();
+  const store::Layout layout = LayoutOf(account_);
   char delimiter = 0;
   for (const imap::MailboxInfo& mailbox : *mailboxes) {
     if (mailbox.delimiter != 0) delimiter = mailbox.delimiter;
@@ -231,9 +231,8 @@ std::optional<std::string> AccountSync::FolderPathOf(uint32_t folder_id) {
   return known != folder_paths_.end() ? known->second : std::nullopt;
 }
 
-store::Layout AccountSync::Layout() const {
-  return account_.layout == "maildir++" ? store::Layout::kMaildirPlusPlus
-                                        : store::Layout::kVerbatim;
+store::Layout LayoutOf(const AccountConfig& account) {
+  return account.layout == "maildir++" ? store::Layout::kMaildirPlusPlus : store::Layout::kVerbatim;
 }
 
 FolderJob AccountSync::NewJob(const std::string& remote_name, const std::string& local_name,

@@ -41,6 +41,9 @@
 
 namespace mailmirror::sync {
 
+// The account's Maildir layout (its `layout` key).
+store::Layout LayoutOf(const AccountConfig& account);
+
 // Options of one run (the command line), beside the account's config.
 struct SyncOptions {
   bool dry_run = false;            // find and report changes, change nothing
@@ -99,7 +102,6 @@ class AccountSync {
   void OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes);
   // Folders only the Maildir has: created on the server (create = both or
   // remote), one at a time on the first session, then FoldersListed.
-  store::Layout Layout() const;
   FolderJob NewJob(const std::string& remote_name, const std::string& local_name,
                    const std::string& local_path) const;
   bool InStateDirectory(const std::string& local_name, const std::string& path);

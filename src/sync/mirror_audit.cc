@@ -21,6 +21,7 @@
 #include "store/line_ends.h"
 #include "store/maildir.h"
 #include "sync/account_lock.h"
+#include "sync/account_sync.h"
 #include "util/strings.h"
 
 namespace mailmirror::sync {
@@ -209,8 +210,7 @@ class Audit {
     deep_.clear();
     FolderAudit& folder = report_->folders.back();
     folder.server = sink_->messages.size();
-    const store::Layout layout =
-        account_.layout == "maildir++" ? store::Layout::kMaildirPlusPlus : store::Layout::kVerbatim;
+    const store::Layout layout = LayoutOf(account_);
     Result<std::string> path = store::LocalPathFor(account_.maildir, record.local_name, layout);
     if (!path.ok()) return FolderFailed(path.error());
     struct stat st {};

@@ -100,10 +100,47 @@ inline bool HasPasswordSource(const AccountConfig& account) {
   return !account.password.empty() || !account.password_cmd.empty();
 }
 
+// One rule of a migration's `map` table: a source folder name (UTF-8, '/'
+// between levels) and where it goes in the target. Either both end in "*"
+// (a prefix move: "Archive/*" = "Old/Archive/*" also maps "Archive" itself
+// to "Old/Archive"; "*" alone is every folder) or neither does (an exact
+// rename).
+struct FolderRule {
+  std::string from;
+  std::string to;
+};
+
+// A [migrations.NAME] table: how `mailmirror migrate` copies the mail of one
+// configured account into another. See mailmirror.conf(5).
+struct MigrationConfig {
+  std::string name;    // the NAME of [migrations.NAME]
+  std::string source;  // account names, both in `accounts`, not the same
+  std::string target;
+  std::vector<std::string> folders;  // source folders: glob patterns, "!" excludes; empty: all
+  std::vector<FolderRule> map;       // in file order: the first rule that matches decides
+  // A folder no rule maps that has a special-use attribute (RFC 6154: \Sent,
+  // \Drafts, \Trash, \Junk, \Archive) goes to the target's folder with the
+  // same attribute, whatever its name.
+  bool special_use = true;
+  // INTERNALDATE bounds, seconds since the epoch (UTC midnight of the date
+  // given): only messages at or after `since` and before `before`; 0: none.
+  int64_t since = 0;
+  int64_t before = 0;
+  // Larger messages are skipped and reported; 0: the target account's
+  // max_upload_size (its provider's limit), else no limit.
+  uint64_t max_bytes = 0;
+  // Messages carrying any of these flags (IMAP names, e.g. "\\Deleted" or a
+  // keyword) are skipped.
+  std::vector<std::string> skip_flags;
+  // APPEND sessions to the target at most; 0: the target's `connections`.
+  uint32_t connections = 0;
+};
+
 struct Config {
-  std::string path;                     // the file it was read from
-  uint32_t max_accounts = 4;            // accounts synced at once (top-level max_accounts)
-  std::vector<AccountConfig> accounts;  // in file order
+  std::string path;                         // the file it was read from
+  uint32_t max_accounts = 4;                // accounts synced at once (top-level max_accounts)
+  std::vector<AccountConfig> accounts;      // in file order
+  std::vector<MigrationConfig> migrations;  // in file order
   // Problems worth a warning that do not stop a run, e.g. a file holding a
   // password that others may read.
   std::vector<std::string> warnings;

@@ -14,6 +14,7 @@
 #include "cli/init_command.h"
 #include "cli/json_report.h"
 #include "cli/list_command.h"
+#include "cli/migrate_command.h"
 #include "cli/status_command.h"
 #include "cli/sync_command.h"
 #include "cli/verify_command.h"
@@ -22,6 +23,7 @@
 #include "mailmirror/status.h"
 #include "oauth/oauth_client.h"
 #include "util/log.h"
+#include "util/strings.h"
 #include "util/version.h"
 
 namespace mailmirror::cli {
@@ -199,6 +201,84 @@ int RunVerify(const GlobalOptions& global, const std::vector<std::string>& names
   return differs ? kExitMirrorDiffers : kExitOk;
 }
 
+struct MigrateFlags {
+  bool dry_run = false;
+  bool json = false;
+};
+
+// Syncs the source's mirror (pull only: a migration never changes the
+// source server), then copies what the target lacks.
+int RunMigrate(const GlobalOptions& global, const std::vector<std::string>& arguments,
+               const MigrateFlags& flags) {
+  const auto started = std::chrono::steady_clock::now();
+  MigrationRunInfo info;
+  info.dry_run = flags.dry_run;
+  auto finish = [&](const migrate::MigrationReport* report, const sync::AccountReport* source_sync,
+                    int code, const Status& status) {
+    if (flags.json) {
+      info.seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::cout << MigrationReportJson(info, report, source_sync, code, status) << std::endl;
+    }
+    return code;
+  };
+  auto stopped = [&](const Error& error) { return finish(nullptr, nullptr, Report(error), error); };
+  Result<Config> config = Load(global);
+  if (!config.ok()) return stopped(config.error());
+  Result<MigrationConfig> migration = ResolveMigration(*config, arguments);
+  if (!migration.ok()) return stopped(migration.error());
+  info.name = migration->name;
+  info.source = migration->source;
+  info.target = migration->target;
+  const AccountConfig* source = nullptr;
+  const AccountConfig* target = nullptr;
+  for (const AccountConfig& account : config->accounts) {
+    if (account.name == migration->source) source = &account;
+    if (account.name == migration->target) target = &account;
+  }
+  if (source->maildir.empty()) {
+    return stopped(MakeError(ErrorKind::kConfig,
+                             "account " + source->name +
+                                 " has no maildir: a migration copies through its local mirror"));
+  }
+  std::optional<sync::AccountReport> source_sync;
+  if (!flags.dry_run) {
+    AccountConfig pull = *source;
+    pull.direction = SyncDirection::kPull;
+    SyncOutput output;
+    if (!global.quiet && !flags.json) output.out = &std::cout;
+    output.progress = ShowProgress(global, flags.json);
+    std::vector<sync::AccountReport> synced = SyncAccounts({&pull}, output);
+    source_sync = std::move(synced.front());
+    source_sync->account = source;
+    if (!source_sync->status.ok()) {
+      const Error error = source_sync->status.error().Wrap("account " + source->name);
+      return finish(nullptr, &*source_sync, Report(error), error);
+    }
+  }
+  migrate::MigrateOptions options;
+  options.dry_run = flags.dry_run;
+  migrate::MigrationReport report = migrate::Migrate(*migration, *source, *target, options);
+  if (!flags.json && !global.quiet) PrintMigration(report, *migration, std::cout);
+  std::cout.flush();
+  FirstFailure failures;
+  const std::string context = "migration " + migration->name;
+  if (!report.status.ok()) failures.Note(report.status.error().Wrap(context));
+  uint64_t failed_messages = 0;
+  for (const migrate::FolderMigration& folder : report.folders) {
+    if (!folder.status.ok())
+      failures.Note(folder.status.error().Wrap(context + ": " + folder.source));
+    failed_messages += folder.failed;
+  }
+  if (failed_messages > 0) {
+    failures.Note(MakeError(ErrorKind::kProtocol,
+                            context + ": " +
+                                CountOf(failed_messages, "message was", "messages were") +
+                                " refused by " + target->name + " (see above)"));
+  }
+  return finish(&report, source_sync ? &*source_sync : nullptr, failures.code(), report.status);
+}
+
 // Signs an account in with the OAuth 2.0 device flow and stores its tokens.
 int RunAuth(const GlobalOptions& global, const std::string& name) {
   Result<Config> config = Load(global);
@@ -354,6 +434,24 @@ int Main(int argc, char** argv) {
   CLI::App* providers = app.add_subcommand(
       "providers", "List the provider presets (provider = \"NAME\") and what each sets");
 
+  std::vector<std::string> migrate_arguments;
+  MigrateFlags migrate_flags;
+  CLI::App* migrate_command = app.add_subcommand(
+      "migrate",
+      "Copy every message of account SOURCE into account TARGET with its flags and date, "
+      "through SOURCE's mirror (synced first, pull only); a rerun copies only what TARGET "
+      "lacks (see [migrations.NAME] in mailmirror.conf(5))");
+  migrate_command
+      ->add_option("SOURCE_TARGET", migrate_arguments,
+                   "SOURCE TARGET (two accounts), or the NAME of a [migrations.NAME] table")
+      ->required()
+      ->expected(1, 2);
+  migrate_command->add_flag("-n,--dry-run", migrate_flags.dry_run,
+                            "Show the folder mapping and what would be copied, skipped or "
+                            "already there; change nothing (the mirror is not synced)");
+  migrate_command->add_flag("--json", migrate_flags.json,
+                            "Print the run as one JSON object on stdout instead of the lines");
+
   std::vector<std::string> repair_accounts;
   CLI::App* repair = app.add_subcommand(
       "repair",
@@ -407,6 +505,7 @@ int Main(int argc, char** argv) {
   if (status->parsed()) return RunStatus(global, status_accounts, status_remote);
   if (auth->parsed()) return RunAuth(global, auth_account);
   if (verify->parsed()) return RunVerify(global, verify_accounts, verify_options);
+  if (migrate_command->parsed()) return RunMigrate(global, migrate_arguments, migrate_flags);
   return ExitCodeFor(ErrorKind::kUsage);
 }
 

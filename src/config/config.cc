@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -479,6 +480,147 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
   return account;
 }
 
+// A date bound of a migration: a TOML date (2015-01-31) or the same as a
+// string, as seconds since the epoch at its UTC midnight.
+Result<int64_t> GetDate(const Validator& v, const toml::node& node, const std::string& key) {
+  int year = 0;
+  int month = 0;
+  int day = 0;
+  if (const auto* date = node.as_date()) {
+    year = date->get().year;
+    month = date->get().month;
+    day = date->get().day;
+  } else if (const auto* text = node.as_string()) {
+    char extra = 0;
+    if (std::sscanf(text->get().c_str(), "%4d-%2d-%2d%c", &year, &month, &day, &extra) != 3) {
+      year = 0;
+    }
+  }
+  struct tm when {};
+  when.tm_year = year - 1900;
+  when.tm_mon = month - 1;
+  when.tm_mday = day;
+  const time_t seconds = year >= 1970 && year <= 9999 ? timegm(&when) : -1;
+  if (seconds < 0 || when.tm_mday != day || when.tm_mon != month - 1) {
+    return v.At(node.source(), key, "expected a date from 1970 on, e.g. 2015-01-31");
+  }
+  return static_cast<int64_t>(seconds);
+}
+
+// A list of non-empty strings.
+Result<std::vector<std::string>> GetStringList(const Validator& v, const toml::node& node,
+                                               const std::string& key, const char* example) {
+  const toml::array* items = node.as_array();
+  if (items == nullptr) {
+    return v.At(node.source(), key, std::string("expected a list of strings, e.g. ") + example);
+  }
+  std::vector<std::string> out;
+  for (const toml::node& item : *items) {
+    Result<std::string> value = GetString(v, item, key);
+    if (!value) return value.error();
+    if (value->empty() || *value == "!") return v.At(item.source(), key, "empty string");
+    out.push_back(*value);
+  }
+  return out;
+}
+
+// A map rule's side: a name, or a prefix ending in "*" ("Old/*", "*").
+bool IsPrefixPattern(std::string_view name) { return !name.empty() && name.back() == '*'; }
+
+Status CheckFolderRule(const Validator& v, const toml::node& node, const std::string& key,
+                       const FolderRule& rule) {
+  auto valid = [](std::string_view name) {
+    if (name.empty()) return false;
+    const size_t star = name.find('*');
+    if (star == std::string_view::npos) return name.front() != '/' && name.back() != '/';
+    // Only a final "*", after "/" or alone.
+    return star + 1 == name.size() && (star == 0 || name[star - 1] == '/') && name.front() != '/';
+  };
+  if (!valid(rule.from) || !valid(rule.to)) {
+    return v.At(node.source(), key,
+                "expected \"Folder\" = \"New name\" or a prefix move such as \"Archive/*\" = "
+                "\"Old/Archive/*\" ('*' only at the end, after '/')");
+  }
+  if (IsPrefixPattern(rule.from) != IsPrefixPattern(rule.to)) {
+    return v.At(node.source(), key, "a prefix move needs '*' at the end of both names");
+  }
+  return Status::Ok();
+}
+
+Result<MigrationConfig> ParseMigration(const Validator& v, std::string_view name,
+                                       const toml::node& node) {
+  const std::string prefix = "migrations." + std::string(name);
+  const toml::table* table = node.as_table();
+  if (table == nullptr) return v.At(node.source(), prefix, "expected a table: [" + prefix + "]");
+  if (!IsValidAccountName(name)) {
+    return v.At(node.source(), prefix,
+                "migration names may use only letters, digits, '.', '-' and '_'");
+  }
+  MigrationConfig migration;
+  migration.name = std::string(name);
+  for (const auto& [key_name, value] : *table) {
+    const std::string key(key_name.str());
+    const std::string key_path = prefix + "." + key;
+    if (key == "source" || key == "target") {
+      Result<std::string> account = GetString(v, value, key_path);
+      if (!account) return account.error();
+      (key == "source" ? migration.source : migration.target) = *account;
+    } else if (key == "folders" || key == "skip_flags") {
+      Result<std::vector<std::string>> list = GetStringList(
+          v, value, key_path, key == "folders" ? "[\"*\", \"!Junk\"]" : "[\"\\\\Deleted\"]");
+      if (!list) return list.error();
+      (key == "folders" ? migration.folders : migration.skip_flags) = std::move(*list);
+    } else if (key == "since" || key == "before") {
+      Result<int64_t> date = GetDate(v, value, key_path);
+      if (!date) return date.error();
+      (key == "since" ? migration.since : migration.before) = *date;
+    } else if (key == "max_size") {
+      Result<double> megabytes = GetNumber(v, value, key_path, 0, 1 << 20, "35");
+      if (!megabytes) return megabytes.error();
+      migration.max_bytes = static_cast<uint64_t>(*megabytes * 1000 * 1000);
+    } else if (key == "special_use") {
+      const auto* flag = value.as_boolean();
+      if (flag == nullptr) return v.At(value.source(), key_path, "expected true or false");
+      migration.special_use = flag->get();
+    } else if (key == "connections") {
+      Result<int64_t> count = GetInteger(v, value, key_path, 1, 64);
+      if (!count) return count.error();
+      migration.connections = static_cast<uint32_t>(*count);
+    } else if (key == "map") {
+      const toml::table* rules = value.as_table();
+      if (rules == nullptr) {
+        return v.At(value.source(), key_path,
+                    "expected a table: [" + key_path +
+                        "] with lines such as \"Sent Messages\" = "
+                        "\"Sent Items\"");
+      }
+      // toml++ keeps tables sorted by key; the rules apply in file order.
+      std::vector<std::pair<uint32_t, FolderRule>> by_line;
+      for (const auto& [from, to_node] : *rules) {
+        Result<std::string> to = GetString(v, to_node, key_path + "." + std::string(from.str()));
+        if (!to) return to.error();
+        FolderRule rule{std::string(from.str()), *to};
+        Status checked = CheckFolderRule(v, to_node, key_path + "." + rule.from, rule);
+        if (!checked) return checked.error();
+        by_line.emplace_back(to_node.source().begin.line, std::move(rule));
+      }
+      std::stable_sort(by_line.begin(), by_line.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (auto& [line, rule] : by_line) migration.map.push_back(std::move(rule));
+    } else {
+      return v.At(value.source(), key_path,
+                  "unknown key (known keys: source, target, folders, map, special_use, since, "
+                  "before, max_size, skip_flags, connections)");
+    }
+  }
+  if (migration.source.empty()) return v.At(node.source(), prefix, "missing key \"source\"");
+  if (migration.target.empty()) return v.At(node.source(), prefix, "missing key \"target\"");
+  if (migration.since != 0 && migration.before != 0 && migration.before <= migration.since) {
+    return v.At(node.source(), prefix, "\"before\" must be later than \"since\"");
+  }
+  return migration;
+}
+
 }  // namespace
 
 std::string DefaultConfigPath() {
@@ -523,10 +665,15 @@ bool IsPlainValueLine(std::string_view line) {
     return i == line.size() || line[i] == '#';
   }
   const size_t key = i;
-  while (i < line.size() && static_cast<unsigned char>(line[i]) < 0x80 &&
-         (std::isalnum(static_cast<unsigned char>(line[i])) != 0 || line[i] == '_' ||
-          line[i] == '-')) {
-    ++i;
+  if (line[i] == '"' || line[i] == '\'') {
+    // A quoted key, as [migrations.NAME.map] folder names are.
+    if (!string()) return false;
+  } else {
+    while (i < line.size() && static_cast<unsigned char>(line[i]) < 0x80 &&
+           (std::isalnum(static_cast<unsigned char>(line[i])) != 0 || line[i] == '_' ||
+            line[i] == '-')) {
+      ++i;
+    }
   }
   if (i == key) return false;
   blanks();
@@ -616,10 +763,10 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
       config.max_accounts = static_cast<uint32_t>(*count);
       continue;
     }
-    if (key.str() != "accounts") {
+    if (key.str() != "accounts" && key.str() != "migrations") {
       return v.At(value.source(), std::string(key.str()),
                   "unknown top-level key (known: max_accounts; accounts are configured as "
-                  "[accounts.NAME])");
+                  "[accounts.NAME], migrations as [migrations.NAME])");
     }
   }
   const toml::node* accounts = root.get("accounts");
@@ -638,6 +785,35 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   std::stable_sort(by_line.begin(), by_line.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [line, account] : by_line) config.accounts.push_back(std::move(account));
+  if (const toml::node* migrations = root.get("migrations")) {
+    if (migrations->as_table() == nullptr) {
+      return v.At(migrations->source(), "migrations", "expected tables: [migrations.NAME]");
+    }
+    std::vector<std::pair<uint32_t, MigrationConfig>> migrations_by_line;
+    for (const auto& [name, node] : *migrations->as_table()) {
+      Result<MigrationConfig> migration = ParseMigration(v, name.str(), node);
+      if (!migration) return migration.error();
+      for (const std::string* account : {&migration->source, &migration->target}) {
+        const bool known =
+            std::any_of(config.accounts.begin(), config.accounts.end(),
+                        [&](const AccountConfig& each) { return each.name == *account; });
+        if (!known) {
+          return v.At(node.source(), "migrations." + std::string(name.str()),
+                      "no account named \"" + *account + "\"");
+        }
+      }
+      if (migration->source == migration->target) {
+        return v.At(node.source(), "migrations." + std::string(name.str()),
+                    "source and target are the same account");
+      }
+      migrations_by_line.emplace_back(node.source().begin.line, std::move(migration).value());
+    }
+    std::stable_sort(migrations_by_line.begin(), migrations_by_line.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [line, migration] : migrations_by_line) {
+      config.migrations.push_back(std::move(migration));
+    }
+  }
   return config;
 }
 

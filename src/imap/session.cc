@@ -959,45 +959,6 @@ void Session::StoreFlags(const std::string& uid_set, bool add,
       });
 }
 
-void Session::Append(const std::string& raw_mailbox, const std::vector<std::string>& flags,
-                     const std::string& internaldate, std::string_view message,
-                     std::function<void(Result<AppendResult>)> done) {
-  std::string flag_list = "(";
-  for (size_t i = 0; i < flags.size(); ++i) flag_list += (i == 0 ? "" : " ") + flags[i];
-  flag_list += ")";
-  CommandBuilder builder("APPEND", literal_policy());
-  builder.AString(raw_mailbox).Raw(flag_list);
-  if (!internaldate.empty()) builder.Raw("\"" + internaldate + "\"");
-  Result<Command> command = builder.Literal(message).Build();
-  if (!command.ok()) {
-    done(command.error().Wrap("APPEND to " + Printable(raw_mailbox, 100)));
-    return;
-  }
-  Execute(
-      std::move(command).value(), nullptr,
-      [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
-        if (!reply.ok()) return done(reply.error());
-        if (reply->condition != Condition::kOk) {
-          return done(CommandError(
-              "APPEND to " + Printable(raw_mailbox, 100) + " failed on " + options_.server,
-              *reply));
-        }
-        AppendResult result;
-        if (reply->code == "APPENDUID") {
-          // "uidvalidity uid" (RFC 4315 §3); anything else is unusable.
-          unsigned long long validity = 0;
-          unsigned long long uid = 0;
-          char extra = 0;
-          if (std::sscanf(reply->code_raw.c_str(), "%llu %llu%c", &validity, &uid, &extra) == 2 &&
-              validity > 0 && validity <= UINT32_MAX && uid > 0 && uid <= UINT32_MAX) {
-            result.uidvalidity = static_cast<uint32_t>(validity);
-            result.uid = static_cast<uint32_t>(uid);
-          }
-        }
-        done(result);
-      });
-}
-
 namespace {
 
 // A COPYUID set's UIDs in the order listed (the pairing depends on it,
@@ -1053,6 +1014,68 @@ std::optional<Session::MoveResult> ParseCopyUid(std::string_view raw, const UidR
 }
 
 }  // namespace
+
+void Session::Append(const std::string& raw_mailbox, const std::vector<std::string>& flags,
+                     const std::string& internaldate, std::string_view message,
+                     std::function<void(Result<AppendResult>)> done) {
+  AppendMany(raw_mailbox, {AppendMessage{flags, internaldate, message}},
+             [done = std::move(done)](Result<MultiAppendResult> appended) {
+               if (!appended.ok()) return done(appended.error());
+               AppendResult result;
+               if (appended->uids.size() == 1) {
+                 result.uidvalidity = appended->uidvalidity;
+                 result.uid = appended->uids.front();
+               }
+               done(result);
+             });
+}
+
+void Session::AppendMany(const std::string& raw_mailbox, const std::vector<AppendMessage>& messages,
+                         std::function<void(Result<MultiAppendResult>)> done) {
+  const std::string what = "APPEND to " + Printable(raw_mailbox, 100);
+  if (messages.empty()) return done(MultiAppendResult{});
+  if (messages.size() > 1 && !capabilities_.Has("MULTIAPPEND")) {
+    return done(MakeError(ErrorKind::kInternal, what + ": the server does not offer MULTIAPPEND"));
+  }
+  CommandBuilder builder("APPEND", literal_policy());
+  builder.AString(raw_mailbox);
+  for (const AppendMessage& message : messages) {
+    std::string flag_list = "(";
+    for (size_t i = 0; i < message.flags.size(); ++i) {
+      flag_list += (i == 0 ? "" : " ") + message.flags[i];
+    }
+    builder.Raw(flag_list + ")");
+    if (!message.internaldate.empty()) builder.Raw("\"" + message.internaldate + "\"");
+    builder.Literal(message.message);
+  }
+  Result<Command> command = builder.Build();
+  if (!command.ok()) return done(command.error().Wrap(what));
+  Execute(std::move(command).value(), nullptr,
+          [this, what, count = messages.size(), done = std::move(done)](Result<TaggedReply> reply) {
+            if (!reply.ok()) return done(reply.error());
+            if (reply->condition != Condition::kOk) {
+              return done(CommandError(what + " failed on " + options_.server, *reply));
+            }
+            MultiAppendResult result;
+            if (reply->code == "APPENDUID") {
+              // "uidvalidity uid-set", the UIDs in the order of the messages
+              // (RFC 4315 §3, RFC 3502); anything else is unusable.
+              const std::string_view raw = reply->code_raw;
+              const size_t space = raw.find(' ');
+              std::optional<UidRanges> validity = ParseSequenceSet(raw.substr(0, space));
+              std::optional<std::vector<uint32_t>> uids =
+                  space == std::string_view::npos ? std::nullopt
+                                                  : ExpandInOrder(raw.substr(space + 1), count);
+              if (validity && validity->size() == 1 &&
+                  validity->front().first == validity->front().second && uids &&
+                  uids->size() == count) {
+                result.uidvalidity = validity->front().first;
+                result.uids = std::move(*uids);
+              }
+            }
+            done(std::move(result));
+          });
+}
 
 void Session::UidMove(const std::string& uid_set, const std::string& raw_mailbox,
                       std::function<void(Result<MoveResult>)> done) {

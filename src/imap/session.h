@@ -263,6 +263,22 @@ class Session : private ResponseHandler, private LiteralSink {
               const std::string& internaldate, std::string_view message,
               std::function<void(Result<AppendResult>)> done);
 
+  // APPEND of several messages in one command (MULTIAPPEND, RFC 3502): the
+  // server stores all of them or none. One message needs no MULTIAPPEND;
+  // more without it is a kInternal error. `uids` pairs with `messages` in
+  // order, from [APPENDUID]; empty when the server did not say.
+  struct AppendMessage {
+    std::vector<std::string> flags;
+    std::string internaldate;  // may be empty
+    std::string_view message;  // CRLF line ends; must stay valid until the call returns
+  };
+  struct MultiAppendResult {
+    uint32_t uidvalidity = 0;
+    std::vector<uint32_t> uids;
+  };
+  void AppendMany(const std::string& raw_mailbox, const std::vector<AppendMessage>& messages,
+                  std::function<void(Result<MultiAppendResult>)> done);
+
   // UID MOVE <uid_set> <mailbox> (RFC 6851); without MOVE, UID COPY, then
   // \Deleted and UID EXPUNGE of exactly those UIDs (which needs UIDPLUS:
   // without it, a kProtocol error and nothing is copied). `moved` pairs each

@@ -85,7 +85,7 @@ constexpr uint8_t kRecordFormat = 1;       // messages; folders written by schem
 constexpr uint8_t kRecordFormatGmail = 2;  // messages with a gm_msgid
 constexpr uint8_t kFolderFormatV2 = 2;
 constexpr uint8_t kFolderFormat = 3;
-constexpr unsigned int kMaxDbs = 8;  // six used, room for two more (journal, tombstones)
+constexpr unsigned int kMaxDbs = 8;  // seven used, room for one more
 // The file is sparse, so a large map costs address space, not disk.
 constexpr uint64_t kDefaultMapSize = sizeof(void*) >= 8 ? (uint64_t{8} << 30) : (uint64_t{1} << 30);
 constexpr uint64_t kMapSizeGranule = 64 * 1024;  // a multiple of any page size
@@ -345,6 +345,34 @@ std::string DigestKey(uint64_t digest) {
 
 // LMDB never writes through mv_data of keys and data passed in; the
 // non-const pointer is a C API artifact.
+// Migration records (copies database): "<target>\0" then 'M' folder uid
+// (a copied message), 'S' folder (the source UIDVALIDITY), or 'T' and the
+// target folder's raw name (its CopyTargetState). Values: two LE32.
+std::string CopyKey(std::string_view target, char kind) {
+  std::string key(target);
+  key += '\0';
+  key += kind;
+  return key;
+}
+
+std::string CopyMessagePrefix(std::string_view target, uint32_t folder_id) {
+  std::string key = CopyKey(target, 'M');
+  AppendBe32(key, folder_id);
+  return key;
+}
+
+std::string CopySourceKey(std::string_view target, uint32_t folder_id) {
+  std::string key = CopyKey(target, 'S');
+  AppendBe32(key, folder_id);
+  return key;
+}
+
+std::string CopyTargetKey(std::string_view target, std::string_view raw_name) {
+  return CopyKey(target, 'T') + std::string(raw_name);
+}
+
+std::string TwoLe32(uint32_t first, uint32_t second) { return Le32(first) + Le32(second); }
+
 MDB_val Val(std::string_view bytes) {
   return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
 }
@@ -488,6 +516,12 @@ class LmdbIndex final : public Index {
   Result<std::optional<uint32_t>> UidForStem(uint32_t folder_id, std::string_view stem) override;
   Result<std::vector<std::pair<uint32_t, uint32_t>>> FindDigest(uint64_t digest) override;
   Result<std::vector<std::pair<uint32_t, uint32_t>>> FindGmailMessage(uint64_t msgid) override;
+  Result<std::vector<std::pair<uint32_t, CopyMark>>> ListCopies(std::string_view target,
+                                                                uint32_t folder_id) override;
+  Result<std::optional<uint32_t>> GetCopySource(std::string_view target,
+                                                uint32_t folder_id) override;
+  Result<std::optional<CopyTargetState>> GetCopyTarget(std::string_view target,
+                                                       std::string_view raw_name) override;
   Result<uint32_t> AllocateFolderId() override;
   Status Commit(Batch& batch) override;
 
@@ -508,6 +542,10 @@ class LmdbIndex final : public Index {
   Status Apply(WriteTxn& txn, const Batch::PutMessageOp& op);
   Status Apply(WriteTxn& txn, const Batch::DeleteMessageOp& op);
   Status Apply(WriteTxn& txn, const Batch::ClearFolderOp& op);
+  Status Apply(WriteTxn& txn, const Batch::PutCopyOp& op);
+  Status Apply(WriteTxn& txn, const Batch::ClearCopiesOp& op);
+  // The copies database's value for `key` as two LE32, or nullopt.
+  Result<std::optional<std::pair<uint32_t, uint32_t>>> GetCopyValue(const std::string& key);
   Status RemoveStem(WriteTxn& txn, uint32_t folder_id, uint32_t uid, std::string_view stem);
   // Reverse entries value -> (folder, uid) of digests_ and gm_msgids_
   // (`what` names them in messages); value 0 is never stored.
@@ -536,6 +574,7 @@ class LmdbIndex final : public Index {
   MDB_dbi stems_ = 0;
   MDB_dbi digests_ = 0;
   MDB_dbi gm_msgids_ = 0;
+  MDB_dbi copies_ = 0;
   std::optional<OpenDirectories::Id> registered_;
   std::shared_mutex map_mutex_;  // readers shared, GrowMap exclusive
 };
@@ -647,6 +686,7 @@ Status LmdbIndex::InitSchema(WriteTxn& txn) {
       {"stems", 0, &stems_},
       {"digests", MDB_DUPSORT | MDB_DUPFIXED, &digests_},
       {"gm_msgids", MDB_DUPSORT | MDB_DUPFIXED, &gm_msgids_},
+      {"copies", 0, &copies_},
   };
   for (const Db& db : dbs) {
     if (int open_rc = mdb_dbi_open(txn.get(), db.name, db.flags | MDB_CREATE, db.dbi);
@@ -859,6 +899,66 @@ Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindDigest(uint64_
 
 Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindGmailMessage(uint64_t msgid) {
   return FindReverse(gm_msgids_, msgid, "gmail message id");
+}
+
+Result<std::vector<std::pair<uint32_t, CopyMark>>> LmdbIndex::ListCopies(std::string_view target,
+                                                                         uint32_t folder_id) {
+  std::vector<std::pair<uint32_t, CopyMark>> copies;
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
+  TxnGuard txn;
+  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  CursorGuard cursor;
+  if (int rc = mdb_cursor_open(txn.get(), copies_, cursor.out()); rc != MDB_SUCCESS) {
+    return ReadError(rc, "list copies");
+  }
+  const std::string prefix = CopyMessagePrefix(target, folder_id);
+  MDB_val key = Val(prefix);
+  MDB_val value;
+  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
+    std::string_view key_view = View(key);
+    if (key_view.size() != prefix.size() + 4 || key_view.substr(0, prefix.size()) != prefix) break;
+    std::string_view bytes = View(value);
+    std::optional<uint32_t> validity = ParseLe32(bytes.substr(0, 4));
+    std::optional<uint32_t> uid = bytes.size() == 8 ? ParseLe32(bytes.substr(4)) : std::nullopt;
+    if (!validity || !uid) return Corrupt("copy record of folder " + std::to_string(folder_id));
+    copies.emplace_back(ReadBe32(key_view.data() + prefix.size()), CopyMark{*validity, *uid});
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list copies");
+  return copies;
+}
+
+Result<std::optional<std::pair<uint32_t, uint32_t>>> LmdbIndex::GetCopyValue(
+    const std::string& key_bytes) {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
+  TxnGuard txn;
+  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  MDB_val key = Val(key_bytes);
+  MDB_val value;
+  int rc = mdb_get(txn.get(), copies_, &key, &value);
+  if (rc == MDB_NOTFOUND) return std::optional<std::pair<uint32_t, uint32_t>>();
+  if (rc != MDB_SUCCESS) return ReadError(rc, "get copy record");
+  std::string_view bytes = View(value);
+  std::optional<uint32_t> first = ParseLe32(bytes.substr(0, 4));
+  std::optional<uint32_t> second = bytes.size() == 8 ? ParseLe32(bytes.substr(4)) : std::nullopt;
+  if (!first || !second) return Corrupt("copy record");
+  return std::optional<std::pair<uint32_t, uint32_t>>(std::make_pair(*first, *second));
+}
+
+Result<std::optional<uint32_t>> LmdbIndex::GetCopySource(std::string_view target,
+                                                         uint32_t folder_id) {
+  auto value = GetCopyValue(CopySourceKey(target, folder_id));
+  if (!value.ok()) return value.error();
+  if (!*value) return std::optional<uint32_t>();
+  return std::optional<uint32_t>((*value)->first);
+}
+
+Result<std::optional<CopyTargetState>> LmdbIndex::GetCopyTarget(std::string_view target,
+                                                                std::string_view raw_name) {
+  auto value = GetCopyValue(CopyTargetKey(target, raw_name));
+  if (!value.ok()) return value.error();
+  if (!*value) return std::optional<CopyTargetState>();
+  return std::optional<CopyTargetState>(CopyTargetState{(*value)->first, (*value)->second});
 }
 
 Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindReverse(MDB_dbi dbi,
@@ -1225,7 +1325,51 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearFolderOp& op) {
   return Status::Ok();
 }
 
+Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutCopyOp& op) {
+  if (op.key.size() > kMaxDirectFolderKey) return Internal("copy record key too long");
+  MDB_val key = Val(op.key);
+  MDB_val value = Val(op.value);
+  return txn.Check(mdb_put(txn.get(), copies_, &key, &value, 0), "put copy record");
+}
+
+Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearCopiesOp& op) {
+  CursorGuard cursor;
+  if (int rc = mdb_cursor_open(txn.get(), copies_, cursor.out()); rc != MDB_SUCCESS) {
+    return txn.Fail(rc, "clear copy records");
+  }
+  MDB_val key = Val(op.prefix);
+  MDB_val value;
+  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
+    if (View(key).substr(0, op.prefix.size()) != op.prefix) break;
+    if (Status s = txn.Check(mdb_cursor_del(cursor.get(), 0), "clear copy records"); !s.ok()) {
+      return s;
+    }
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return txn.Fail(rc, "clear copy records");
+  return Status::Ok();
+}
+
 // --- Batch and factory.
+
+void Index::Batch::PutCopy(std::string_view target, uint32_t folder_id, uint32_t uid,
+                           CopyMark mark) {
+  std::string key = CopyMessagePrefix(target, folder_id);
+  AppendBe32(key, uid);
+  ops_.emplace_back(PutCopyOp{std::move(key), TwoLe32(mark.uidvalidity, mark.uid)});
+}
+
+void Index::Batch::ResetCopies(std::string_view target, uint32_t folder_id,
+                               uint32_t source_uidvalidity) {
+  ops_.emplace_back(ClearCopiesOp{CopyMessagePrefix(target, folder_id)});
+  ops_.emplace_back(PutCopyOp{CopySourceKey(target, folder_id), TwoLe32(source_uidvalidity, 0)});
+}
+
+void Index::Batch::PutCopyTarget(std::string_view target, std::string_view raw_name,
+                                 CopyTargetState state) {
+  ops_.emplace_back(
+      PutCopyOp{CopyTargetKey(target, raw_name), TwoLe32(state.uidvalidity, state.uidnext)});
+}
 
 void Index::Batch::PutFolder(const FolderRecord& folder) { ops_.emplace_back(PutFolderOp{folder}); }
 

@@ -65,6 +65,24 @@ struct MessageRecord {
   uint64_t gm_msgid = 0;
 };
 
+// Migrations (`mailmirror migrate`) remember, per target mailbox, which of
+// this account's messages reached it. `target` names that mailbox (e.g.
+// "user@host:993"); it must not hold NUL.
+//
+// Where the copy of a message landed; uid 0 when the server did not say.
+struct CopyMark {
+  uint32_t uidvalidity = 0;
+  uint32_t uid = 0;
+};
+
+// A target folder as a migration last left it: every message at or above
+// `uidnext` arrived after the last commit of copies into it, so only those
+// can be copies the index does not know (an interrupted run).
+struct CopyTargetState {
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 0;
+};
+
 // Tuning for Index::Open; the defaults suit production.
 struct IndexOptions {
   // Initial size of the memory map, which bounds the database file until the
@@ -113,6 +131,17 @@ class Index {
   // FindDigest's; FindGmailMessage(0) is always empty.
   virtual Result<std::vector<std::pair<uint32_t, uint32_t>>> FindGmailMessage(uint64_t msgid) = 0;
 
+  // --- Migrations (see CopyMark).
+  // The copied messages of a source folder, by source UID, ascending.
+  virtual Result<std::vector<std::pair<uint32_t, CopyMark>>> ListCopies(std::string_view target,
+                                                                        uint32_t folder_id) = 0;
+  // The source folder's UIDVALIDITY its copies refer to (ResetCopies).
+  virtual Result<std::optional<uint32_t>> GetCopySource(std::string_view target,
+                                                        uint32_t folder_id) = 0;
+  // A target folder by its raw name on the target server.
+  virtual Result<std::optional<CopyTargetState>> GetCopyTarget(std::string_view target,
+                                                               std::string_view raw_name) = 0;
+
   // --- Writes, batched: nothing is visible or durable until Commit.
   // Operations apply in the order they were added, so a batch may delete a
   // message and put another that reuses its stem.
@@ -138,6 +167,12 @@ class Index {
     // Removes every message of the folder (UIDVALIDITY change); the folder
     // record stays.
     void ClearFolderMessages(uint32_t folder_id);
+    // Migrations: a copy of message `uid` of the folder reached `target`.
+    void PutCopy(std::string_view target, uint32_t folder_id, uint32_t uid, CopyMark mark);
+    // Forgets every copy of the folder's messages to `target` and records
+    // the source UIDVALIDITY the next ones refer to.
+    void ResetCopies(std::string_view target, uint32_t folder_id, uint32_t source_uidvalidity);
+    void PutCopyTarget(std::string_view target, std::string_view raw_name, CopyTargetState state);
     // Moves `other`'s operations to the end of this batch, in their order.
     void Append(Batch& other) {
       ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),
@@ -167,8 +202,17 @@ class Index {
     struct ClearFolderOp {
       uint32_t folder_id;
     };
-    using Op =
-        std::variant<PutFolderOp, DeleteFolderOp, PutMessageOp, DeleteMessageOp, ClearFolderOp>;
+    // Migration records: one key, or every key under a prefix, of the
+    // copies database (keys built in index.cc).
+    struct PutCopyOp {
+      std::string key;
+      std::string value;
+    };
+    struct ClearCopiesOp {
+      std::string prefix;
+    };
+    using Op = std::variant<PutFolderOp, DeleteFolderOp, PutMessageOp, DeleteMessageOp,
+                            ClearFolderOp, PutCopyOp, ClearCopiesOp>;
     std::vector<Op> ops_;
   };
 

@@ -27,54 +27,12 @@
 
 #include "imap/date.h"
 #include "imap/sequence_set.h"
+#include "sync/append_file.h"
 #include "sync/folder_pull.h"
 #include "util/log.h"
 
 namespace mailmirror::sync {
 namespace {
-
-// A message file read for APPEND: its bytes with LF line ends turned into
-// CRLF (RFC 5322 wants CRLF; Maildir stores LF), and its modification time,
-// which is the message's arrival time for Maildir readers.
-struct FileForAppend {
-  std::string crlf;
-  int64_t mtime = 0;
-};
-
-// nullopt when the file is gone (a reader renamed or removed it since the
-// scan): it is looked at again next run.
-Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::optional<FileForAppend>();
-    return MakeError(ErrorKind::kIo, "reading " + path + ": " + std::strerror(errno));
-  }
-  FileForAppend file;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0) {
-    file.mtime = static_cast<int64_t>(st.st_mtime);
-    file.crlf.reserve(static_cast<size_t>(st.st_size) + static_cast<size_t>(st.st_size) / 32);
-  }
-  char buffer[65536];
-  char previous = 0;
-  for (;;) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int error = errno;
-      (void)::close(fd);  // read-only: nothing to lose
-      return MakeError(ErrorKind::kIo, "reading " + path + ": " + std::strerror(error));
-    }
-    if (n == 0) break;
-    for (ssize_t i = 0; i < n; ++i) {
-      if (buffer[i] == '\n' && previous != '\r') file.crlf += '\r';
-      file.crlf += buffer[i];
-      previous = buffer[i];
-    }
-  }
-  (void)::close(fd);
-  return std::optional<FileForAppend>(std::move(file));
-}
 
 // The UIDs of `uids` that lie in `ranges`.
 std::set<uint32_t> UidsIn(const std::vector<uint32_t>& uids, const imap::UidRanges& ranges) {

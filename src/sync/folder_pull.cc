@@ -10,6 +10,7 @@
 
 #include "imap/date.h"
 #include "imap/sequence_set.h"
+#include "sync/message_key.h"
 #include "util/log.h"
 #include "util/strings.h"
 
@@ -33,69 +34,6 @@ constexpr uint64_t kChunkBytes = 4ull << 20;
 constexpr size_t kChunkMessagesFirst = 256;
 constexpr size_t kChunkMessagesMin = 64;
 constexpr size_t kChunkMessagesMax = 512;
-
-// Calls `visit(line, end)` for each line of the header block in `header`
-// (CRLF or LF line ends; `line` without them, `end` the offset of its LF)
-// up to the blank line that ends the block; stops when `visit` returns true.
-template <typename Visit>
-void ForEachHeaderLine(std::string_view header, Visit visit) {
-  size_t pos = 0;
-  while (pos < header.size()) {
-    size_t end = header.find('\n', pos);
-    if (end == std::string_view::npos) end = header.size();
-    std::string_view line = header.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty() || visit(line, end)) return;
-    pos = end + 1;
-  }
-}
-
-// The value of the header field `name` in `header`, unfolded, with each
-// run of blanks as one space, trimmed; empty when absent.
-std::string HeaderField(std::string_view header, std::string_view name) {
-  std::string value;
-  ForEachHeaderLine(header, [&](std::string_view line, size_t end) {
-    if (line.size() <= name.size() || line[name.size()] != ':' ||
-        !EqualsIgnoreCase(line.substr(0, name.size()), name)) {
-      return false;
-    }
-    std::string raw(line.substr(name.size() + 1));
-    // Continuation lines start with a blank.
-    size_t next = end + 1;
-    while (next < header.size() && (header[next] == ' ' || header[next] == '\t')) {
-      size_t next_end = header.find('\n', next);
-      if (next_end == std::string_view::npos) next_end = header.size();
-      raw += header.substr(next, next_end - next);
-      next = next_end + 1;
-    }
-    for (char c : raw) {
-      const bool blank = c == ' ' || c == '\t' || c == '\r';
-      if (!blank) {
-        value += c;
-      } else if (!value.empty() && value.back() != ' ') {
-        value += ' ';
-      }
-    }
-    if (!value.empty() && value.back() == ' ') value.pop_back();
-    return true;
-  });
-  return value;
-}
-
-// The header block of a stored message (at most its first 256 KiB).
-std::string HeaderOfFile(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return "";
-  std::string header;
-  char buffer[8192];
-  size_t n = 0;
-  while (header.size() < (256u << 10) && (n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
-    header.append(buffer, n);
-    if (header.find("\n\n") != std::string::npos) break;
-  }
-  (void)std::fclose(file);  // read-only: nothing to lose
-  return header;
-}
 
 }  // namespace
 
@@ -276,30 +214,6 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
 }
 
 namespace {
-
-// What identifies a message across a renumbering, or between another
-// tool's mirror and the server: its Message-ID; for a message without one,
-// its size with CRLF line ends (as RFC822.SIZE counts) and its Date, From
-// and Subject. Not its arrival time: other tools leave the file's mtime at
-// the time they downloaded it.
-std::string MatchKey(std::string_view header, uint64_t crlf_size) {
-  std::string message_id = HeaderField(header, "Message-ID");
-  if (!message_id.empty()) return "id:" + message_id;
-  return "size:" + std::to_string(crlf_size) + "\ndate:" + HeaderField(header, "Date") +
-         "\nfrom:" + HeaderField(header, "From") + "\nsubject:" + HeaderField(header, "Subject");
-}
-
-// The bytes (CRLF line ends) of the X-TUID header lines in `header`: mbsync
-// adds one to every message it stores, so its files are larger than the
-// server's copy by exactly that line.
-uint64_t AddedHeaderBytes(std::string_view header) {
-  uint64_t bytes = 0;
-  ForEachHeaderLine(header, [&bytes](std::string_view line, size_t /*end*/) {
-    if (line.size() > 7 && EqualsIgnoreCase(line.substr(0, 7), "X-TUID:")) bytes += line.size() + 2;
-    return false;
-  });
-  return bytes;
-}
 
 uint64_t CrlfSizeOf(const std::string& path);
 

@@ -1,7 +1,6 @@
 #include "sync/mirror_audit.h"
 
 #include <sys/stat.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -18,10 +17,10 @@
 #include "net/event_loop.h"
 #include "store/folder_map.h"
 #include "store/index.h"
-#include "store/line_ends.h"
 #include "store/maildir.h"
 #include "sync/account_lock.h"
 #include "sync/account_sync.h"
+#include "sync/message_key.h"
 #include "util/strings.h"
 
 namespace mailmirror::sync {
@@ -35,47 +34,6 @@ std::string Letters(uint32_t flags) {
   return letters.empty() ? "(none)" : letters;
 }
 
-// XXH3-64 of the file at `path` without the X-TUID header line mbsync adds
-// to each message it stores (such a file is a faithful copy); nullopt when
-// it cannot be read.
-std::optional<uint64_t> DigestWithoutTuid(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return std::nullopt;
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(XXH3_createState(),
-                                                                &XXH3_freeState);
-  XXH3_64bits_reset(hash.get());
-  std::string buffer(64 << 10, '\0');
-  std::string header;  // until the blank line that ends it
-  bool in_header = true;
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
-    if (!in_header) {
-      XXH3_64bits_update(hash.get(), buffer.data(), n);
-      continue;
-    }
-    header.append(buffer.data(), n);
-    const size_t end = header.find("\n\n");
-    if (end == std::string::npos && header.size() < (256u << 10)) continue;
-    in_header = false;
-    const size_t split = end == std::string::npos ? header.size() : end + 1;
-    size_t pos = 0;
-    while (pos < split) {
-      size_t line_end = header.find('\n', pos);
-      line_end = line_end == std::string::npos || line_end >= split ? split : line_end + 1;
-      if (!EqualsIgnoreCase(std::string_view(header).substr(pos, 7), "X-TUID:")) {
-        XXH3_64bits_update(hash.get(), header.data() + pos, line_end - pos);
-      }
-      pos = line_end;
-    }
-    XXH3_64bits_update(hash.get(), header.data() + split, header.size() - split);
-  }
-  if (in_header) XXH3_64bits_update(hash.get(), header.data(), header.size());
-  const bool failed = std::ferror(file) != 0;
-  (void)std::fclose(file);  // read-only: nothing to lose
-  if (failed) return std::nullopt;
-  return XXH3_64bits_digest(hash.get());
-}
-
 // What the server says of one message.
 struct ServerMessage {
   uint32_t flags = 0;
@@ -87,18 +45,16 @@ struct ServerMessage {
 class AuditSink : public imap::FetchSink {
  public:
   Status OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) override {
-    line_ends_ = store::CrlfToLf();
-    XXH3_64bits_reset(hash_.get());
+    digest_.Begin();
     return Status::Ok();
   }
   Status OnBodyData(std::string_view chunk) override {
-    return line_ends_.Feed(chunk,
-                           [this](const char* data, size_t size) { return Hash(data, size); });
+    digest_.Feed(chunk);
+    return Status::Ok();
   }
   Status OnBodyEnd() override {
-    Status end = line_ends_.End([this](const char* data, size_t size) { return Hash(data, size); });
-    body_digest_ = XXH3_64bits_digest(hash_.get());
-    return end;
+    body_digest_ = digest_.Finish();
+    return Status::Ok();
   }
   Status OnMessage(const imap::FetchedMessage& message) override {
     if (!message.uid) return Status::Ok();
@@ -117,16 +73,7 @@ class AuditSink : public imap::FetchSink {
   std::unordered_map<uint32_t, uint64_t> digests;
 
  private:
-  Status Hash(const char* data, size_t size) {
-    XXH3_64bits_update(hash_.get(), data, size);
-    return Status::Ok();
-  }
-
-  struct FreeState {
-    void operator()(XXH3_state_t* state) const { XXH3_freeState(state); }
-  };
-  std::unique_ptr<XXH3_state_t, FreeState> hash_{XXH3_createState()};
-  store::CrlfToLf line_ends_;
+  StoredDigest digest_;
   uint64_t body_digest_ = 0;
 };
 

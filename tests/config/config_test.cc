@@ -380,5 +380,113 @@ TEST(ConfigTest, NonAsciiOnlyInStringValuesAndComments) {
       << message;
 }
 
+constexpr const char* kTwoAccounts = R"(
+[accounts.old]
+host = "old.example.com"
+user = "me"
+password = "pw"
+maildir = "/tmp/old"
+
+[accounts.new]
+provider = "office365"
+user = "me@example.com"
+oauth_token_cmd = "print-token"
+)";
+
+TEST(ConfigTest, MigrationKeysAndMapRulesInFileOrder) {
+  Config config = ParseOk(std::string(kTwoAccounts) + R"(
+[migrations.move]
+source = "old"
+target = "new"
+folders = ["*", "!Junk"]
+special_use = false
+since = 2015-01-31
+before = "2024-06-01"
+max_size = 25
+skip_flags = ["\\Deleted", "$Junk"]
+connections = 3
+
+[migrations.move.map]
+"Zeta" = "Alpha"
+"Archive/*" = "Old/Archive/*"
+"Entwürfe" = "Drafts"
+"*" = "Imported/*"
+)");
+  ASSERT_EQ(config.migrations.size(), 1u);
+  const MigrationConfig& move = config.migrations[0];
+  EXPECT_EQ(move.name, "move");
+  EXPECT_EQ(move.source, "old");
+  EXPECT_EQ(move.target, "new");
+  EXPECT_EQ(move.folders, (std::vector<std::string>{"*", "!Junk"}));
+  EXPECT_FALSE(move.special_use);
+  EXPECT_EQ(move.since, 1422662400);   // 2015-01-31T00:00:00Z
+  EXPECT_EQ(move.before, 1717200000);  // 2024-06-01T00:00:00Z
+  EXPECT_EQ(move.max_bytes, 25000000u);
+  EXPECT_EQ(move.skip_flags, (std::vector<std::string>{"\\Deleted", "$Junk"}));
+  EXPECT_EQ(move.connections, 3u);
+  // In file order, not toml++'s sorted order.
+  ASSERT_EQ(move.map.size(), 4u);
+  EXPECT_EQ(move.map[0].from, "Zeta");
+  EXPECT_EQ(move.map[0].to, "Alpha");
+  EXPECT_EQ(move.map[1].from, "Archive/*");
+  EXPECT_EQ(move.map[1].to, "Old/Archive/*");
+  EXPECT_EQ(move.map[2].from, "Entw\xC3\xBCrfe");
+  EXPECT_EQ(move.map[3].from, "*");
+}
+
+TEST(ConfigTest, MigrationDefaults) {
+  Config config = ParseOk(std::string(kTwoAccounts) + R"(
+[migrations.plain]
+source = "old"
+target = "new"
+)");
+  ASSERT_EQ(config.migrations.size(), 1u);
+  const MigrationConfig& plain = config.migrations[0];
+  EXPECT_TRUE(plain.special_use);
+  EXPECT_TRUE(plain.folders.empty());
+  EXPECT_TRUE(plain.map.empty());
+  EXPECT_EQ(plain.since, 0);
+  EXPECT_EQ(plain.before, 0);
+  EXPECT_EQ(plain.max_bytes, 0u);
+  EXPECT_EQ(plain.connections, 0u);
+}
+
+TEST(ConfigTest, MigrationErrorsNameTheKey) {
+  const std::string accounts = kTwoAccounts;
+  auto error = [&](const std::string& table) { return ParseError(accounts + table); };
+  EXPECT_NE(error("[migrations.m]\ntarget = \"new\"\n").find("missing key \"source\""),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"gone\"\n")
+                .find("no account named \"gone\""),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"old\"\n").find("the same account"),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\nsince = 2015-13-01\n")
+                .find("invalid TOML"),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\nsince = \"2015-02-30\"\n")
+                .find("migrations.m.since: expected a date"),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\nsince = 2020-01-01\n"
+                  "before = 2019-01-01\n")
+                .find("\"before\" must be later than \"since\""),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\ncolour = 1\n")
+                .find("migrations.m.colour: unknown key"),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\n[migrations.m.map]\n"
+                  "\"A/*\" = \"B\"\n")
+                .find("'*' at the end of both"),
+            std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\n[migrations.m.map]\n"
+                  "\"A*B\" = \"C\"\n")
+                .find("only at the end"),
+            std::string::npos);
+  const std::string line =
+      error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\nskip_flags = \"\\\\Deleted\"\n");
+  EXPECT_NE(line.find("test.toml:15: migrations.m.skip_flags: expected a list"), std::string::npos)
+      << line;
+}
+
 }  // namespace
 }  // namespace mailmirror

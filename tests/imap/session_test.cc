@@ -739,6 +739,53 @@ TEST_F(LoggedInSessionTest, AppendWithLiteralPlusReportsTheAppendUid) {
   EXPECT_EQ(appended->value().uid, 42u);
 }
 
+TEST_F(LoggedInSessionTest, MultiAppendSendsTheMessagesInOneCommandAndPairsTheUids) {
+  LogIn("IMAP4rev1 LITERAL+ UIDPLUS MULTIAPPEND");
+  std::optional<Result<Session::MultiAppendResult>> appended;
+  auto record = [&](Result<Session::MultiAppendResult> result) { appended = std::move(result); };
+  session_->AppendMany("Old/Archive",
+                       {{{"\\Seen"}, " 1-Jan-2020 00:00:00 +0000", "a\r\n"},
+                        {{}, "", "bc\r\n"},
+                        {{"$Label1"}, " 2-Jan-2020 00:00:00 +0000", "d\r\n"}},
+                       record);
+  EXPECT_EQ(transport_.TakeSent(),
+            "A2 APPEND Old/Archive (\\Seen) \" 1-Jan-2020 00:00:00 +0000\" {3+}\r\na\r\n"
+            " () {4+}\r\nbc\r\n"
+            " ($Label1) \" 2-Jan-2020 00:00:00 +0000\" {3+}\r\nd\r\n\r\n");
+  Server("A2 OK [APPENDUID 77 10:11,15] Append completed\r\n");
+  ASSERT_TRUE(appended.has_value() && appended->ok()) << appended->error().message;
+  EXPECT_EQ(appended->value().uidvalidity, 77u);
+  EXPECT_EQ(appended->value().uids, (std::vector<uint32_t>{10, 11, 15}));
+
+  // A UID set that does not name one UID per message is no answer at all.
+  appended.reset();
+  session_->AppendMany("INBOX", {{{}, "", "a\r\n"}, {{}, "", "b\r\n"}}, record);
+  transport_.TakeSent();
+  Server("A3 OK [APPENDUID 77 20] Append completed\r\n");
+  ASSERT_TRUE(appended.has_value() && appended->ok());
+  EXPECT_TRUE(appended->value().uids.empty());
+
+  // All or none: a NO fails the whole command.
+  appended.reset();
+  session_->AppendMany("INBOX", {{{}, "", "a\r\n"}, {{}, "", "b\r\n"}}, record);
+  transport_.TakeSent();
+  Server("A4 NO [LIMIT] Message too large\r\n");
+  ASSERT_TRUE(appended.has_value());
+  EXPECT_FALSE(appended->ok());
+}
+
+TEST_F(LoggedInSessionTest, SeveralMessagesInOneAppendNeedMultiAppend) {
+  LogIn("IMAP4rev1 LITERAL+ UIDPLUS");
+  std::optional<Result<Session::MultiAppendResult>> appended;
+  session_->AppendMany(
+      "INBOX", {{{}, "", "a\r\n"}, {{}, "", "b\r\n"}},
+      [&](Result<Session::MultiAppendResult> result) { appended = std::move(result); });
+  ASSERT_TRUE(appended.has_value());
+  ASSERT_FALSE(appended->ok());
+  EXPECT_EQ(appended->error().kind, ErrorKind::kInternal);
+  EXPECT_EQ(transport_.TakeSent(), "");
+}
+
 TEST_F(LoggedInSessionTest, AppendWaitsForTheContinuationWithoutLiteralPlus) {
   LogIn("IMAP4rev1");
   std::optional<Result<Session::AppendResult>> appended;

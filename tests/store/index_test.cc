@@ -549,6 +549,50 @@ TEST_F(IndexTest, ClearFolderMessagesLeavesOtherFoldersAlone) {
   EXPECT_EQ(Stem(target, "stem1"), 500u);
 }
 
+TEST_F(IndexTest, CopyRecordsPerTargetAndFolder) {
+  OpenIndex();
+  const uint32_t inbox = AddFolder("INBOX");
+  const uint32_t sent = AddFolder("Sent");
+  const std::string o365 = "me@outlook.office365.com:993";
+  const std::string gmail = "me@imap.gmail.com:993";
+  Index::Batch batch;
+  batch.ResetCopies(o365, inbox, 111);
+  batch.PutCopy(o365, inbox, 7, CopyMark{900, 41});
+  batch.PutCopy(o365, inbox, 3, CopyMark{900, 40});
+  batch.PutCopy(o365, sent, 1, CopyMark{901, 0});
+  batch.PutCopy(gmail, inbox, 5, CopyMark{5, 5});
+  batch.PutCopyTarget(o365, "Sent Items", CopyTargetState{901, 12});
+  CommitOk(batch);
+
+  Result<std::vector<std::pair<uint32_t, CopyMark>>> copies = index_->ListCopies(o365, inbox);
+  ASSERT_TRUE(copies.ok()) << copies.error().message;
+  ASSERT_EQ(copies->size(), 2u);  // by source UID, other folders and targets apart
+  EXPECT_EQ((*copies)[0].first, 3u);
+  EXPECT_EQ((*copies)[0].second.uid, 40u);
+  EXPECT_EQ((*copies)[1].first, 7u);
+  EXPECT_EQ((*copies)[1].second.uidvalidity, 900u);
+  EXPECT_EQ(index_->ListCopies(gmail, inbox)->size(), 1u);
+  EXPECT_EQ(index_->ListCopies(o365, sent)->size(), 1u);
+  EXPECT_TRUE(index_->ListCopies("nobody@nowhere:1", inbox)->empty());
+  EXPECT_EQ(index_->GetCopySource(o365, inbox)->value_or(0), 111u);
+  EXPECT_FALSE(index_->GetCopySource(o365, sent)->has_value());
+  std::optional<CopyTargetState> state = *index_->GetCopyTarget(o365, "Sent Items");
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->uidvalidity, 901u);
+  EXPECT_EQ(state->uidnext, 12u);
+  EXPECT_FALSE(index_->GetCopyTarget(o365, "Sent")->has_value());
+
+  // A renumbered source folder: its copies are forgotten, others stay; and
+  // they survive reopening.
+  batch.ResetCopies(o365, inbox, 222);
+  CommitOk(batch);
+  OpenIndex();
+  EXPECT_TRUE(index_->ListCopies(o365, inbox)->empty());
+  EXPECT_EQ(index_->GetCopySource(o365, inbox)->value_or(0), 222u);
+  EXPECT_EQ(index_->ListCopies(o365, sent)->size(), 1u);
+  EXPECT_EQ(index_->ListCopies(gmail, inbox)->size(), 1u);
+}
+
 TEST_F(IndexTest, UncommittedBatchLeavesNothing) {
   OpenIndex();
   uint32_t id = AddFolder("INBOX");

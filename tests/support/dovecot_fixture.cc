@@ -189,6 +189,9 @@ std::unique_ptr<DovecotServer> DovecotServer::Start(const DovecotOptions& option
   if (!options.all_mail_folder.empty()) {
     arguments += " --all-mail " + ShellQuote(options.all_mail_folder);
   }
+  for (const std::string& special_use : options.special_use) {
+    arguments += " --special-use " + ShellQuote(special_use);
+  }
   if (options.max_connections > 0) {
     arguments += " --max-connections " + std::to_string(options.max_connections);
   }

@@ -99,6 +99,9 @@ struct DovecotOptions {
   // A folder that gets the \All special-use attribute, as Gmail's
   // "[Gmail]/All Mail" has (empty: none).
   std::string all_mail_folder;
+  // Special-use attributes for folders of every user, "NAME=\\Flag" each
+  // (e.g. "Sent Messages=\\Sent"), as Dovecot's mailbox settings give them.
+  std::vector<std::string> special_use;
 };
 
 class DovecotServer {

@@ -489,6 +489,9 @@ int Main(int argc, char** argv) {
       if (sync->parsed() && sync_flags.json) {
         std::cout << SyncReportJson({}, 0, code, opened) << std::endl;
       }
+      if (migrate_command->parsed() && migrate_flags.json) {
+        std::cout << MigrationReportJson({}, nullptr, nullptr, code, opened) << std::endl;
+      }
       return code;
     }
   }

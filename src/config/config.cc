@@ -594,6 +594,12 @@ Result<MigrationConfig> ParseMigration(const Validator& v, std::string_view name
                         "] with lines such as \"Sent Messages\" = "
                         "\"Sent Items\"");
       }
+      if (rules->is_inline()) {
+        // Its rules share a line, so their order would be lost.
+        return v.At(
+            value.source(), key_path,
+            "write the rules one per line under [" + key_path + "], not as an inline table");
+      }
       // toml++ keeps tables sorted by key; the rules apply in file order.
       std::vector<std::pair<uint32_t, FolderRule>> by_line;
       for (const auto& [from, to_node] : *rules) {

@@ -93,7 +93,9 @@ void FolderCopy::OnSelected(Result<imap::SelectedMailbox> selected) {
   Result<std::optional<store::CopyTargetState>> state =
       context_.index->GetCopyTarget(context_.target_key, job_->raw_name);
   if (!state.ok()) return Finish(state.error());
-  if (*state && (*state)->uidvalidity == selected_.uidvalidity) scan_from_ = (*state)->uidnext;
+  if (*state && (*state)->uidvalidity == selected_.uidvalidity && !job_->full_scan) {
+    scan_from_ = (*state)->uidnext;
+  }
   const bool nothing_new = selected_.uidnext != 0 && scan_from_ >= selected_.uidnext;
   if (selected_.exists == 0 || nothing_new) return Appends();
   Scan();

@@ -60,6 +60,10 @@ struct CopyJob {
   std::string raw_name;    // on the target server
   std::string local_name;  // for messages
   bool exists = false;     // the target has the folder
+  // Some of the messages have no copy records to rely on (a source folder
+  // new to this target, or renumbered): look at all of the target folder,
+  // not only at what arrived since the last run.
+  bool full_scan = false;
   std::vector<SourceMessage> messages;
   uint32_t attempts = 0;  // runs that failed without progress
 };

@@ -207,7 +207,8 @@ class MigrationRun {
       std::set<uint32_t> copied;
       Result<std::optional<uint32_t>> copies_of = index_->GetCopySource(target_key, record.id);
       if (!copies_of.ok()) return copies_of.error();
-      if (*copies_of == record.uidvalidity) {
+      const bool records_hold = *copies_of == record.uidvalidity;
+      if (records_hold) {
         Result<std::vector<std::pair<uint32_t, store::CopyMark>>> copies =
             index_->ListCopies(target_key, record.id);
         if (!copies.ok()) return copies.error();
@@ -225,6 +226,7 @@ class MigrationRun {
         job.exists = !folder.create;
       }
       CopyJob& job = jobs_[slot->second];
+      job.full_scan = job.full_scan || !records_hold;
       for (store::MessageRecord& message : *messages) {
         ++folder.selected;
         if (std::string why = filter.SkipReason(message); !why.empty()) {

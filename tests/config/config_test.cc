@@ -482,6 +482,10 @@ TEST(ConfigTest, MigrationErrorsNameTheKey) {
                   "\"A*B\" = \"C\"\n")
                 .find("only at the end"),
             std::string::npos);
+  EXPECT_NE(error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\n"
+                  "map = { \"B\" = \"X\", \"A\" = \"Y\" }\n")
+                .find("one per line"),
+            std::string::npos);
   const std::string line =
       error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\nskip_flags = \"\\\\Deleted\"\n");
   EXPECT_NE(line.find("test.toml:15: migrations.m.skip_flags: expected a list"), std::string::npos)

@@ -177,6 +177,19 @@ TEST_F(MigrateTest, CopiesEverythingWithFlagsAndDatesThenOnlyWhatIsNew) {
   bob = Mailbox("bob");
   EXPECT_EQ(Total(bob), 18u);
   EXPECT_EQ(bob["Old/Archive"].size(), 3u);
+
+  // The source renumbers a folder: its copy records no longer apply, and
+  // the target's contents (by digest) say nothing is missing.
+  ASSERT_TRUE(server_->Recreate("alice", "Sent Items"));
+  CommandResult renumbered = Run("migrate old new");
+  ASSERT_EQ(renumbered.exit_code, 0) << Report(renumbered);
+  EXPECT_NE(renumbered.out.find("Sent Items: up to date, UIDVALIDITY changed: 4 kept"),
+            std::string::npos)
+      << renumbered.out;
+  EXPECT_NE(renumbered.out.find("Gesendet (special-use \\Sent): 4 selected, 4 already there"),
+            std::string::npos)
+      << renumbered.out;
+  EXPECT_EQ(Total(Mailbox("bob")), 18u) << renumbered.out;
 }
 
 // Filters, a dry run that changes nothing, --json, and a target without

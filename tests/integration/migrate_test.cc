@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "support/dovecot_fixture.h"
+#include "support/fault_proxy.h"
 #include "support/run_command.h"
 #include "support/sync_checks.h"
 
@@ -52,15 +53,19 @@ class MigrateTest : public ::testing::Test {
 
   // Accounts "old" (alice, mirrored under dir_/old) and "new" (bob), then
   // `migrations`.
-  void WriteConfig(const std::string& migrations) {
-    auto account = [&](const char* name, const FixtureUser& user) {
-      return std::string("[accounts.") + name +
-             "]\nhost = \"127.0.0.1\"\nport = " + std::to_string(server_->imaps_port()) +
-             "\nca_file = \"" + server_->ca_file() + "\"\nuser = \"" + user.name +
-             "\"\npassword = \"" + user.password + "\"\nmaildir = \"" + dir_ + "/" + name +
-             "\"\n\n";
+  // `target_port`: bob's plaintext port instead (a proxy's, say).
+  void WriteConfig(const std::string& migrations, int target_port = 0) {
+    auto account = [&](const char* name, const FixtureUser& user, int plain_port) {
+      const std::string server = plain_port != 0
+                                     ? "port = " + std::to_string(plain_port) + "\ntls = \"none\"\n"
+                                     : "port = " + std::to_string(server_->imaps_port()) +
+                                           "\nca_file = \"" + server_->ca_file() + "\"\n";
+      return std::string("[accounts.") + name + "]\nhost = \"127.0.0.1\"\n" + server + "user = \"" +
+             user.name + "\"\npassword = \"" + user.password + "\"\nmaildir = \"" + dir_ + "/" +
+             name + "\"\nretry_delay = 0.05\n\n";
     };
-    std::ofstream(config_) << account("old", kAlice) << account("new", kBob) << migrations;
+    std::ofstream(config_) << account("old", kAlice, 0) << account("new", kBob, target_port)
+                           << migrations;
     std::filesystem::permissions(
         config_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   }
@@ -247,6 +252,31 @@ TEST_F(MigrateTest, FiltersAndADryRunThatChangesNothing) {
       EXPECT_LT(copy.internaldate, 1705017600) << name;  // 2024-01-12
     }
   }
+}
+
+// Office 365 answers a busy client with a BYE naming a backoff: the run
+// waits, logs in again and finishes the folder, duplicating nothing of what
+// was stored before the BYE.
+TEST_F(MigrateTest, AThrottlingTargetSlowsTheRunDown) {
+  StartServer({});
+  ASSERT_TRUE(server_->Seed("alice"));
+  FaultProxy proxy(server_->imap_port());
+  WriteConfig("", proxy.port());
+  FaultPlan bye;
+  bye.rewrites = {{"Append completed",
+                   "* BYE [UNAVAILABLE] Request is throttled. Suggested Backoff Time: "
+                   "200 milliseconds"}};
+  bye.rewrite_whole_lines = true;
+  bye.cut_after_rewrites = true;
+  proxy.Plan(bye);
+  CommandResult run = Run("-v migrate old new");
+  ASSERT_EQ(run.exit_code, 0) << Report(run);
+  EXPECT_EQ(proxy.faults(), 1);
+  EXPECT_NE(run.err.find("throttled"), std::string::npos) << Report(run);
+  std::map<std::string, std::multiset<Copy>> alice = Mailbox("alice");
+  std::map<std::string, std::multiset<Copy>> bob = Mailbox("bob");
+  EXPECT_EQ(Total(bob), 17u) << run.out;
+  for (const auto& [name, copies] : alice) EXPECT_TRUE(bob[name] == copies) << name;
 }
 
 TEST_F(MigrateTest, KilledMidMigrationARerunDuplicatesNothing) {

@@ -258,6 +258,7 @@ int RunMigrate(const GlobalOptions& global, const std::vector<std::string>& argu
   }
   migrate::MigrateOptions options;
   options.dry_run = flags.dry_run;
+  if (source_sync) options.source_listing = &source_sync->mailboxes;
   migrate::MigrationReport report = migrate::Migrate(*migration, *source, *target, options);
   if (!flags.json && !global.quiet) PrintMigration(report, *migration, std::cout);
   std::cout.flush();
@@ -272,9 +273,8 @@ int RunMigrate(const GlobalOptions& global, const std::vector<std::string>& argu
   }
   if (failed_messages > 0) {
     failures.Note(MakeError(ErrorKind::kProtocol,
-                            context + ": " +
-                                CountOf(failed_messages, "message was", "messages were") +
-                                " refused by " + target->name + " (see above)"));
+                            context + ": " + CountOf(failed_messages, "message", "messages") +
+                                " could not be copied to " + target->name + " (see above)"));
   }
   return finish(&report, source_sync ? &*source_sync : nullptr, failures.code(), report.status);
 }

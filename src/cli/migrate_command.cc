@@ -28,8 +28,10 @@ std::string FolderLine(const migrate::FolderMigration& folder, bool dry_run) {
   }
   line += ": ";
   if (!folder.mirrored) {
-    return line + std::to_string(folder.selected) +
-           " on the server, not in the mirror yet (counted after its first sync)";
+    line += std::to_string(folder.selected) +
+            " on the server, not in the mirror yet (counted after its first sync)";
+    if (!folder.status.ok()) line += "; FAILED: " + folder.status.error().message;
+    return line;
   }
   std::vector<std::string> parts;
   parts.push_back(std::to_string(folder.selected) + " selected");

@@ -501,8 +501,9 @@ Result<int64_t> GetDate(const Validator& v, const toml::node& node, const std::s
   when.tm_mon = month - 1;
   when.tm_mday = day;
   const time_t seconds = year >= 1970 && year <= 9999 ? timegm(&when) : -1;
-  if (seconds < 0 || when.tm_mday != day || when.tm_mon != month - 1) {
-    return v.At(node.source(), key, "expected a date from 1970 on, e.g. 2015-01-31");
+  // 1970-01-01 itself would read as "no bound".
+  if (seconds <= 0 || when.tm_mday != day || when.tm_mon != month - 1) {
+    return v.At(node.source(), key, "expected a date after 1970-01-01, e.g. 2015-01-31");
   }
   return static_cast<int64_t>(seconds);
 }

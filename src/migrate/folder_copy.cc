@@ -27,6 +27,8 @@ constexpr uint64_t kGroupBytes = 4ull << 20;
 constexpr size_t kCommitCopies = 256;
 constexpr std::chrono::milliseconds kCommitAge{1000};
 constexpr size_t kReportedFailures = 20;
+// UIDs per verification FETCH.
+constexpr size_t kVerifyChunk = 500;
 
 // The header fields MatchKey reads.
 constexpr const char* kScanItems =
@@ -71,8 +73,22 @@ void FolderCopy::Start() {
   session_->Create(job_->raw_name, [this](const Status& created) {
     if (!created.ok()) return Finish(created);
     job_->exists = true;
+    for (FolderMigration* report : job_->reports) report->create = true;
+    Subscribe();
     Select();
   });
+}
+
+// Clients that show subscribed folders only should see it too. Best
+// effort: a refusal changes nothing of the copy.
+void FolderCopy::Subscribe() {
+  Result<imap::Command> command =
+      imap::CommandBuilder("SUBSCRIBE", imap::LiteralPolicy::kSynchronizing)
+          .AString(job_->raw_name)
+          .Build();
+  if (!command.ok()) return;
+  session_->Execute(std::move(command).value(), nullptr,
+                    [](Result<imap::TaggedReply> /*reply*/) {});
 }
 
 void FolderCopy::Select() {
@@ -86,6 +102,8 @@ void FolderCopy::Select() {
 void FolderCopy::OnSelected(Result<imap::SelectedMailbox> selected) {
   if (!selected.ok()) return Finish(selected.error());
   selected_ = std::move(selected).value();
+  // Without PERMANENTFLAGS every flag is permanent (RFC 3501 §7.1).
+  any_keyword_ = selected_.permanent_flags.empty();
   for (const std::string& flag : selected_.permanent_flags) {
     if (flag == "\\*") any_keyword_ = true;
     if (!flag.empty() && flag[0] != '\\') permanent_keywords_.push_back(flag);
@@ -142,30 +160,50 @@ void FolderCopy::Verify() {
     candidate_keys_.emplace_back(i, std::move(key));
   }
   if (wanted.empty()) return Appends();
-  std::string set;
-  for (uint32_t uid : wanted) set += (set.empty() ? "" : ",") + std::to_string(uid);
+  // In chunks: a command line of every UID could pass the server's limit.
   auto sink = std::make_shared<DigestSink>();
-  session_->UidFetch(set, "UID BODY.PEEK[]", sink.get(), [this, sink](const Status& status) {
-    if (!status.ok()) return Finish(status);
-    target_digests_ = std::move(sink->digests);
-    std::set<uint32_t> claimed;  // a target message stands for one source message
-    for (const auto& [index, key] : candidate_keys_) {
-      SourceMessage& message = job_->messages[index];
-      std::optional<uint64_t> digest = sync::DigestWithoutTuid(message.path);
-      if (!digest) continue;
-      auto [first, last] = target_keys_.equal_range(key);
-      for (auto it = first; it != last; ++it) {
-        auto found = target_digests_.find(it->second);
-        if (found == target_digests_.end() || found->second != *digest ||
-            !claimed.insert(it->second).second) {
-          continue;
-        }
-        Present(message, it->second);
-        break;
+  std::vector<uint32_t> uids(wanted.begin(), wanted.end());
+  // Counted before the first is sent: a dead session answers at once.
+  auto left = std::make_shared<size_t>((uids.size() + kVerifyChunk - 1) / kVerifyChunk);
+  auto failure = std::make_shared<Status>();
+  for (size_t first = 0; first < uids.size(); first += kVerifyChunk) {
+    std::vector<uint32_t> chunk(
+        uids.begin() + static_cast<std::ptrdiff_t>(first),
+        uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), first + kVerifyChunk)));
+    session_->UidFetch(imap::FormatSequenceSet(chunk), "UID BODY.PEEK[]", sink.get(),
+                       [this, sink, left, failure](const Status& status) {
+                         if (!status.ok() && failure->ok()) *failure = status;
+                         if (--*left > 0) return;
+                         if (!failure->ok()) return Finish(*failure);
+                         target_digests_ = std::move(sink->digests);
+                         MatchDigests();
+                       });
+  }
+}
+
+// Each candidate takes the first target message with its key and digest
+// that no other message (copied before, or matched now) stands for.
+void FolderCopy::MatchDigests() {
+  std::set<uint32_t> claimed;
+  for (const store::CopyMark& mark : job_->recorded) {
+    if (mark.uidvalidity == selected_.uidvalidity) claimed.insert(mark.uid);
+  }
+  for (const auto& [index, key] : candidate_keys_) {
+    SourceMessage& message = job_->messages[index];
+    std::optional<uint64_t> digest = sync::DigestWithoutTuid(message.path);
+    if (!digest) continue;
+    auto [first, last] = target_keys_.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      auto found = target_digests_.find(it->second);
+      if (found == target_digests_.end() || found->second != *digest ||
+          !claimed.insert(it->second).second) {
+        continue;
       }
+      Present(message, it->second);
+      break;
     }
-    Appends();
-  });
+  }
+  Appends();
 }
 
 void FolderCopy::Present(SourceMessage& message, uint32_t target_uid) {
@@ -238,6 +276,7 @@ void FolderCopy::SendGroup(Group group) {
     }
     append.internaldate = imap::FormatInternalDate(
         message.record.internaldate != 0 ? message.record.internaldate : (*file)->mtime);
+    sync::RemoveTuidLines((*file)->crlf);
     bodies.push_back(std::move((*file)->crlf));
     appends.push_back(std::move(append));
     readable.push_back(index);
@@ -333,6 +372,10 @@ void FolderCopy::Finish(const Status& status) {
     }
     if (Status committed = CommitCopies(); !committed.ok() && result.ok()) result = committed;
   }
+  // The object may be kept a while after: let go of what the scan held.
+  target_keys_.clear();
+  target_digests_.clear();
+  candidate_keys_.clear();
   auto done = std::move(done_);
   done(result);
 }

@@ -65,6 +65,10 @@ struct CopyJob {
   // not only at what arrived since the last run.
   bool full_scan = false;
   std::vector<SourceMessage> messages;
+  std::vector<FolderMigration*> reports;  // of the source folders it serves
+  // Target messages copy records already stand for: not to be claimed as
+  // the copy of another message.
+  std::vector<store::CopyMark> recorded;
   uint32_t attempts = 0;  // runs that failed without progress
 };
 
@@ -91,10 +95,12 @@ class FolderCopy {
     std::vector<size_t> messages;  // indexes into job_->messages
     uint64_t bytes = 0;
   };
+  void Subscribe();
   void Select();
   void OnSelected(Result<imap::SelectedMailbox> selected);
   void Scan();
   void Verify();
+  void MatchDigests();
   void Present(SourceMessage& message, uint32_t target_uid);
   void Appends();
   void AppendMore();

@@ -49,6 +49,17 @@ class MigrationRun {
         report_(report) {}
 
   void Start() {
+    if (options_.source_listing != nullptr) {
+      source_list_ = *options_.source_listing;
+      source_listed_ = true;
+    } else {
+      ListSource();
+    }
+    StartTarget();
+  }
+
+ private:
+  void ListSource() {
     source_connection_ = std::make_unique<account::ImapConnection>(loop_, source_, "source");
     source_connection_->Open(
         source_credentials_,
@@ -57,16 +68,18 @@ class MigrationRun {
           source_connection_->session().ListMailboxes(
               [this](Result<std::vector<imap::MailboxInfo>> listed) {
                 if (!listed.ok()) {
-                  ListingFailed(listed.error().Wrap("account " + source_.name));
-                } else {
-                  source_list_ = std::move(listed).value();
-                  source_listed_ = true;
-                  MaybePlan();
+                  return ListingFailed(listed.error().Wrap("account " + source_.name));
                 }
+                source_list_ = std::move(listed).value();
+                source_listed_ = true;
                 source_connection_->Finish();
+                MaybePlan();
               });
         },
         [] {});
+  }
+
+  void StartTarget() {
     Worker* first = AddWorker();
     OpenWorker(first, [this, first](const Status& status) {
       if (!status.ok()) return ListingFailed(status.error().Wrap("account " + target_.name));
@@ -87,18 +100,20 @@ class MigrationRun {
     });
   }
 
- private:
   struct Worker {
+    size_t number = 0;  // in the trace: target#N
     std::unique_ptr<account::ImapConnection> connection;
     std::unique_ptr<FolderCopy> copy;
     bool closed = false;
-    bool reopen = false;
-    uint32_t failures = 0;  // failed openings in a row
-    uint64_t wait_ms = 0;   // before reopening
+    bool reopen = false;     // open again once closed
+    bool reopening = false;  // waiting out the pause before opening again
+    uint32_t failures = 0;   // failed openings in a row
+    uint64_t wait_ms = 0;    // before reopening
   };
 
   Worker* AddWorker() {
     workers_.push_back(std::make_unique<Worker>());
+    workers_.back()->number = workers_.size() - 1;
     return workers_.back().get();
   }
 
@@ -106,7 +121,7 @@ class MigrationRun {
     worker->closed = false;
     worker->reopen = false;
     worker->connection = std::make_unique<account::ImapConnection>(
-        loop_, target_, "target#" + std::to_string(worker - workers_.front().get()));
+        loop_, target_, "target#" + std::to_string(worker->number));
     worker->connection->Open(target_credentials_, std::move(ready),
                              [this, worker] { OnWorkerClosed(worker); });
   }
@@ -176,8 +191,7 @@ class MigrationRun {
       }
     }
     report_->folders.reserve(records.size() + unmirrored.size());
-    const MessageFilter filter(
-        migration_, migration_.max_bytes != 0 ? migration_.max_bytes : target_.max_upload_bytes);
+    const MessageFilter filter(migration_, filter_max_bytes());
     const std::string target_key = TargetKey(target_);
     std::map<std::string, size_t> job_of;  // target raw name -> jobs_ index
     store::Index::Batch resets;
@@ -201,21 +215,34 @@ class MigrationRun {
         folder.status = raw.error().Wrap("target folder \"" + folder.target + "\"");
         continue;
       }
-      folder.create = target_folders.count(*raw) == 0;
+      const bool target_exists = target_folders.count(*raw) != 0;
+      // A dry run shows what it would create; a real run what it created.
+      folder.create = options_.dry_run && !target_exists;
       Result<std::vector<store::MessageRecord>> messages = index_->ListMessages(record.id);
       if (!messages.ok()) return messages.error();
       std::set<uint32_t> copied;
-      Result<std::optional<uint32_t>> copies_of = index_->GetCopySource(target_key, record.id);
+      std::vector<store::CopyMark> recorded;
+      Result<std::optional<store::CopySource>> copies_of =
+          index_->GetCopySource(target_key, record.id);
       if (!copies_of.ok()) return copies_of.error();
-      const bool records_hold = *copies_of == record.uidvalidity;
+      const store::CopySource refers_to{record.uidvalidity, Fingerprint(*raw)};
+      // The records stand while the source folder keeps its UIDs, the
+      // settings are the same and the target folder is still there.
+      const bool records_hold = *copies_of && (*copies_of)->uidvalidity == refers_to.uidvalidity &&
+                                (*copies_of)->fingerprint == refers_to.fingerprint && target_exists;
       if (records_hold) {
         Result<std::vector<std::pair<uint32_t, store::CopyMark>>> copies =
             index_->ListCopies(target_key, record.id);
         if (!copies.ok()) return copies.error();
-        for (const auto& [uid, mark] : *copies) copied.insert(uid);
+        for (const auto& [uid, mark] : *copies) {
+          copied.insert(uid);
+          recorded.push_back(mark);
+        }
       } else {
-        // New, or renumbered since: the target's contents decide (by digest).
-        resets.ResetCopies(target_key, record.id, record.uidvalidity);
+        // The target's contents decide (by digest), all of them: forget
+        // the target folder's mark too, until a run completes it.
+        resets.ResetCopies(target_key, record.id, refers_to);
+        resets.ForgetCopyTarget(target_key, *raw);
       }
       std::unordered_map<std::string, std::string> files = FilesOf(record, folder);
       auto [slot, added] = job_of.emplace(*raw, jobs_.size());
@@ -223,10 +250,12 @@ class MigrationRun {
         CopyJob& job = jobs_.emplace_back();
         job.raw_name = *raw;
         job.local_name = folder.target;
-        job.exists = !folder.create;
+        job.exists = target_exists;
       }
       CopyJob& job = jobs_[slot->second];
       job.full_scan = job.full_scan || !records_hold;
+      job.reports.push_back(&folder);
+      job.recorded.insert(job.recorded.end(), recorded.begin(), recorded.end());
       for (store::MessageRecord& message : *messages) {
         ++folder.selected;
         if (std::string why = filter.SkipReason(message); !why.empty()) {
@@ -266,6 +295,21 @@ class MigrationRun {
     return Status::Ok();
   }
 
+  // What decides which messages reach which target folder: a change makes
+  // the target's contents decide again (store::CopySource).
+  uint32_t Fingerprint(const std::string& target_raw_name) const {
+    std::string settings = target_raw_name + '\n' + std::to_string(migration_.since) + '\n' +
+                           std::to_string(migration_.before) + '\n' +
+                           std::to_string(filter_max_bytes()) + '\n';
+    for (const std::string& flag : migration_.skip_flags) settings += flag + '\n';
+    const size_t hash = std::hash<std::string>{}(settings);
+    return static_cast<uint32_t>(hash ^ (uint64_t{hash} >> 32));
+  }
+
+  uint64_t filter_max_bytes() const {
+    return migration_.max_bytes != 0 ? migration_.max_bytes : target_.max_upload_bytes;
+  }
+
   // The mirror's message files of a folder, by stem.
   std::unordered_map<std::string, std::string> FilesOf(const store::FolderRecord& record,
                                                        FolderMigration& folder) {
@@ -293,10 +337,18 @@ class MigrationRun {
   }
 
   void NextJob(Worker* worker) {
-    if (queue_.empty() || failed_) return worker->connection->Finish();
+    if (queue_.empty() || failed_) return CloseWorker(worker);
+    // A throttling server asked every session for a pause.
+    const auto now = std::chrono::steady_clock::now();
+    if (now < not_before_) {
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(not_before_ - now);
+      loop_->Post([this, worker] { NextJob(worker); }, static_cast<uint64_t>(wait.count()) + 1);
+      return;
+    }
+    // The session died while it waited for work.
+    if (!worker->connection->session().authenticated()) return Reopen(worker, 0);
     const size_t job = queue_.front();
     queue_.pop_front();
-    ++running_;
     CopyContext context;
     context.index = index_;
     context.target_key = TargetKey(target_);
@@ -312,77 +364,127 @@ class MigrationRun {
   }
 
   void OnJobDone(Worker* worker, size_t job, const Status& status) {
-    --running_;
-    CopyJob& copy_job = jobs_[job];
-    imap::Session& session = worker->connection->session();
     if (status.ok()) return NextJob(worker);
+    CopyJob& copy_job = jobs_[job];
     const Error& error = status.error();
     copy_job.attempts = worker->copy->progressed() ? 1 : copy_job.attempts + 1;
+    const imap::Session& session = worker->connection->session();
     const bool session_dead = !session.authenticated() || session.failure().has_value();
+    uint64_t wait_ms = 0;
     if (Transient(error) && copy_job.attempts <= target_.retries) {
       Log(LogLevel::kWarning, "migration " + migration_.name + ": " + copy_job.local_name + ": " +
                                   error.message + "; trying again");
       queue_.push_front(job);
-      if (session_dead || error.throttle_ms) {
-        // A throttling server gets the pause it asked for, on every session.
-        worker->reopen = true;
-        worker->wait_ms =
-            std::max<uint64_t>(error.throttle_ms.value_or(0),
-                               static_cast<uint64_t>(target_.retry_delay_seconds * 1000.0)
-                                   << std::min<uint32_t>(copy_job.attempts - 1, 10));
-        worker->wait_ms = std::min<uint64_t>(
-            worker->wait_ms, static_cast<uint64_t>(target_.max_retry_wait_seconds * 1000.0));
-        return worker->connection->Finish();
+      wait_ms = BackoffMs(copy_job.attempts, error.throttle_ms.value_or(0));
+      if (error.throttle_ms) {
+        not_before_ = std::max(
+            not_before_, std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms));
       }
-      return NextJob(worker);
+    } else {
+      FailJob(copy_job, error);
     }
-    FailJob(copy_job, error);
-    if (session_dead) return worker->connection->Finish();
-    NextJob(worker);
+    if (session_dead || error.throttle_ms) {
+      if (queue_.empty()) return CloseWorker(worker);
+      return Reopen(worker, wait_ms);
+    }
+    if (wait_ms == 0) return NextJob(worker);
+    loop_->Post([this, worker] { NextJob(worker); }, wait_ms);
   }
 
+  // How long to wait before attempt `attempt` + 1: retry_delay doubled per
+  // attempt, at least what the server asked, at most max_retry_wait.
+  uint64_t BackoffMs(uint32_t attempt, uint64_t asked_ms) const {
+    const auto base = static_cast<uint64_t>(target_.retry_delay_seconds * 1000.0);
+    const uint64_t doubled = base << std::min<uint32_t>(attempt > 0 ? attempt - 1 : 0, 10);
+    return std::min(std::max(doubled, asked_ms),
+                    static_cast<uint64_t>(target_.max_retry_wait_seconds * 1000.0));
+  }
+
+  // Marks the job's source folders failed: those with messages still to
+  // do, or all of them when none has (a failed CREATE of an empty folder,
+  // a failed final commit).
   void FailJob(CopyJob& job, const Error& error) {
-    for (SourceMessage& message : job.messages) {
-      if (!message.done && message.report->status.ok()) {
-        message.report->status = error.Wrap("target folder \"" + job.local_name + "\"");
+    std::set<FolderMigration*> unfinished;
+    for (const SourceMessage& message : job.messages) {
+      if (!message.done) unfinished.insert(message.report);
+    }
+    for (FolderMigration* report : job.reports) {
+      if ((unfinished.empty() || unfinished.count(report) != 0) && report->status.ok()) {
+        report->status = error.Wrap("target folder \"" + job.local_name + "\"");
       }
     }
+  }
+
+  // No more work for this session.
+  void CloseWorker(Worker* worker) {
+    worker->reopen = false;
+    if (worker->closed) return CheckAllClosed();
+    worker->connection->Finish();
+  }
+
+  // Logs in again after `wait_ms` (now, or once the connection closed).
+  void Reopen(Worker* worker, uint64_t wait_ms) {
+    worker->reopen = true;
+    worker->wait_ms = wait_ms;
+    if (worker->closed) return ScheduleReopen(worker);
+    worker->connection->Finish();
+  }
+
+  void ScheduleReopen(Worker* worker) {
+    worker->reopen = false;
+    worker->reopening = true;
+    loop_->Post(
+        [this, worker] {
+          worker->reopening = false;
+          if (failed_) return CheckAllClosed();
+          OpenWorker(worker, [this, worker](const Status& status) {
+            if (status.ok()) {
+              worker->failures = 0;
+              return NextJob(worker);
+            }
+            if (++worker->failures <= target_.retries && Transient(status.error())) {
+              return Reopen(worker, BackoffMs(worker->failures, 0));
+            }
+            last_error_ = status.error();
+            CloseWorker(worker);
+          });
+        },
+        worker->wait_ms);
   }
 
   void OnWorkerClosed(Worker* worker) {
     worker->closed = true;
-    if (worker->reopen && !failed_) {
-      loop_->Post(
-          [this, worker] {
-            OpenWorker(worker, [this, worker](const Status& status) {
-              if (status.ok()) {
-                worker->failures = 0;
-                return NextJob(worker);
-              }
-              if (++worker->failures <= target_.retries && Transient(status.error())) {
-                worker->reopen = true;
-                worker->wait_ms = static_cast<uint64_t>(target_.retry_delay_seconds * 1000.0)
-                                  << worker->failures;
-              } else {
-                last_error_ = status.error();
-              }
-              worker->connection->Finish();
-            });
-          },
-          worker->wait_ms);
-      return;
-    }
-    const bool all_closed = std::all_of(workers_.begin(), workers_.end(),
-                                        [](const auto& each) { return each->closed; });
-    if (all_closed && !queue_.empty()) {
-      // No session left for the folders still to do.
-      const Error error = last_error_.value_or(
-          MakeError(ErrorKind::kUnavailable, "no session to " + target_.name + " left"));
-      for (size_t job : queue_) FailJob(jobs_[job], error);
-      queue_.clear();
+    if (worker->reopen && !failed_) return ScheduleReopen(worker);
+    CheckAllClosed();
+  }
+
+  // With every session gone for good, the folders still queued fail.
+  void CheckAllClosed() {
+    const bool all_closed = std::all_of(workers_.begin(), workers_.end(), [](const auto& each) {
+      return each->closed && !each->reopening;
+    });
+    if (!all_closed || queue_.empty()) return;
+    const Error error = last_error_.value_or(
+        MakeError(ErrorKind::kUnavailable, "no session to " + target_.name + " left"));
+    for (size_t job : queue_) FailJob(jobs_[job], error);
+    queue_.clear();
+  }
+
+ public:
+  // After the loop ran dry: messages neither copied nor failed belong to
+  // folders that must not look complete.
+  void FailUnfinished() {
+    const Error error = last_error_.value_or(
+        MakeError(ErrorKind::kTemporary, "the migration stopped before this folder was done"));
+    for (CopyJob& job : jobs_) {
+      const bool unfinished =
+          std::any_of(job.messages.begin(), job.messages.end(),
+                      [](const SourceMessage& message) { return !message.done; });
+      if (unfinished) FailJob(job, error);
     }
   }
 
+ private:
   net::EventLoop* loop_;
   const MigrationConfig& migration_;
   const AccountConfig& source_;
@@ -404,7 +506,7 @@ class MigrationRun {
   std::vector<std::unique_ptr<FolderCopy>> finished_copies_;
   std::vector<CopyJob> jobs_;
   std::deque<size_t> queue_;
-  size_t running_ = 0;
+  std::chrono::steady_clock::time_point not_before_;  // no new job before (throttling)
   std::optional<Error> last_error_;
 };
 
@@ -452,6 +554,7 @@ MigrationReport Migrate(const MigrationConfig& migration, const AccountConfig& s
                    &*target_credentials, &report);
   run.Start();
   loop.Run();
+  if (report.status.ok()) run.FailUnfinished();
   return finish(report.status);
 }
 

@@ -19,6 +19,8 @@ namespace mailmirror::migrate {
 
 struct MigrateOptions {
   bool dry_run = false;  // map, filter and count; write nothing anywhere
+  // The source's folders as the sync just listed them; null: list them.
+  const std::vector<imap::MailboxInfo>* source_listing = nullptr;
 };
 
 struct MigrationReport {

@@ -341,16 +341,16 @@ std::string DigestKey(uint64_t digest) {
   return key;
 }
 
-// --- LMDB glue.
-
-// LMDB never writes through mv_data of keys and data passed in; the
-// non-const pointer is a C API artifact.
-// Migration records (copies database): "<target>\0" then 'M' folder uid
-// (a copied message), 'S' folder (the source UIDVALIDITY), or 'T' and the
-// target folder's raw name (its CopyTargetState). Values: two LE32.
+// Migration records (copies database): a 128-bit hash of the target's
+// name (keys stay short whatever it is), then 'M' folder uid (a copied
+// message), 'S' folder (the source UIDVALIDITY and filter fingerprint), or
+// 'T' and the target folder's raw name as FolderKey bounds it (its
+// CopyTargetState). Values: two LE32.
 std::string CopyKey(std::string_view target, char kind) {
-  std::string key(target);
-  key += '\0';
+  const XXH128_hash_t hash = XXH3_128bits(target.data(), target.size());
+  std::string key;
+  AppendBe64(key, hash.high64);
+  AppendBe64(key, hash.low64);
   key += kind;
   return key;
 }
@@ -368,11 +368,15 @@ std::string CopySourceKey(std::string_view target, uint32_t folder_id) {
 }
 
 std::string CopyTargetKey(std::string_view target, std::string_view raw_name) {
-  return CopyKey(target, 'T') + std::string(raw_name);
+  return CopyKey(target, 'T') + FolderKey(raw_name);
 }
 
 std::string TwoLe32(uint32_t first, uint32_t second) { return Le32(first) + Le32(second); }
 
+// --- LMDB glue.
+
+// LMDB never writes through mv_data of keys and data passed in; the
+// non-const pointer is a C API artifact.
 MDB_val Val(std::string_view bytes) {
   return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
 }
@@ -518,8 +522,8 @@ class LmdbIndex final : public Index {
   Result<std::vector<std::pair<uint32_t, uint32_t>>> FindGmailMessage(uint64_t msgid) override;
   Result<std::vector<std::pair<uint32_t, CopyMark>>> ListCopies(std::string_view target,
                                                                 uint32_t folder_id) override;
-  Result<std::optional<uint32_t>> GetCopySource(std::string_view target,
-                                                uint32_t folder_id) override;
+  Result<std::optional<CopySource>> GetCopySource(std::string_view target,
+                                                  uint32_t folder_id) override;
   Result<std::optional<CopyTargetState>> GetCopyTarget(std::string_view target,
                                                        std::string_view raw_name) override;
   Result<uint32_t> AllocateFolderId() override;
@@ -945,12 +949,12 @@ Result<std::optional<std::pair<uint32_t, uint32_t>>> LmdbIndex::GetCopyValue(
   return std::optional<std::pair<uint32_t, uint32_t>>(std::make_pair(*first, *second));
 }
 
-Result<std::optional<uint32_t>> LmdbIndex::GetCopySource(std::string_view target,
-                                                         uint32_t folder_id) {
+Result<std::optional<CopySource>> LmdbIndex::GetCopySource(std::string_view target,
+                                                           uint32_t folder_id) {
   auto value = GetCopyValue(CopySourceKey(target, folder_id));
   if (!value.ok()) return value.error();
-  if (!*value) return std::optional<uint32_t>();
-  return std::optional<uint32_t>((*value)->first);
+  if (!*value) return std::optional<CopySource>();
+  return std::optional<CopySource>(CopySource{(*value)->first, (*value)->second});
 }
 
 Result<std::optional<CopyTargetState>> LmdbIndex::GetCopyTarget(std::string_view target,
@@ -1326,7 +1330,6 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearFolderOp& op) {
 }
 
 Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutCopyOp& op) {
-  if (op.key.size() > kMaxDirectFolderKey) return Internal("copy record key too long");
   MDB_val key = Val(op.key);
   MDB_val value = Val(op.value);
   return txn.Check(mdb_put(txn.get(), copies_, &key, &value, 0), "put copy record");
@@ -1342,6 +1345,7 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearCopiesOp& op) {
   int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
   for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
     if (View(key).substr(0, op.prefix.size()) != op.prefix) break;
+    if (op.exact && View(key).size() != op.prefix.size()) break;
     if (Status s = txn.Check(mdb_cursor_del(cursor.get(), 0), "clear copy records"); !s.ok()) {
       return s;
     }
@@ -1359,10 +1363,14 @@ void Index::Batch::PutCopy(std::string_view target, uint32_t folder_id, uint32_t
   ops_.emplace_back(PutCopyOp{std::move(key), TwoLe32(mark.uidvalidity, mark.uid)});
 }
 
-void Index::Batch::ResetCopies(std::string_view target, uint32_t folder_id,
-                               uint32_t source_uidvalidity) {
+void Index::Batch::ResetCopies(std::string_view target, uint32_t folder_id, CopySource source) {
   ops_.emplace_back(ClearCopiesOp{CopyMessagePrefix(target, folder_id)});
-  ops_.emplace_back(PutCopyOp{CopySourceKey(target, folder_id), TwoLe32(source_uidvalidity, 0)});
+  ops_.emplace_back(
+      PutCopyOp{CopySourceKey(target, folder_id), TwoLe32(source.uidvalidity, source.fingerprint)});
+}
+
+void Index::Batch::ForgetCopyTarget(std::string_view target, std::string_view raw_name) {
+  ops_.emplace_back(ClearCopiesOp{CopyTargetKey(target, raw_name), /*exact=*/true});
 }
 
 void Index::Batch::PutCopyTarget(std::string_view target, std::string_view raw_name,

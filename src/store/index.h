@@ -75,6 +75,14 @@ struct CopyMark {
   uint32_t uid = 0;
 };
 
+// What a source folder's copy records refer to: its UIDVALIDITY, and a
+// fingerprint of the migration's settings for it (target folder, filters),
+// so that changing them makes the target's contents decide again.
+struct CopySource {
+  uint32_t uidvalidity = 0;
+  uint32_t fingerprint = 0;
+};
+
 // A target folder as a migration last left it: every message at or above
 // `uidnext` arrived after the last commit of copies into it, so only those
 // can be copies the index does not know (an interrupted run).
@@ -135,9 +143,9 @@ class Index {
   // The copied messages of a source folder, by source UID, ascending.
   virtual Result<std::vector<std::pair<uint32_t, CopyMark>>> ListCopies(std::string_view target,
                                                                         uint32_t folder_id) = 0;
-  // The source folder's UIDVALIDITY its copies refer to (ResetCopies).
-  virtual Result<std::optional<uint32_t>> GetCopySource(std::string_view target,
-                                                        uint32_t folder_id) = 0;
+  // What the source folder's copies refer to (ResetCopies).
+  virtual Result<std::optional<CopySource>> GetCopySource(std::string_view target,
+                                                          uint32_t folder_id) = 0;
   // A target folder by its raw name on the target server.
   virtual Result<std::optional<CopyTargetState>> GetCopyTarget(std::string_view target,
                                                                std::string_view raw_name) = 0;
@@ -170,9 +178,11 @@ class Index {
     // Migrations: a copy of message `uid` of the folder reached `target`.
     void PutCopy(std::string_view target, uint32_t folder_id, uint32_t uid, CopyMark mark);
     // Forgets every copy of the folder's messages to `target` and records
-    // the source UIDVALIDITY the next ones refer to.
-    void ResetCopies(std::string_view target, uint32_t folder_id, uint32_t source_uidvalidity);
+    // what the next ones refer to.
+    void ResetCopies(std::string_view target, uint32_t folder_id, CopySource source);
     void PutCopyTarget(std::string_view target, std::string_view raw_name, CopyTargetState state);
+    // Forgets a target folder's state: its next run looks at all of it.
+    void ForgetCopyTarget(std::string_view target, std::string_view raw_name);
     // Moves `other`'s operations to the end of this batch, in their order.
     void Append(Batch& other) {
       ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),
@@ -210,6 +220,7 @@ class Index {
     };
     struct ClearCopiesOp {
       std::string prefix;
+      bool exact = false;  // only the key equal to `prefix`
     };
     using Op = std::variant<PutFolderOp, DeleteFolderOp, PutMessageOp, DeleteMessageOp,
                             ClearFolderOp, PutCopyOp, ClearCopiesOp>;

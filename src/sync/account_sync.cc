@@ -150,6 +150,7 @@ void AccountSync::OnNamespace(Result<std::optional<imap::PersonalNamespace>> per
 
 void AccountSync::OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes) {
   if (!mailboxes.ok()) return ListingFailed(mailboxes.error());
+  report_.mailboxes = *mailboxes;
   workers_[0]->failures = 0;
   workers_[0]->joined = true;
   const store::Layout layout = LayoutOf(account_);

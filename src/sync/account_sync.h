@@ -65,7 +65,10 @@ struct AccountReport {
   std::vector<std::string> created;  // local-only folders created on the server (dry run: to be)
   bool dry_run = false;
   std::string old_index;  // repair: where the index was set aside ("" if there was none)
-  Status status;          // account-wide failure (lock, login, list)
+  // The server's folders as listed (names, attributes such as special-use,
+  // counts), for commands that build on a sync (migrate).
+  std::vector<imap::MailboxInfo> mailboxes;
+  Status status;  // account-wide failure (lock, login, list)
   double seconds = 0;
 };
 

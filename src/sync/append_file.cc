@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/strings.h"
+
 namespace mailmirror::sync {
 
 Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
@@ -40,6 +42,20 @@ Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
   }
   (void)::close(fd);
   return std::optional<FileForAppend>(std::move(file));
+}
+
+void RemoveTuidLines(std::string& crlf) {
+  size_t pos = 0;
+  while (pos < crlf.size()) {
+    size_t end = crlf.find("\r\n", pos);
+    end = end == std::string::npos ? crlf.size() : end + 2;
+    if (end - pos <= 2) return;  // the blank line that ends the header
+    if (EqualsIgnoreCase(std::string_view(crlf).substr(pos, 7), "X-TUID:")) {
+      crlf.erase(pos, end - pos);
+    } else {
+      pos = end;
+    }
+  }
 }
 
 }  // namespace mailmirror::sync

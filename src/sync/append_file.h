@@ -22,4 +22,9 @@ struct FileForAppend {
 // it since it was listed). Errors: kIo.
 Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path);
 
+// Removes the X-TUID header lines mbsync adds to the messages it stores
+// (see AddedHeaderBytes) from a message read for APPEND: a copy sent
+// elsewhere gets the server's bytes, which the index's digest describes.
+void RemoveTuidLines(std::string& crlf);
+
 }  // namespace mailmirror::sync

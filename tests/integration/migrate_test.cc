@@ -252,6 +252,29 @@ TEST_F(MigrateTest, FiltersAndADryRunThatChangesNothing) {
       EXPECT_LT(copy.internaldate, 1705017600) << name;  // 2024-01-12
     }
   }
+
+  // Wider filters: what they now select is copied, and what is already
+  // there (found by digest, the records no longer telling) is not again.
+  WriteConfig(
+      "[migrations.recent]\nsource = \"old\"\ntarget = \"new\"\n"
+      "folders = [\"INBOX\", \"Archive*\"]\nsince = 2023-01-01\nbefore = 2024-01-12\n");
+  CommandResult wider = Run("migrate recent");
+  ASSERT_EQ(wider.exit_code, 0) << Report(wider);
+  EXPECT_NE(wider.out.find("INBOX -> INBOX: 5 selected, 3 copied"), std::string::npos) << wider.out;
+  EXPECT_NE(wider.out.find("1 already there, 1 skipped (1 not before 2024-01-12)"),
+            std::string::npos)
+      << wider.out;
+  EXPECT_EQ(Total(Mailbox("bob")), 8u);
+
+  // A target folder the user deleted is made again and filled again.
+  ASSERT_EQ(RunCommand(DoveadmCommand(*server_, "bob", "mailbox delete Archive/2023/Q1")).exit_code,
+            0);
+  CommandResult refill = Run("migrate recent");
+  ASSERT_EQ(refill.exit_code, 0) << Report(refill);
+  EXPECT_NE(refill.out.find("Archive/2023/Q1 -> Archive/2023/Q1 (created): 1 selected, 1 copied"),
+            std::string::npos)
+      << refill.out;
+  EXPECT_EQ(Total(Mailbox("bob")), 8u);
 }
 
 // Office 365 answers a busy client with a BYE naming a backoff: the run

@@ -556,7 +556,7 @@ TEST_F(IndexTest, CopyRecordsPerTargetAndFolder) {
   const std::string o365 = "me@outlook.office365.com:993";
   const std::string gmail = "me@imap.gmail.com:993";
   Index::Batch batch;
-  batch.ResetCopies(o365, inbox, 111);
+  batch.ResetCopies(o365, inbox, CopySource{111, 7});
   batch.PutCopy(o365, inbox, 7, CopyMark{900, 41});
   batch.PutCopy(o365, inbox, 3, CopyMark{900, 40});
   batch.PutCopy(o365, sent, 1, CopyMark{901, 0});
@@ -574,7 +574,8 @@ TEST_F(IndexTest, CopyRecordsPerTargetAndFolder) {
   EXPECT_EQ(index_->ListCopies(gmail, inbox)->size(), 1u);
   EXPECT_EQ(index_->ListCopies(o365, sent)->size(), 1u);
   EXPECT_TRUE(index_->ListCopies("nobody@nowhere:1", inbox)->empty());
-  EXPECT_EQ(index_->GetCopySource(o365, inbox)->value_or(0), 111u);
+  EXPECT_EQ((*index_->GetCopySource(o365, inbox))->uidvalidity, 111u);
+  EXPECT_EQ((*index_->GetCopySource(o365, inbox))->fingerprint, 7u);
   EXPECT_FALSE(index_->GetCopySource(o365, sent)->has_value());
   std::optional<CopyTargetState> state = *index_->GetCopyTarget(o365, "Sent Items");
   ASSERT_TRUE(state.has_value());
@@ -584,11 +585,17 @@ TEST_F(IndexTest, CopyRecordsPerTargetAndFolder) {
 
   // A renumbered source folder: its copies are forgotten, others stay; and
   // they survive reopening.
-  batch.ResetCopies(o365, inbox, 222);
+  batch.ResetCopies(o365, inbox, CopySource{222, 8});
+  batch.ForgetCopyTarget(o365, "Sent Items");
   CommitOk(batch);
   OpenIndex();
   EXPECT_TRUE(index_->ListCopies(o365, inbox)->empty());
-  EXPECT_EQ(index_->GetCopySource(o365, inbox)->value_or(0), 222u);
+  EXPECT_EQ((*index_->GetCopySource(o365, inbox))->uidvalidity, 222u);
+  EXPECT_FALSE(index_->GetCopyTarget(o365, "Sent Items")->has_value());
+  // A long target folder name still makes a key LMDB takes.
+  batch.PutCopyTarget(o365, std::string(600, 'x'), CopyTargetState{1, 2});
+  CommitOk(batch);
+  EXPECT_EQ((*index_->GetCopyTarget(o365, std::string(600, 'x')))->uidnext, 2u);
   EXPECT_EQ(index_->ListCopies(o365, sent)->size(), 1u);
   EXPECT_EQ(index_->ListCopies(gmail, inbox)->size(), 1u);
 }

@@ -561,7 +561,8 @@ Result<MigrationConfig> ParseMigration(const Validator& v, std::string_view name
   migration.name = std::string(name);
   for (const auto& [key_name, value] : *table) {
     const std::string key(key_name.str());
-    const std::string key_path = prefix + "." + key;
+    std::string key_path = prefix;
+    key_path += "." + key;
     if (key == "source" || key == "target") {
       Result<std::string> account = GetString(v, value, key_path);
       if (!account) return account.error();

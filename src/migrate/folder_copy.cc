@@ -35,30 +35,14 @@ constexpr const char* kScanItems =
     "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)])";
 
 // Collects the stored digest of each message a verification fetches.
-class DigestSink : public imap::FetchSink {
+class DigestSink : public sync::BodyDigestSink {
  public:
-  Status OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) override {
-    digest_.Begin();
-    return Status::Ok();
-  }
-  Status OnBodyData(std::string_view chunk) override {
-    digest_.Feed(chunk);
-    return Status::Ok();
-  }
-  Status OnBodyEnd() override {
-    body_digest_ = digest_.Finish();
-    return Status::Ok();
-  }
   Status OnMessage(const imap::FetchedMessage& message) override {
-    if (message.uid && message.has_body && !message.body_nil) digests[*message.uid] = body_digest_;
+    if (message.uid && message.has_body && !message.body_nil) digests[*message.uid] = body_digest();
     return Status::Ok();
   }
 
   std::map<uint32_t, uint64_t> digests;
-
- private:
-  sync::StoredDigest digest_;
-  uint64_t body_digest_ = 0;
 };
 
 }  // namespace
@@ -88,7 +72,7 @@ void FolderCopy::Subscribe() {
           .Build();
   if (!command.ok()) return;
   session_->Execute(std::move(command).value(), nullptr,
-                    [](Result<imap::TaggedReply> /*reply*/) {});
+                    [](const Result<imap::TaggedReply>& /*reply*/) {});
 }
 
 void FolderCopy::Select() {

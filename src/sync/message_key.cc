@@ -150,4 +150,19 @@ uint64_t StoredDigest::Finish() {
   return XXH3_64bits_digest(state_);
 }
 
+Status BodyDigestSink::OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) {
+  digest_.Begin();
+  return Status::Ok();
+}
+
+Status BodyDigestSink::OnBodyData(std::string_view chunk) {
+  digest_.Feed(chunk);
+  return Status::Ok();
+}
+
+Status BodyDigestSink::OnBodyEnd() {
+  body_digest_ = digest_.Finish();
+  return Status::Ok();
+}
+
 }  // namespace mailmirror::sync

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "imap/session.h"
 #include "mailmirror/status.h"
 #include "store/line_ends.h"
 
@@ -59,6 +60,22 @@ class StoredDigest {
  private:
   XXH3_state_s* state_;
   store::CrlfToLf line_ends_;
+};
+
+// A FetchSink that takes the stored digest of each body fetched; the
+// subclass reads it in OnMessage, which follows the body of its message.
+class BodyDigestSink : public imap::FetchSink {
+ public:
+  Status OnBodyBegin(uint32_t seq, uint64_t size) override;
+  Status OnBodyData(std::string_view chunk) override;
+  Status OnBodyEnd() override;
+
+ protected:
+  uint64_t body_digest() const { return body_digest_; }
+
+ private:
+  StoredDigest digest_;
+  uint64_t body_digest_ = 0;
 };
 
 }  // namespace mailmirror::sync

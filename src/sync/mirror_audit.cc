@@ -42,24 +42,12 @@ struct ServerMessage {
 
 // Collects UID, FLAGS and RFC822.SIZE, or with bodies their digest as
 // stored (CRLF as LF), from the FETCH responses of one command.
-class AuditSink : public imap::FetchSink {
+class AuditSink : public BodyDigestSink {
  public:
-  Status OnBodyBegin(uint32_t /*seq*/, uint64_t /*size*/) override {
-    digest_.Begin();
-    return Status::Ok();
-  }
-  Status OnBodyData(std::string_view chunk) override {
-    digest_.Feed(chunk);
-    return Status::Ok();
-  }
-  Status OnBodyEnd() override {
-    body_digest_ = digest_.Finish();
-    return Status::Ok();
-  }
   Status OnMessage(const imap::FetchedMessage& message) override {
     if (!message.uid) return Status::Ok();
     if (message.has_body) {
-      if (!message.body_nil) digests[*message.uid] = body_digest_;
+      if (!message.body_nil) digests[*message.uid] = body_digest();
       return Status::Ok();
     }
     if (!message.rfc822_size) return Status::Ok();  // an unsolicited flag update
@@ -71,10 +59,6 @@ class AuditSink : public imap::FetchSink {
 
   std::map<uint32_t, ServerMessage> messages;
   std::unordered_map<uint32_t, uint64_t> digests;
-
- private:
-  StoredDigest digest_;
-  uint64_t body_digest_ = 0;
 };
 
 class Audit {

@@ -27,6 +27,11 @@
 namespace mailmirror::testing {
 namespace {
 
+// The run printed `text` (a line or part of one).
+void ExpectOutput(const CommandResult& run, const std::string& text) {
+  EXPECT_NE(run.out.find(text), std::string::npos) << "missing: " << text << "\n" << run.out;
+}
+
 // A stored message as migrations must keep it.
 struct Copy {
   std::string content;
@@ -125,16 +130,14 @@ TEST_F(MigrateTest, CopiesEverythingWithFlagsAndDatesThenOnlyWhatIsNew) {
 
   CommandResult first = Run("migrate old new");
   ASSERT_EQ(first.exit_code, 0) << Report(first);
-  EXPECT_NE(first.out.find("old -> new: Sent Items -> Gesendet (special-use \\Sent): 4 selected, "
-                           "4 copied"),
-            std::string::npos)
-      << first.out;
-  EXPECT_NE(first.out.find("Archive/2023 -> Old/Archive/2023 (rule \"Archive/*\" = "
-                           "\"Old/Archive/*\", created): 3 selected, 3 copied"),
-            std::string::npos)
-      << first.out;
-  EXPECT_NE(first.out.find("INBOX -> INBOX: 5 selected, 4 copied"), std::string::npos) << first.out;
-  EXPECT_NE(first.out.find("1 already there"), std::string::npos) << first.out;
+  ExpectOutput(first,
+               "old -> new: Sent Items -> Gesendet (special-use \\Sent): 4 selected, "
+               "4 copied");
+  ExpectOutput(first,
+               "Archive/2023 -> Old/Archive/2023 (rule \"Archive/*\" = "
+               "\"Old/Archive/*\", created): 3 selected, 3 copied");
+  ExpectOutput(first, "INBOX -> INBOX: 5 selected, 4 copied");
+  ExpectOutput(first, "1 already there");
 
   const std::map<std::string, std::string> mapped = {
       {"INBOX", "INBOX"},
@@ -164,8 +167,7 @@ TEST_F(MigrateTest, CopiesEverythingWithFlagsAndDatesThenOnlyWhatIsNew) {
   // Nothing new: nothing copied, nothing sent.
   CommandResult again = Run("migrate move");
   ASSERT_EQ(again.exit_code, 0) << Report(again);
-  EXPECT_NE(again.out.find("17 selected, 0 copied (0 B), 17 already there"), std::string::npos)
-      << again.out;
+  ExpectOutput(again, "17 selected, 0 copied (0 B), 17 already there");
   EXPECT_EQ(Total(Mailbox("bob")), 17u);
 
   // New mail in the source migrates alone.
@@ -174,11 +176,10 @@ TEST_F(MigrateTest, CopiesEverythingWithFlagsAndDatesThenOnlyWhatIsNew) {
                                   "<late@example.test>\n\nArrived after the move.\n"));
   CommandResult late = Run("migrate old new");
   ASSERT_EQ(late.exit_code, 0) << Report(late);
-  EXPECT_NE(late.out.find("Archive -> Old/Archive (rule \"Archive/*\" = \"Old/Archive/*\"): 3 "
-                          "selected, 1 copied"),
-            std::string::npos)
-      << late.out;
-  EXPECT_NE(late.out.find("18 selected, 1 copied"), std::string::npos) << late.out;
+  ExpectOutput(late,
+               "Archive -> Old/Archive (rule \"Archive/*\" = \"Old/Archive/*\"): 3 "
+               "selected, 1 copied");
+  ExpectOutput(late, "18 selected, 1 copied");
   bob = Mailbox("bob");
   EXPECT_EQ(Total(bob), 18u);
   EXPECT_EQ(bob["Old/Archive"].size(), 3u);
@@ -188,12 +189,8 @@ TEST_F(MigrateTest, CopiesEverythingWithFlagsAndDatesThenOnlyWhatIsNew) {
   ASSERT_TRUE(server_->Recreate("alice", "Sent Items"));
   CommandResult renumbered = Run("migrate old new");
   ASSERT_EQ(renumbered.exit_code, 0) << Report(renumbered);
-  EXPECT_NE(renumbered.out.find("Sent Items: up to date, UIDVALIDITY changed: 4 kept"),
-            std::string::npos)
-      << renumbered.out;
-  EXPECT_NE(renumbered.out.find("Gesendet (special-use \\Sent): 4 selected, 4 already there"),
-            std::string::npos)
-      << renumbered.out;
+  ExpectOutput(renumbered, "Sent Items: up to date, UIDVALIDITY changed: 4 kept");
+  ExpectOutput(renumbered, "Gesendet (special-use \\Sent): 4 selected, 4 already there");
   EXPECT_EQ(Total(Mailbox("bob")), 18u) << renumbered.out;
 }
 
@@ -213,16 +210,14 @@ TEST_F(MigrateTest, FiltersAndADryRunThatChangesNothing) {
 
   CommandResult dry = Run("migrate recent --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << Report(dry);
-  EXPECT_NE(dry.out.find("INBOX -> INBOX: 5 selected, 1 to copy"), std::string::npos) << dry.out;
-  EXPECT_NE(dry.out.find("4 skipped (2 flagged \\Seen, 1 larger than max_size (0.1 MB), 1 not "
-                         "before 2024-01-12)"),
-            std::string::npos)
-      << dry.out;
-  EXPECT_NE(dry.out.find("Archive -> Archive (to create): 2 selected, 2 skipped (2 older than "
-                         "since (2023-01-01))"),
-            std::string::npos)
-      << dry.out;
-  EXPECT_NE(dry.out.find("dry run: nothing was changed"), std::string::npos) << dry.out;
+  ExpectOutput(dry, "INBOX -> INBOX: 5 selected, 1 to copy");
+  ExpectOutput(dry,
+               "4 skipped (2 flagged \\Seen, 1 larger than max_size (0.1 MB), 1 not "
+               "before 2024-01-12)");
+  ExpectOutput(dry,
+               "Archive -> Archive (to create): 2 selected, 2 skipped (2 older than "
+               "since (2023-01-01))");
+  ExpectOutput(dry, "dry run: nothing was changed");
   EXPECT_EQ(Total(Mailbox("bob")), 0u);
   const CommandResult listed = RunCommand(DoveadmCommand(*server_, "bob", "mailbox list"));
   EXPECT_EQ(listed.out, "INBOX\n");
@@ -260,10 +255,8 @@ TEST_F(MigrateTest, FiltersAndADryRunThatChangesNothing) {
       "folders = [\"INBOX\", \"Archive*\"]\nsince = 2023-01-01\nbefore = 2024-01-12\n");
   CommandResult wider = Run("migrate recent");
   ASSERT_EQ(wider.exit_code, 0) << Report(wider);
-  EXPECT_NE(wider.out.find("INBOX -> INBOX: 5 selected, 3 copied"), std::string::npos) << wider.out;
-  EXPECT_NE(wider.out.find("1 already there, 1 skipped (1 not before 2024-01-12)"),
-            std::string::npos)
-      << wider.out;
+  ExpectOutput(wider, "INBOX -> INBOX: 5 selected, 3 copied");
+  ExpectOutput(wider, "1 already there, 1 skipped (1 not before 2024-01-12)");
   EXPECT_EQ(Total(Mailbox("bob")), 8u);
 
   // A target folder the user deleted is made again and filled again.
@@ -271,9 +264,7 @@ TEST_F(MigrateTest, FiltersAndADryRunThatChangesNothing) {
             0);
   CommandResult refill = Run("migrate recent");
   ASSERT_EQ(refill.exit_code, 0) << Report(refill);
-  EXPECT_NE(refill.out.find("Archive/2023/Q1 -> Archive/2023/Q1 (created): 1 selected, 1 copied"),
-            std::string::npos)
-      << refill.out;
+  ExpectOutput(refill, "Archive/2023/Q1 -> Archive/2023/Q1 (created): 1 selected, 1 copied");
   EXPECT_EQ(Total(Mailbox("bob")), 8u);
 }
 

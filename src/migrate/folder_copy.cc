@@ -18,10 +18,10 @@ namespace {
 // APPENDs in flight on one session, and the bytes they hold: enough to keep
 // a link busy, little memory (each message is read whole for its literal).
 constexpr size_t kMaxGroupsInFlight = 8;
-constexpr uint64_t kMaxBytesInFlight = 16ull << 20;
+constexpr uint64_t kMaxBytesInFlight = 4ull << 20;
 // A MULTIAPPEND command carries at most this many messages or bytes.
 constexpr size_t kGroupMessages = 32;
-constexpr uint64_t kGroupBytes = 4ull << 20;
+constexpr uint64_t kGroupBytes = 1ull << 20;
 // Copies are committed to the index this often (group commit): a crash
 // loses at most these, which the next run finds in the target by digest.
 constexpr size_t kCommitCopies = 256;

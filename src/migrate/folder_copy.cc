@@ -135,9 +135,10 @@ void FolderCopy::Verify() {
   for (size_t i = 0; i < job_->messages.size(); ++i) {
     const SourceMessage& message = job_->messages[i];
     if (message.done || message.path.empty() || target_keys_.empty()) continue;
-    const uint64_t size =
-        message.record.remote_size != 0 ? message.record.remote_size : message.record.size;
-    std::string key = sync::MatchKey(sync::HeaderOfFile(message.path), size);
+    std::string key =
+        sync::FileMatchKey(message.path, message.record.remote_size != 0
+                                             ? std::optional<uint64_t>(message.record.remote_size)
+                                             : std::nullopt);
     auto [first, last] = target_keys_.equal_range(key);
     if (first == last) continue;
     for (auto it = first; it != last; ++it) wanted.insert(it->second);

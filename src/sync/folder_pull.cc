@@ -213,34 +213,7 @@ void FolderPull::OnSelected(Result<imap::SelectedMailbox> selected) {
   AdoptAndFetch();
 }
 
-namespace {
-
-uint64_t CrlfSizeOf(const std::string& path);
-
-// MatchKey of the stored message at `path`; its size is the server's as
-// the index recorded it, when known.
-std::string FileMatchKey(const std::string& path, std::optional<uint64_t> recorded_size) {
-  const std::string header = HeaderOfFile(path);
-  return MatchKey(header,
-                  recorded_size ? *recorded_size : CrlfSizeOf(path) - AddedHeaderBytes(header));
-}
-
-// Size with CRLF line ends of a stored message the index has no record of.
-uint64_t CrlfSizeOf(const std::string& path) {
-  uint64_t size = 0;
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return 0;
-  char buffer[65536];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
-    size += n;
-    for (size_t i = 0; i < n; ++i) size += buffer[i] == '\n' ? 1 : 0;
-  }
-  (void)std::fclose(file);  // read-only: nothing to lose
-  return size;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 // Local files are matched to the server's current UIDs (by MatchKey:
 // duplicates paired in UID order) from one scan of the server's headers, no

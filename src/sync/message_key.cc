@@ -88,6 +88,31 @@ uint64_t AddedHeaderBytes(std::string_view header) {
   return bytes;
 }
 
+namespace {
+
+// Size with CRLF line ends of a stored message the index has no record of.
+uint64_t CrlfSizeOf(const std::string& path) {
+  uint64_t size = 0;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return 0;
+  char buffer[65536];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
+    size += n;
+    for (size_t i = 0; i < n; ++i) size += buffer[i] == '\n' ? 1 : 0;
+  }
+  (void)std::fclose(file);  // read-only: nothing to lose
+  return size;
+}
+
+}  // namespace
+
+std::string FileMatchKey(const std::string& path, std::optional<uint64_t> recorded_size) {
+  const std::string header = HeaderOfFile(path);
+  return MatchKey(header,
+                  recorded_size ? *recorded_size : CrlfSizeOf(path) - AddedHeaderBytes(header));
+}
+
 std::optional<uint64_t> DigestWithoutTuid(const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) return std::nullopt;

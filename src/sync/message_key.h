@@ -33,6 +33,11 @@ std::string HeaderOfFile(const std::string& path);
 // the time they downloaded it.
 std::string MatchKey(std::string_view header, uint64_t crlf_size);
 
+// MatchKey of the stored message at `path`: its size is the server's as
+// the index recorded it, when known, else the file's with CRLF line ends
+// less the X-TUID lines.
+std::string FileMatchKey(const std::string& path, std::optional<uint64_t> recorded_size);
+
 // The bytes (CRLF line ends) of the X-TUID header lines in `header`: mbsync
 // adds one to every message it stores, so its files are larger than the
 // server's copy by exactly that line.

@@ -296,7 +296,7 @@ TEST_F(MigrateTest, AThrottlingTargetSlowsTheRunDown) {
 TEST_F(MigrateTest, KilledMidMigrationARerunDuplicatesNothing) {
   StartServer({});
   BulkOptions bulk;
-  bulk.count = 600;
+  bulk.count = 300;
   bulk.big_mb = 0;
   ASSERT_TRUE(server_->SeedBulk("alice", bulk));
   WriteConfig("");

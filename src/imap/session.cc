@@ -66,13 +66,6 @@ Error CommandError(const std::string& what, const TaggedReply& reply) {
   return error;
 }
 
-bool HasAttribute(const std::vector<std::string>& attributes, std::string_view name) {
-  for (const std::string& attribute : attributes) {
-    if (EqualsIgnoreCase(attribute, name)) return true;
-  }
-  return false;
-}
-
 void ApplyStatus(const StatusData& status, MailboxInfo& info) {
   if (status.messages) info.messages = status.messages;
   if (status.unseen) info.unseen = status.unseen;
@@ -140,6 +133,13 @@ std::string Capabilities::ToString() const {
 }
 
 // --- Session
+
+bool HasAttribute(const std::vector<std::string>& attributes, std::string_view name) {
+  for (const std::string& attribute : attributes) {
+    if (EqualsIgnoreCase(attribute, name)) return true;
+  }
+  return false;
+}
 
 Session::Session(Transport* transport, SessionOptions options)
     : transport_(transport),
@@ -1144,6 +1144,23 @@ void Session::Create(const std::string& raw_mailbox, Done done) {
             if (reply->condition != Condition::kOk && reply->code != "ALREADYEXISTS") {
               return done(
                   CommandError("CREATE " + raw_mailbox + " failed on " + options_.server, *reply));
+            }
+            done(Status::Ok());
+          });
+}
+
+void Session::Subscribe(const std::string& raw_mailbox, Done done) {
+  CommandBuilder builder("SUBSCRIBE", literal_policy());
+  builder.AString(raw_mailbox);
+  Result<Command> command = builder.Build();
+  if (!command.ok()) return done(command.error());
+  Execute(std::move(command).value(), nullptr,
+          [this, raw_mailbox, done = std::move(done)](Result<TaggedReply> reply) {
+            if (!reply.ok()) return done(reply.error());
+            if (reply->condition != Condition::kOk) {
+              return done(CommandError(
+                  "SUBSCRIBE " + Printable(raw_mailbox, 100) + " failed on " + options_.server,
+                  *reply));
             }
             done(Status::Ok());
           });

@@ -106,6 +106,9 @@ struct MailboxInfo {
   std::optional<uint64_t> size;  // octets of all messages (STATUS=SIZE, RFC 8438)
 };
 
+// Whether a LIST entry has the attribute `name` (e.g. "\\All"), in any case.
+bool HasAttribute(const std::vector<std::string>& attributes, std::string_view name);
+
 // A message's flags as the server reported them (FETCH ... FLAGS).
 struct FlagUpdate {
   uint32_t uid = 0;
@@ -294,6 +297,9 @@ class Session : private ResponseHandler, private LiteralSink {
   // CREATE <mailbox>. A mailbox that already exists ([ALREADYEXISTS],
   // RFC 5530) is not an error: another client may have created it first.
   void Create(const std::string& raw_mailbox, Done done);
+
+  // SUBSCRIBE <mailbox>. A NO is a kProtocol error naming the mailbox.
+  void Subscribe(const std::string& raw_mailbox, Done done);
 
   // UID EXPUNGE <uid_set> (UIDPLUS, RFC 4315): removes exactly those
   // messages among the ones marked \Deleted, never another client's. kProtocol

@@ -66,13 +66,7 @@ void FolderCopy::Start() {
 // Clients that show subscribed folders only should see it too. Best
 // effort: a refusal changes nothing of the copy.
 void FolderCopy::Subscribe() {
-  Result<imap::Command> command =
-      imap::CommandBuilder("SUBSCRIBE", imap::LiteralPolicy::kSynchronizing)
-          .AString(job_->raw_name)
-          .Build();
-  if (!command.ok()) return;
-  session_->Execute(std::move(command).value(), nullptr,
-                    [](const Result<imap::TaggedReply>& /*reply*/) {});
+  session_->Subscribe(job_->raw_name, [](const Status& /*subscribed*/) {});
 }
 
 void FolderCopy::Select() {

@@ -20,7 +20,6 @@
 #include "sync/account_lock.h"
 #include "sync/account_sync.h"
 #include "util/log.h"
-#include "util/strings.h"
 
 namespace mailmirror::migrate {
 namespace {
@@ -183,10 +182,7 @@ class MigrationRun {
     for (const imap::MailboxInfo& mailbox : source_list_) {
       // Gmail's All Mail repeats the label folders; the sync leaves it out
       // unless gmail_all_mail, and so does a migration.
-      const bool all_mail = std::any_of(
-          mailbox.attributes.begin(), mailbox.attributes.end(),
-          [](const std::string& attribute) { return EqualsIgnoreCase(attribute, "\\All"); });
-      if (!mailbox.selectable || all_mail) continue;
+      if (!mailbox.selectable || imap::HasAttribute(mailbox.attributes, "\\All")) continue;
       const bool known =
           std::any_of(records.begin(), records.end(), [&](const store::FolderRecord& record) {
             return record.remote_name == mailbox.raw_name;

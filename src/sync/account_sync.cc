@@ -203,10 +203,7 @@ bool AccountSync::SkipGmailAllMail(const imap::MailboxInfo& mailbox,
       !workers_[0]->connection->session().capabilities().Has("X-GM-EXT-1")) {
     return false;
   }
-  const bool all = std::any_of(
-      mailbox.attributes.begin(), mailbox.attributes.end(),
-      [](const std::string& attribute) { return EqualsIgnoreCase(attribute, "\\All"); });
-  if (!all) return false;
+  if (!imap::HasAttribute(mailbox.attributes, "\\All")) return false;
   Log(LogLevel::kInfo, "account " + account_.name + ": folder " + local_name +
                            " skipped: it holds every message of the label folders once more "
                            "(gmail_all_mail = true syncs it)");

@@ -63,13 +63,21 @@ struct AccountConfig {
   // Local messages larger than this are not uploaded (the server would
   // refuse them): kept and reported. 0: no limit. From the preset.
   uint64_t max_upload_bytes = 0;
-  std::string maildir;               // local root, "~" expanded; required by sync
+  // maildir, state_dir and ca_file are "~" expanded and lexically normal:
+  // no "." or ".." component, no doubled or trailing '/' (string
+  // comparisons rely on it).
+  std::string maildir;               // local root; required by sync
   std::string layout = "verbatim";   // "verbatim" or "maildir++"
   std::string state_dir;             // index and lock; default <maildir>/.mailmirror
   std::vector<std::string> folders;  // glob patterns, "!" excludes; empty: all
   uint32_t connect_timeout_seconds = 30;
   uint32_t timeout_seconds = 120;  // no data from the server for this long
-  uint32_t connections = 4;        // IMAP sessions at most, folders in parallel
+  // Bytes per second an answer must at least arrive at once it has begun,
+  // measured over `timeout` seconds: a server trickling data is cut like a
+  // silent one. 0: no floor. Logging in must also finish within
+  // connect_timeout + timeout.
+  uint32_t min_rate = 1024;
+  uint32_t connections = 4;  // IMAP sessions at most, folders in parallel
   SyncDirection direction = SyncDirection::kBoth;
   Sides expunge = Sides::kBoth;  // where deletions of the other side are repeated
   Sides create = Sides::kBoth;   // where folders of the other side are created
@@ -142,7 +150,7 @@ struct Config {
   std::vector<AccountConfig> accounts;      // in file order
   std::vector<MigrationConfig> migrations;  // in file order
   // Problems worth a warning that do not stop a run, e.g. a file holding a
-  // password that others may read.
+  // password that others may read, or tls = "none" to another machine.
   std::vector<std::string> warnings;
 };
 
@@ -156,16 +164,22 @@ std::string DefaultConfigPath();
 //    an integer from 1 to 65535".
 Result<Config> LoadConfig(const std::string& path);
 
-// Parses config text; `path` is used in messages only.
+// Parses config text; `path` is used in messages only. Besides each key,
+// checks that no two accounts share or nest their maildir or state_dir
+// (symbolic links followed, so this reads the file system).
 Result<Config> ParseConfig(const std::string& text, const std::string& path);
 
 // The account's password: `password`, or the first line printed by
-// `password_cmd` run through /bin/sh -c. A failing command is a kConfig
-// error naming the account and the command's exit status.
+// `password_cmd` (see RunSecretCommand).
 Result<std::string> ResolvePassword(const AccountConfig& account);
 
-// The first line `command` (the value of `key`, e.g. "oauth_token_cmd")
-// prints, run through /bin/sh -c; errors as for password_cmd.
+// The first line (without its CR LF) that `command`, the value of `key`
+// (e.g. "oauth_token_cmd"), prints when run through /bin/sh -c. The command
+// inherits stdin and stderr (it may prompt) and no descriptor beyond them and
+// the pipe. Blocks until it exits. Errors are kConfig and name the key and
+// the account, never the command (it may hold a secret): a non-zero exit
+// status, death by a signal, empty output, or more than 64 KiB of output
+// (the command is then killed).
 Result<std::string> RunSecretCommand(const AccountConfig& account, const std::string& key,
                                      const std::string& command);
 

@@ -44,6 +44,10 @@ struct Error {
   // Set when the server is throttling us: how long it asked to be left
   // alone in milliseconds (0: it did not say).
   std::optional<uint64_t> throttle_ms;
+  // The errno behind a local failure (kIo), 0 when there is none: callers
+  // tell "the file is gone" (ENOENT) from other failures by it, never by
+  // the message's text.
+  int os_errno = 0;
 
   // Returns a copy whose message is prefixed with `context`, e.g.
   // err.Wrap("account work") turns "connection refused" into

@@ -56,7 +56,22 @@ void ImapConnection::Open(Credentials* credentials, std::function<void(Status)> 
   options.pinned_sha256 = account_.tls_fingerprint;
   options.connect_timeout_ms = account_.connect_timeout_seconds * 1000;
   options.read_timeout_ms = account_.timeout_seconds * 1000;
+  options.min_rate = account_.min_rate;
   connection_.Connect(options);
+  // However the server dribbles its greeting and answers, logging in ends
+  // in bounded time. The check holds no reference to a destroyed object.
+  const uint64_t deadline_ms =
+      (uint64_t{account_.connect_timeout_seconds} + account_.timeout_seconds) * 1000;
+  loop_->PostIdle(
+      [this, alive = std::weak_ptr<bool>(alive_)] {
+        if (alive.expired() || !ready_ || closing_) return;
+        connection_.Abort(MakeError(
+            ErrorKind::kTemporary,
+            "logging in to " + server() + " did not finish within " +
+                std::to_string(account_.connect_timeout_seconds + account_.timeout_seconds) +
+                " s"));
+      },
+      deadline_ms);
 }
 
 void ImapConnection::Login() {
@@ -119,7 +134,10 @@ void ImapConnection::Finish() {
 
 void ImapConnection::OnConnected() {}  // the greeting arrives as data
 
-void ImapConnection::OnData(std::string_view data) { session_.OnData(data); }
+void ImapConnection::OnData(std::string_view data) {
+  session_.OnData(data);
+  connection_.SetMidResponse(session_.mid_response());
+}
 
 void ImapConnection::OnTlsStarted() { session_.OnTlsStarted(); }
 

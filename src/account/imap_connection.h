@@ -68,6 +68,8 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   std::function<void(Status)> ready_;
   std::function<void()> closed_;
   bool closing_ = false;
+  // Expires with this object: the login deadline's check looks at it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace mailmirror::account

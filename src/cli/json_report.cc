@@ -29,6 +29,8 @@ Json FolderJson(const sync::FolderReport& folder) {
           {"pushed_expunges", folder.pushed_expunges},
           {"appended", folder.appended},
           {"too_large", folder.too_large},
+          {"refused", folder.refused},
+          {"refused_folder", folder.refused_folder},
           {"linked", folder.linked},
           {"conflicts", folder.conflicts},
           {"restored", folder.restored},

@@ -1,8 +1,16 @@
 #include <malloc.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "cli/app.h"
 
 int main(int argc, char** argv) {
+  // The process holds passwords and tokens in memory: no core file may
+  // write them to disk, and non-dumpable also keeps other processes of the
+  // user from attaching with ptrace or reading /proc/PID/mem.
+  const rlimit no_core{0, 0};
+  (void)setrlimit(RLIMIT_CORE, &no_core);
+  (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   // glibc gives each thread that allocates its own arena, which keeps its
   // peak size: the loop thread plus libuv's four pool threads (the disk
   // writer runs one group at a time on whichever is free) would hold five.

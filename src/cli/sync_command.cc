@@ -70,10 +70,11 @@ std::string FolderLine(const AccountConfig& account, const sync::FolderReport& f
   }
   if (folder.expunged > 0) line += ", " + std::to_string(folder.expunged) + " expunged";
   if (folder.appended > 0) line += ", " + CountOf(folder.appended, "uploaded", "uploaded");
-  if (folder.too_large > 0) {
-    line += ", " + CountOf(folder.too_large, "too large to upload (kept here)",
-                           "too large to upload (kept here)");
+  if (folder.refused > 0) {
+    line += ", " + CountOf(folder.refused, "local file not uploaded (kept here)",
+                           "local files not uploaded (kept here)");
   }
+  if (folder.refused_folder) line += ", refused: its directory leads outside the Maildir root";
   if (folder.linked > 0)
     line += ", " + CountOf(folder.linked, "local file matched", "local files matched");
   if (folder.pushed_flags > 0) {
@@ -175,8 +176,8 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
                                                   const sync::FolderReport& folder) {
       if (output.out == nullptr) return;
       if (display) display->Clear();
-      *output.out << (output.options.dry_run ? DryRunLine(account, folder)
-                                             : FolderLine(account, folder))
+      *output.out << EscapeControls(output.options.dry_run ? DryRunLine(account, folder)
+                                                           : FolderLine(account, folder))
                   << std::endl;
       if (display) redraw();
     };
@@ -219,7 +220,7 @@ std::vector<sync::AccountReport> SyncAccounts(const std::vector<const AccountCon
   if (output.out != nullptr) {
     for (const sync::AccountReport& report : reports) {
       if (report.account == nullptr || !report.status.ok()) continue;
-      *output.out << SummaryLine(report) << '\n';
+      *output.out << EscapeControls(SummaryLine(report)) << '\n';
       if (!report.old_index.empty()) {
         *output.out << report.account->name << ": index rebuilt; the old one is kept in "
                     << report.old_index << '\n';

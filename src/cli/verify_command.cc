@@ -10,10 +10,10 @@ void PrintAudits(const std::vector<sync::AuditReport>& reports, bool quiet, std:
     if (!report.status.ok() && report.folders.empty()) continue;
     const std::string& account = report.account->name;
     for (const sync::AuditFinding& finding : report.findings) {
-      out << account << ": " << finding.folder << ": ";
+      out << account << ": " << EscapeControls(finding.folder) << ": ";
       if (finding.uid != 0) out << "UID " << finding.uid << ": ";
-      if (!finding.file.empty()) out << finding.file << ": ";
-      out << finding.what << '\n';
+      if (!finding.file.empty()) out << EscapeControls(finding.file) << ": ";
+      out << EscapeControls(finding.what) << '\n';
     }
     uint64_t server = 0;
     uint64_t local = 0;

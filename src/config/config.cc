@@ -1,7 +1,8 @@
 #include "mailmirror/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 // toml++ 3.3 (Debian 12) marks "impossible" branches with
 // __builtin_unreachable(), and some non-ASCII input reaches one (see
@@ -20,10 +21,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
+
+#include "util/fs.h"
 
 namespace mailmirror {
 namespace {
@@ -51,6 +55,7 @@ constexpr const char* kAccountKeys[] = {
     "folders",
     "connect_timeout",
     "timeout",
+    "min_rate",
     "connections",
     "compress",
     "direction",
@@ -137,6 +142,47 @@ std::string ExpandHome(const std::string& path) {
     if (home != nullptr && *home != '\0') return std::string(home) + path.substr(1);
   }
   return path;
+}
+
+// `path` absolute with symbolic links followed as far as it exists; the
+// path itself when that fails (a permission error, say).
+std::string ResolvePath(const std::string& path) {
+  std::error_code error;
+  std::filesystem::path absolute = std::filesystem::absolute(path, error);
+  if (error) return path;
+  std::filesystem::path resolved = std::filesystem::weakly_canonical(absolute, error);
+  return error ? path : NormalPath(resolved.string());
+}
+
+// Whether `inner` is `outer` or lies below it, by whole components:
+// "/a/mail2" is not inside "/a/mail".
+bool IsSameOrInside(const std::string& inner, const std::string& outer) {
+  const std::filesystem::path in(inner);
+  const std::filesystem::path out(outer);
+  auto i = in.begin();
+  for (auto o = out.begin(); o != out.end(); ++o, ++i) {
+    if (i == in.end() || *i != *o) return false;
+  }
+  return true;
+}
+
+// "localhost", 127.0.0.0/8 or ::1 (bracketed or not): where tls = "none"
+// sends nothing over a network.
+bool IsLoopbackHost(std::string host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  std::string lower = host;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower == "localhost" || lower == "localhost.") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+  }
+  return false;
 }
 
 bool IsValidAccountName(std::string_view name) {
@@ -245,9 +291,9 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     if (key == "user") account.user = *value;
     if (key == "password") account.password = *value;
     if (key == "password_cmd") account.password_cmd = *value;
-    if (key == "ca_file") account.ca_file = ExpandHome(*value);
-    if (key == "maildir") account.maildir = ExpandHome(*value);
-    if (key == "state_dir") account.state_dir = ExpandHome(*value);
+    if (key == "ca_file") account.ca_file = NormalPath(ExpandHome(*value));
+    if (key == "maildir") account.maildir = NormalPath(ExpandHome(*value));
+    if (key == "state_dir") account.state_dir = NormalPath(ExpandHome(*value));
     if (key == "layout") {
       if (*value != "verbatim" && *value != "maildir++") {
         return v.At(node.source(), key_path,
@@ -348,6 +394,12 @@ Status ApplyAccountKey(const Validator& v, const std::string& key_path, std::str
     if (!seconds) return seconds.error();
     (key == "timeout" ? account.timeout_seconds : account.connect_timeout_seconds) =
         static_cast<uint32_t>(*seconds);
+    return Status::Ok();
+  }
+  if (key == "min_rate") {
+    Result<int64_t> rate = GetInteger(v, node, key_path, 0, 1 << 30);
+    if (!rate) return rate.error();
+    account.min_rate = static_cast<uint32_t>(*rate);
     return Status::Ok();
   }
   if (key == "max_delete_fraction") {
@@ -474,8 +526,18 @@ Result<AccountConfig> ParseAccount(const Validator& v, std::string_view name,
   account.port = explicit_port.value_or(preset_port && !tls_overridden      ? *preset_port
                                         : account.tls == TlsMode::kImplicit ? 993
                                                                             : 143);
+  if (account.tls == TlsMode::kNone) {
+    for (const char* key : {"ca_file", "tls_fingerprint"}) {
+      if (const toml::node* set = table->get(key)) {
+        return v.At(set->source(), prefix + "." + key,
+                    std::string(key) +
+                        " has no effect with tls = \"none\": the connection would not be "
+                        "encrypted");
+      }
+    }
+  }
   if (account.state_dir.empty() && !account.maildir.empty()) {
-    account.state_dir = account.maildir + "/.mailmirror";
+    account.state_dir = NormalPath(account.maildir + "/.mailmirror");
   }
   return account;
 }
@@ -751,6 +813,72 @@ Status CheckConfigText(std::string_view text, const std::string& path) {
   return Status::Ok();
 }
 
+// A directory an account owns: its maildir or its state_dir.
+struct OwnedDir {
+  const AccountConfig* account;
+  const char* key;       // "maildir" or "state_dir"
+  std::string path;      // as configured (normalised)
+  std::string resolved;  // ResolvePath(path)
+};
+
+std::string Describe(const OwnedDir& dir) {
+  return "account " + dir.account->name + "'s " + dir.key + " " + dir.path;
+}
+
+// Two accounts syncing into one tree would take each other's files for
+// messages deleted or added locally, and share one index and lock. Checks
+// every pair of accounts (in file order, with the line of each table), both
+// as written and with symbolic links followed.
+Status CheckAccountsApart(const Validator& v,
+                          const std::vector<std::pair<uint32_t, AccountConfig>>& accounts) {
+  std::vector<std::vector<OwnedDir>> dirs;
+  for (const auto& [line, account] : accounts) {
+    dirs.emplace_back();
+    if (!account.maildir.empty()) {
+      dirs.back().push_back({&account, "maildir", account.maildir, ResolvePath(account.maildir)});
+    }
+    if (!account.state_dir.empty()) {
+      dirs.back().push_back(
+          {&account, "state_dir", account.state_dir, ResolvePath(account.state_dir)});
+    }
+  }
+  for (size_t j = 1; j < dirs.size(); ++j) {
+    for (size_t i = 0; i < j; ++i) {
+      for (const OwnedDir& a : dirs[i]) {
+        for (const OwnedDir& b : dirs[j]) {
+          const bool written = IsSameOrInside(a.path, b.path) || IsSameOrInside(b.path, a.path);
+          if (!written && !IsSameOrInside(a.resolved, b.resolved) &&
+              !IsSameOrInside(b.resolved, a.resolved)) {
+            continue;
+          }
+          const std::string& pa = written ? a.path : a.resolved;
+          const std::string& pb = written ? b.path : b.resolved;
+          const bool same = pa == pb;
+          const bool b_inside = same || IsSameOrInside(pb, pa);
+          const OwnedDir& inner = b_inside ? b : a;
+          const OwnedDir& outer = b_inside ? a : b;
+          std::string what;
+          if (same && written && std::strcmp(a.key, b.key) == 0) {
+            what = "accounts " + a.account->name + " and " + b.account->name + " both use the " +
+                   (std::strcmp(a.key, "maildir") == 0 ? "Maildir " : "state_dir ") + a.path;
+          } else {
+            what = Describe(inner) + (same ? " is " : " is inside ") + Describe(outer);
+          }
+          if (!written) {
+            what += same ? " (both are " + pa + " after following symbolic links)"
+                         : " (after following symbolic links: " + inner.resolved + " is inside " +
+                               outer.resolved + ")";
+          }
+          toml::source_region where{};
+          where.begin.line = accounts[j].first;
+          return v.At(where, "", what + ": each account needs its own maildir (and state_dir)");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> ParseConfig(const std::string& text, const std::string& path) {
@@ -792,7 +920,15 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   }
   std::stable_sort(by_line.begin(), by_line.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [line, account] : by_line) config.accounts.push_back(std::move(account));
+  if (Status apart = CheckAccountsApart(v, by_line); !apart.ok()) return apart.error();
+  for (auto& [line, account] : by_line) {
+    if (account.tls == TlsMode::kNone && !IsLoopbackHost(account.host)) {
+      config.warnings.push_back("account " + account.name + ": tls = \"none\" with host " +
+                                account.host +
+                                ", not this machine: the password and mail travel unencrypted");
+    }
+    config.accounts.push_back(std::move(account));
+  }
   if (const toml::node* migrations = root.get("migrations")) {
     if (migrations->as_table() == nullptr) {
       return v.At(migrations->source(), "migrations", "expected tables: [migrations.NAME]");
@@ -837,47 +973,29 @@ Result<Config> LoadConfig(const std::string& path) {
   text << in.rdbuf();
   Result<Config> config = ParseConfig(text.str(), path);
   if (!config.ok()) return config;
+  // Secrets the file itself holds make it worth keeping from other users.
+  std::string secrets;
+  bool has_password = false;
+  for (const AccountConfig& account : config->accounts) {
+    for (const auto& [key, value] :
+         {std::pair<const char*, const std::string*>{"password", &account.password},
+          {"oauth_client_secret", &account.oauth_client_secret}}) {
+      if (value->empty()) continue;
+      if (!secrets.empty()) secrets += ", ";
+      secrets += std::string(key) + " of account " + account.name;
+      has_password = has_password || std::strcmp(key, "password") == 0;
+    }
+  }
   struct stat st {};
-  const bool has_password =
-      std::any_of(config->accounts.begin(), config->accounts.end(),
-                  [](const AccountConfig& account) { return !account.password.empty(); });
-  if (has_password && ::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+  if (!secrets.empty() && ::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
     char mode[8];
     (void)std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    config->warnings.push_back("config file " + path + " holds a password and is readable by " +
-                               ((st.st_mode & 007) != 0 ? "everyone" : "its group") + " (mode " +
-                               mode + "): chmod 600 " + path +
-                               ", or move the password to password_cmd");
+    config->warnings.push_back(
+        "config file " + path + " holds secrets (" + secrets + ") and is readable by " +
+        ((st.st_mode & 007) != 0 ? "everyone" : "its group") + " (mode " + mode + "): chmod 600 " +
+        path + (has_password ? ", or move the password to password_cmd" : ""));
   }
   return config;
-}
-
-Result<std::string> RunSecretCommand(const AccountConfig& account, const std::string& key,
-                                     const std::string& command) {
-  std::FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    return MakeError(ErrorKind::kConfig, "account " + account.name + ": cannot run " + key + ": " +
-                                             std::strerror(errno));
-  }
-  std::string output;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  int status = ::pclose(pipe);
-  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string how = status != -1 && WIFEXITED(status)
-                          ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                          : "failed";
-    return MakeError(ErrorKind::kConfig,
-                     "account " + account.name + ": " + key + " " + how + ": " + command);
-  }
-  std::string line = output.substr(0, output.find('\n'));
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) {
-    return MakeError(ErrorKind::kConfig,
-                     "account " + account.name + ": " + key + " printed nothing: " + command);
-  }
-  return line;
 }
 
 Result<std::string> ResolvePassword(const AccountConfig& account) {

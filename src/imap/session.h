@@ -331,6 +331,9 @@ class Session : private ResponseHandler, private LiteralSink {
   const Capabilities& capabilities() const { return capabilities_; }
   const std::set<std::string>& enabled() const { return enabled_; }
   bool authenticated() const { return state_ == State::kAuthenticated; }
+  // Part of a response has arrived and the rest has not (a trickling
+  // server shows here, not as silence).
+  bool mid_response() const { return !parser_.idle(); }
   // The error that ended the session, if one did.
   const std::optional<Error>& failure() const { return failure_; }
   bool compressed() const { return compression_ != nullptr; }

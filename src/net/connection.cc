@@ -232,6 +232,32 @@ struct Connection::Impl {
     return false;
   }
 
+  void SetMidResponse(bool mid_response) {
+    if (mid_response == mid_response_) return;
+    mid_response_ = mid_response;
+    if (!RateApplies() || state_ != State::kOpen) return;
+    // A new window from now; the timer must fire by its end.
+    window_start_ms_ = uv_now(loop_);
+    window_bytes_ = 0;
+    if (uv_timer_get_due_in(&timer_) > options_.read_timeout_ms) {
+      uv_timer_start(&timer_, OnTimer, options_.read_timeout_ms, 0);
+    }
+  }
+
+  void Abort(const Error& error) {
+    if (state_ == State::kIdle || state_ == State::kClosed) return;
+    Fail(error);
+  }
+
+  void StartReadTimer() {
+    last_read_ms_ = uv_now(loop_);
+    if (options_.read_timeout_ms > 0) {
+      uv_timer_start(&timer_, OnTimer, options_.read_timeout_ms, 0);
+    } else {
+      uv_timer_stop(&timer_);
+    }
+  }
+
  private:
   // --- Setup ------------------------------------------------------------
 
@@ -408,6 +434,7 @@ struct Connection::Impl {
       return;
     }
     impl->last_read_ms_ = uv_now(impl->loop_);
+    impl->window_bytes_ += static_cast<uint64_t>(nread);
     impl->HandleBytes(std::string_view(buf->base, static_cast<size_t>(nread)));
   }
 
@@ -676,13 +703,8 @@ struct Connection::Impl {
 
   // --- Timers ---------------------------------------------------------------
 
-  void StartReadTimer() {
-    last_read_ms_ = uv_now(loop_);
-    if (options_.read_timeout_ms > 0) {
-      uv_timer_start(&timer_, OnTimer, options_.read_timeout_ms, 0);
-    } else {
-      uv_timer_stop(&timer_);
-    }
+  bool RateApplies() const {
+    return mid_response_ && options_.min_rate > 0 && options_.read_timeout_ms > 0;
   }
 
   static void OnTimer(uv_timer_t* timer) {
@@ -708,13 +730,31 @@ struct Connection::Impl {
       case State::kOpen: {
         // The timer is not restarted on every read (that would be a heap
         // operation per packet); it checks the last read time when it fires.
-        uint64_t idle = uv_now(loop_) - last_read_ms_;
-        if (idle < options_.read_timeout_ms) {
-          uv_timer_start(&timer_, OnTimer, options_.read_timeout_ms - idle, 0);
+        const uint64_t now = uv_now(loop_);
+        const uint64_t idle = now - last_read_ms_;
+        if (idle >= options_.read_timeout_ms) {
+          Fail(ErrorKind::kTemporary, "no data from " + endpoint_ + " for " +
+                                          FormatSeconds(options_.read_timeout_ms) + " s");
           return;
         }
-        Fail(ErrorKind::kTemporary, "no data from " + endpoint_ + " for " +
-                                        FormatSeconds(options_.read_timeout_ms) + " s");
+        uint64_t next = options_.read_timeout_ms - idle;
+        if (RateApplies()) {
+          const uint64_t window = options_.read_timeout_ms;
+          if (now - window_start_ms_ >= window) {
+            const uint64_t floor = uint64_t{options_.min_rate} * window / 1000;
+            if (window_bytes_ < floor) {
+              Fail(ErrorKind::kTemporary,
+                   endpoint_ + " sent only " + std::to_string(window_bytes_) + " bytes in " +
+                       FormatSeconds(window) + " s while answering (min_rate is " +
+                       std::to_string(options_.min_rate) + " bytes/s)");
+              return;
+            }
+            window_start_ms_ = now;
+            window_bytes_ = 0;
+          }
+          next = std::min(next, window - (now - window_start_ms_));
+        }
+        uv_timer_start(&timer_, OnTimer, std::max<uint64_t>(next, 1), 0);
         return;
       }
       case State::kClosing:
@@ -834,6 +874,11 @@ struct Connection::Impl {
   uv_timer_t timer_{};  // connect deadline, then read timeout, then close grace
   bool timer_open_ = false;
   uint64_t last_read_ms_ = 0;
+  // The rate floor (ConnectOptions::min_rate): while a response is under
+  // way, bytes received since the window began.
+  bool mid_response_ = false;
+  uint64_t window_start_ms_ = 0;
+  uint64_t window_bytes_ = 0;
 
   ResolveRequest* resolve_request_ = nullptr;
   std::vector<sockaddr_storage> addresses_;
@@ -872,6 +917,10 @@ void Connection::Write(std::string_view data) { impl_->Write(data); }
 void Connection::StartTls() { impl_->StartTls(); }
 
 void Connection::Close() { impl_->Close(); }
+
+void Connection::Abort(const Error& error) { impl_->Abort(error); }
+
+void Connection::SetMidResponse(bool mid_response) { impl_->SetMidResponse(mid_response); }
 
 bool Connection::tls_active() const { return impl_->tls_active(); }
 

@@ -35,6 +35,10 @@ struct ConnectOptions {
   std::string pinned_sha256;
   uint32_t connect_timeout_ms = 30000;  // resolve + TCP connect + TLS handshake
   uint32_t read_timeout_ms = 120000;    // no bytes received for this long
+  // Bytes per second a response must at least arrive at once it has begun
+  // (SetMidResponse), over windows of read_timeout_ms: a server trickling a
+  // byte at a time never looks idle, but is cut like a stalled one. 0: none.
+  uint32_t min_rate = 0;
 };
 
 class ConnectionObserver {
@@ -73,6 +77,12 @@ class Connection {
 
   // Closes the connection; OnClosed(ok) follows from the loop.
   void Close();
+  // Closes the connection at once; OnClosed(error) follows from the loop.
+  void Abort(const Error& error);
+
+  // Whether the reader holds part of a response and waits for the rest:
+  // while it does, ConnectOptions::min_rate applies.
+  void SetMidResponse(bool mid_response);
 
   bool tls_active() const;
 

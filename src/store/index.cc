@@ -85,7 +85,9 @@ constexpr uint8_t kRecordFormat = 1;       // messages; folders written by schem
 constexpr uint8_t kRecordFormatGmail = 2;  // messages with a gm_msgid
 constexpr uint8_t kFolderFormatV2 = 2;
 constexpr uint8_t kFolderFormat = 3;
-constexpr unsigned int kMaxDbs = 8;  // seven used, room for one more
+// Named databases at most: nine are in use; LMDB's cost per slot is a few
+// bytes, so there is room for years of schema growth.
+constexpr unsigned int kMaxDbs = 32;
 // The file is sparse, so a large map costs address space, not disk.
 constexpr uint64_t kDefaultMapSize = sizeof(void*) >= 8 ? (uint64_t{8} << 30) : (uint64_t{1} << 30);
 constexpr uint64_t kMapSizeGranule = 64 * 1024;  // a multiple of any page size
@@ -95,6 +97,7 @@ constexpr int kMaxMapGrowths = 32;
 constexpr size_t kMaxDirectFolderKey = 400;
 constexpr std::string_view kSchemaVersionKey = "schema_version";
 constexpr std::string_view kNextFolderIdKey = "next_folder_id";
+constexpr std::string_view kAccountKey = "account";
 
 // --- Byte encodings.
 
@@ -526,6 +529,8 @@ class LmdbIndex final : public Index {
                                                   uint32_t folder_id) override;
   Result<std::optional<CopyTargetState>> GetCopyTarget(std::string_view target,
                                                        std::string_view raw_name) override;
+  Result<std::vector<RefusedFile>> ListRefused(uint32_t folder_id) override;
+  Status ClaimAccount(std::string_view identity) override;
   Result<uint32_t> AllocateFolderId() override;
   Status Commit(Batch& batch) override;
 
@@ -536,8 +541,9 @@ class LmdbIndex final : public Index {
   template <typename Fn>
   Status Write(Fn&& apply);
   Status GrowMap();
-  int BeginTxn(unsigned int flags, MDB_txn** txn);
-  Status BeginRead(TxnGuard& txn);
+  // `held`: the caller's shared map lock, let go while the map is resized.
+  int BeginTxn(unsigned int flags, MDB_txn** txn, std::shared_lock<std::shared_mutex>& held);
+  Status BeginRead(TxnGuard& txn, std::shared_lock<std::shared_mutex>& held);
 
   Status InitSchema(WriteTxn& txn);
   Result<uint32_t> NextFolderId(WriteTxn& txn);
@@ -546,8 +552,9 @@ class LmdbIndex final : public Index {
   Status Apply(WriteTxn& txn, const Batch::PutMessageOp& op);
   Status Apply(WriteTxn& txn, const Batch::DeleteMessageOp& op);
   Status Apply(WriteTxn& txn, const Batch::ClearFolderOp& op);
-  Status Apply(WriteTxn& txn, const Batch::PutCopyOp& op);
-  Status Apply(WriteTxn& txn, const Batch::ClearCopiesOp& op);
+  Status Apply(WriteTxn& txn, const Batch::PutRawOp& op);
+  Status Apply(WriteTxn& txn, const Batch::ClearRawOp& op);
+  MDB_dbi RawDbi(Batch::RawDb db) const { return db == Batch::RawDb::kCopies ? copies_ : refused_; }
   // The copies database's value for `key` as two LE32, or nullopt.
   Result<std::optional<std::pair<uint32_t, uint32_t>>> GetCopyValue(const std::string& key);
   Status RemoveStem(WriteTxn& txn, uint32_t folder_id, uint32_t uid, std::string_view stem);
@@ -579,6 +586,7 @@ class LmdbIndex final : public Index {
   MDB_dbi digests_ = 0;
   MDB_dbi gm_msgids_ = 0;
   MDB_dbi copies_ = 0;
+  MDB_dbi refused_ = 0;
   std::optional<OpenDirectories::Id> registered_;
   std::shared_mutex map_mutex_;  // readers shared, GrowMap exclusive
 };
@@ -691,6 +699,7 @@ Status LmdbIndex::InitSchema(WriteTxn& txn) {
       {"digests", MDB_DUPSORT | MDB_DUPFIXED, &digests_},
       {"gm_msgids", MDB_DUPSORT | MDB_DUPFIXED, &gm_msgids_},
       {"copies", 0, &copies_},
+      {"refused", 0, &refused_},
   };
   for (const Db& db : dbs) {
     if (int open_rc = mdb_dbi_open(txn.get(), db.name, db.flags | MDB_CREATE, db.dbi);
@@ -703,18 +712,25 @@ Status LmdbIndex::InitSchema(WriteTxn& txn) {
 
 // --- Transactions.
 
-int LmdbIndex::BeginTxn(unsigned int flags, MDB_txn** txn) {
+int LmdbIndex::BeginTxn(unsigned int flags, MDB_txn** txn,
+                        std::shared_lock<std::shared_mutex>& held) {
   int rc = mdb_txn_begin(env_, nullptr, flags, txn);
-  if (rc == MDB_MAP_RESIZED) {
-    // Another process grew the map: adopt its size (0 = the stored size).
+  if (rc != MDB_MAP_RESIZED) return rc;
+  // Another process grew the map: adopt its size (0 = the stored size).
+  // LMDB allows that only while no transaction of this process is open, and
+  // every transaction runs under the shared map lock: take it exclusively.
+  held.unlock();
+  {
+    std::unique_lock exclusive(map_mutex_);
     rc = mdb_env_set_mapsize(env_, 0);
-    if (rc == MDB_SUCCESS) rc = mdb_txn_begin(env_, nullptr, flags, txn);
   }
+  held.lock();
+  if (rc == MDB_SUCCESS) rc = mdb_txn_begin(env_, nullptr, flags, txn);
   return rc;
 }
 
-Status LmdbIndex::BeginRead(TxnGuard& txn) {
-  int rc = BeginTxn(MDB_RDONLY, txn.out());
+Status LmdbIndex::BeginRead(TxnGuard& txn, std::shared_lock<std::shared_mutex>& held) {
+  int rc = BeginTxn(MDB_RDONLY, txn.out(), held);
   if (rc != MDB_SUCCESS) return ReadError(rc, "begin read transaction");
   return Status::Ok();
 }
@@ -722,8 +738,9 @@ Status LmdbIndex::BeginRead(TxnGuard& txn) {
 template <typename Fn>
 Status LmdbIndex::Write(Fn&& apply) {
   for (int growths = 0;; ++growths) {
+    std::shared_lock map_lock(map_mutex_);  // see GrowMap
     TxnGuard guard;
-    if (int rc = BeginTxn(0, guard.out()); rc != MDB_SUCCESS) {
+    if (int rc = BeginTxn(0, guard.out(), map_lock); rc != MDB_SUCCESS) {
       return Error{ErrorKind::kIo, "begin write transaction: " + LmdbText(rc)};
     }
     WriteTxn txn(guard.get());
@@ -735,6 +752,7 @@ Status LmdbIndex::Write(Fn&& apply) {
       status = txn.Fail(rc, "");  // the caller's context says "commit"
     }
     guard.Abort();  // mdb_env_set_mapsize needs no write transaction active
+    map_lock.unlock();
     if (txn.rc() != MDB_MAP_FULL || growths == kMaxMapGrowths) return status;
     if (Status grown = GrowMap(); !grown.ok()) {
       return grown.error().Wrap(status.error().message);
@@ -743,8 +761,8 @@ Status LmdbIndex::Write(Fn&& apply) {
 }
 
 // mdb_env_set_mapsize needs every transaction of the process ended: read
-// transactions may run on another thread than Commit, so they hold the map
-// lock shared and this holds it exclusively.
+// transactions may run on another thread than Commit, so every transaction
+// holds the map lock shared and this holds it exclusively.
 Status LmdbIndex::GrowMap() {
   std::unique_lock map_lock(map_mutex_);
   MDB_envinfo info = {};
@@ -768,7 +786,7 @@ Result<std::optional<FolderRecord>> LmdbIndex::GetFolder(std::string_view remote
   if (remote_name.empty()) return std::optional<FolderRecord>();
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   std::string key_bytes = FolderKey(remote_name);
   MDB_val key = Val(key_bytes);
   MDB_val value;
@@ -785,7 +803,7 @@ Result<std::optional<FolderRecord>> LmdbIndex::GetFolder(std::string_view remote
 Result<std::vector<FolderRecord>> LmdbIndex::ListFolders() {
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   CursorGuard cursor;
   if (int rc = mdb_cursor_open(txn.get(), folders_, cursor.out()); rc != MDB_SUCCESS) {
     return ReadError(rc, "list folders");
@@ -815,7 +833,7 @@ template <typename Visit>
 Status LmdbIndex::ForEachMessage(uint32_t folder_id, std::string_view what, Visit&& visit) {
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s;
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s;
   CursorGuard cursor;
   if (int rc = mdb_cursor_open(txn.get(), messages_, cursor.out()); rc != MDB_SUCCESS) {
     return ReadError(rc, what);
@@ -864,7 +882,7 @@ Result<std::vector<MessageRecord>> LmdbIndex::GetMessages(uint32_t folder_id,
                                                           const std::vector<uint32_t>& uids) {
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   std::vector<MessageRecord> messages;
   messages.reserve(uids.size());
   for (uint32_t uid : uids) {
@@ -886,7 +904,7 @@ Result<std::optional<uint32_t>> LmdbIndex::UidForStem(uint32_t folder_id, std::s
   if (stem.empty()) return std::optional<uint32_t>();
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   std::string key_bytes = StemKey(folder_id, stem);
   MDB_val key = Val(key_bytes);
   MDB_val value;
@@ -910,7 +928,7 @@ Result<std::vector<std::pair<uint32_t, CopyMark>>> LmdbIndex::ListCopies(std::st
   std::vector<std::pair<uint32_t, CopyMark>> copies;
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   CursorGuard cursor;
   if (int rc = mdb_cursor_open(txn.get(), copies_, cursor.out()); rc != MDB_SUCCESS) {
     return ReadError(rc, "list copies");
@@ -936,7 +954,7 @@ Result<std::optional<std::pair<uint32_t, uint32_t>>> LmdbIndex::GetCopyValue(
     const std::string& key_bytes) {
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   MDB_val key = Val(key_bytes);
   MDB_val value;
   int rc = mdb_get(txn.get(), copies_, &key, &value);
@@ -972,7 +990,7 @@ Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindReverse(MDB_db
   if (value == 0) return found;
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
   CursorGuard cursor;
   if (int rc = mdb_cursor_open(txn.get(), dbi, cursor.out()); rc != MDB_SUCCESS) {
     return ReadError(rc, std::string("find ") + what);
@@ -1124,6 +1142,9 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::DeleteFolderOp& op) {
     return Corrupt("record of folder \"" + name + "\"");
   }
   if (Status s = Apply(txn, Batch::ClearFolderOp{stored.id}); !s.ok()) return s;
+  if (Status s = Apply(txn, Batch::ClearRawOp{Batch::RawDb::kRefused, Be32(stored.id)}); !s.ok()) {
+    return s;
+  }
   if (Status s =
           txn.Check(mdb_del(txn.get(), folders_, &key, nullptr), "delete folder \"" + name + "\"");
       !s.ok()) {
@@ -1329,16 +1350,16 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearFolderOp& op) {
   return Status::Ok();
 }
 
-Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutCopyOp& op) {
+Status LmdbIndex::Apply(WriteTxn& txn, const Batch::PutRawOp& op) {
   MDB_val key = Val(op.key);
   MDB_val value = Val(op.value);
-  return txn.Check(mdb_put(txn.get(), copies_, &key, &value, 0), "put copy record");
+  return txn.Check(mdb_put(txn.get(), RawDbi(op.db), &key, &value, 0), "put record");
 }
 
-Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearCopiesOp& op) {
+Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearRawOp& op) {
   CursorGuard cursor;
-  if (int rc = mdb_cursor_open(txn.get(), copies_, cursor.out()); rc != MDB_SUCCESS) {
-    return txn.Fail(rc, "clear copy records");
+  if (int rc = mdb_cursor_open(txn.get(), RawDbi(op.db), cursor.out()); rc != MDB_SUCCESS) {
+    return txn.Fail(rc, "clear records");
   }
   MDB_val key = Val(op.prefix);
   MDB_val value;
@@ -1346,11 +1367,65 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearCopiesOp& op) {
   for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
     if (View(key).substr(0, op.prefix.size()) != op.prefix) break;
     if (op.exact && View(key).size() != op.prefix.size()) break;
-    if (Status s = txn.Check(mdb_cursor_del(cursor.get(), 0), "clear copy records"); !s.ok()) {
+    if (Status s = txn.Check(mdb_cursor_del(cursor.get(), 0), "clear records"); !s.ok()) {
       return s;
     }
   }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return txn.Fail(rc, "clear copy records");
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return txn.Fail(rc, "clear records");
+  return Status::Ok();
+}
+
+Result<std::vector<RefusedFile>> LmdbIndex::ListRefused(uint32_t folder_id) {
+  std::shared_lock map_lock(map_mutex_);  // see GrowMap
+  TxnGuard txn;
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
+  CursorGuard cursor;
+  if (int rc = mdb_cursor_open(txn.get(), refused_, cursor.out()); rc != MDB_SUCCESS) {
+    return ReadError(rc, "list refused files");
+  }
+  const std::string prefix = Be32(folder_id);
+  std::vector<RefusedFile> files;
+  MDB_val key = Val(prefix);
+  MDB_val value;
+  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
+    std::string_view name = View(key);
+    if (name.substr(0, prefix.size()) != prefix) break;
+    std::string_view data = View(value);
+    if (data.size() < 8) return Corrupt("a refused-file record is too short");
+    RefusedFile file;
+    file.file_name = std::string(name.substr(prefix.size()));
+    for (int i = 0; i < 8; ++i) file.fingerprint = (file.fingerprint << 8) | uint8_t(data[i]);
+    file.reason = std::string(data.substr(8));
+    files.push_back(std::move(file));
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list refused files");
+  return files;
+}
+
+Status LmdbIndex::ClaimAccount(std::string_view identity) {
+  std::string recorded;
+  Status status = Write([&](WriteTxn& txn) -> Status {
+    MDB_val key = Val(kAccountKey);
+    MDB_val value;
+    int rc = mdb_get(txn.get(), meta_, &key, &value);
+    if (rc == MDB_SUCCESS) {
+      recorded = std::string(View(value));
+      return Status::Ok();
+    }
+    if (rc != MDB_NOTFOUND) return txn.Fail(rc, "read the account");
+    MDB_val mine = Val(identity);
+    return txn.Check(mdb_put(txn.get(), meta_, &key, &mine, 0), "record the account");
+  });
+  if (!status.ok()) return status.error().Wrap("index " + dir_);
+  if (!recorded.empty() && recorded != identity) {
+    return Error{ErrorKind::kConfig,
+                 "the index in " + dir_ + " belongs to " + Printable(recorded) + ", not to " +
+                     Printable(std::string(identity)) +
+                     ": two accounts cannot share one Maildir or state_dir; give each account "
+                     "its own (if the account only moved to another server name, `mailmirror "
+                     "repair` rebuilds the index from the Maildir)"};
+  }
   return Status::Ok();
 }
 
@@ -1360,23 +1435,35 @@ void Index::Batch::PutCopy(std::string_view target, uint32_t folder_id, uint32_t
                            CopyMark mark) {
   std::string key = CopyMessagePrefix(target, folder_id);
   AppendBe32(key, uid);
-  ops_.emplace_back(PutCopyOp{std::move(key), TwoLe32(mark.uidvalidity, mark.uid)});
+  ops_.emplace_back(PutRawOp{RawDb::kCopies, std::move(key), TwoLe32(mark.uidvalidity, mark.uid)});
 }
 
 void Index::Batch::ResetCopies(std::string_view target, uint32_t folder_id, CopySource source) {
-  ops_.emplace_back(ClearCopiesOp{CopyMessagePrefix(target, folder_id)});
-  ops_.emplace_back(
-      PutCopyOp{CopySourceKey(target, folder_id), TwoLe32(source.uidvalidity, source.fingerprint)});
+  ops_.emplace_back(ClearRawOp{RawDb::kCopies, CopyMessagePrefix(target, folder_id)});
+  ops_.emplace_back(PutRawOp{RawDb::kCopies, CopySourceKey(target, folder_id),
+                             TwoLe32(source.uidvalidity, source.fingerprint)});
 }
 
 void Index::Batch::ForgetCopyTarget(std::string_view target, std::string_view raw_name) {
-  ops_.emplace_back(ClearCopiesOp{CopyTargetKey(target, raw_name), /*exact=*/true});
+  ops_.emplace_back(ClearRawOp{RawDb::kCopies, CopyTargetKey(target, raw_name), /*exact=*/true});
 }
 
 void Index::Batch::PutCopyTarget(std::string_view target, std::string_view raw_name,
                                  CopyTargetState state) {
-  ops_.emplace_back(
-      PutCopyOp{CopyTargetKey(target, raw_name), TwoLe32(state.uidvalidity, state.uidnext)});
+  ops_.emplace_back(PutRawOp{RawDb::kCopies, CopyTargetKey(target, raw_name),
+                             TwoLe32(state.uidvalidity, state.uidnext)});
+}
+
+void Index::Batch::PutRefused(uint32_t folder_id, const RefusedFile& file) {
+  std::string key = Be32(folder_id) + file.file_name;
+  std::string value;
+  AppendBe64(value, file.fingerprint);
+  value += file.reason;
+  ops_.emplace_back(PutRawOp{RawDb::kRefused, std::move(key), std::move(value)});
+}
+
+void Index::Batch::ClearRefused(uint32_t folder_id) {
+  ops_.emplace_back(ClearRawOp{RawDb::kRefused, Be32(folder_id)});
 }
 
 void Index::Batch::PutFolder(const FolderRecord& folder) { ops_.emplace_back(PutFolderOp{folder}); }

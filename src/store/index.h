@@ -91,6 +91,16 @@ struct CopyTargetState {
   uint32_t uidnext = 0;
 };
 
+// A local file of a folder that is no message or could not be uploaded
+// (a symbolic link, a FIFO, a malformed name, an empty file, NUL bytes, a
+// message the server refused): reported once, then left alone while it
+// stays as it was.
+struct RefusedFile {
+  std::string file_name;     // "cur/<name>" or "new/<name>"
+  uint64_t fingerprint = 0;  // of its size, change time and inode: a change means "try again"
+  std::string reason;        // for status and the log
+};
+
 // Tuning for Index::Open; the defaults suit production.
 struct IndexOptions {
   // Initial size of the memory map, which bounds the database file until the
@@ -150,6 +160,15 @@ class Index {
   virtual Result<std::optional<CopyTargetState>> GetCopyTarget(std::string_view target,
                                                                std::string_view raw_name) = 0;
 
+  // The refused files of a folder, by file name.
+  virtual Result<std::vector<RefusedFile>> ListRefused(uint32_t folder_id) = 0;
+
+  // The account the index belongs to (e.g. "alice@imap.example.org:993"):
+  // recorded by the first call, compared by every later one, so that two
+  // accounts never share one Maildir through one index. Errors: kConfig
+  // naming both accounts when `identity` differs from the recorded one.
+  virtual Status ClaimAccount(std::string_view identity) = 0;
+
   // --- Writes, batched: nothing is visible or durable until Commit.
   // Operations apply in the order they were added, so a batch may delete a
   // message and put another that reuses its stem.
@@ -183,6 +202,10 @@ class Index {
     void PutCopyTarget(std::string_view target, std::string_view raw_name, CopyTargetState state);
     // Forgets a target folder's state: its next run looks at all of it.
     void ForgetCopyTarget(std::string_view target, std::string_view raw_name);
+    // Records a refused file of the folder (replacing one of the same name).
+    void PutRefused(uint32_t folder_id, const RefusedFile& file);
+    // Forgets every refused file of the folder (before putting the current ones).
+    void ClearRefused(uint32_t folder_id);
     // Moves `other`'s operations to the end of this batch, in their order.
     void Append(Batch& other) {
       ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),
@@ -212,18 +235,21 @@ class Index {
     struct ClearFolderOp {
       uint32_t folder_id;
     };
-    // Migration records: one key, or every key under a prefix, of the
-    // copies database (keys built in index.cc).
-    struct PutCopyOp {
+    // Records of the plain key-value databases (migration copies, refused
+    // files): one key, or every key under a prefix (keys built in index.cc).
+    enum class RawDb { kCopies, kRefused };
+    struct PutRawOp {
+      RawDb db;
       std::string key;
       std::string value;
     };
-    struct ClearCopiesOp {
+    struct ClearRawOp {
+      RawDb db;
       std::string prefix;
       bool exact = false;  // only the key equal to `prefix`
     };
     using Op = std::variant<PutFolderOp, DeleteFolderOp, PutMessageOp, DeleteMessageOp,
-                            ClearFolderOp, PutCopyOp, ClearCopiesOp>;
+                            ClearFolderOp, PutRawOp, ClearRawOp>;
     std::vector<Op> ops_;
   };
 

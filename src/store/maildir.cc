@@ -49,6 +49,26 @@ constexpr FlagInfo kFlags[] = {
     {'S', kFlagSeen, "\\Seen"},          {'T', kFlagDeleted, "\\Deleted"},
 };
 
+FileKind KindOfEntry(unsigned char d_type) {
+  switch (d_type) {
+    case DT_REG:
+      return FileKind::kRegular;
+    case DT_LNK:
+      return FileKind::kSymlink;
+    case DT_DIR:
+      return FileKind::kDirectory;
+    case DT_FIFO:
+      return FileKind::kFifo;
+    case DT_SOCK:
+      return FileKind::kSocket;
+    case DT_CHR:
+    case DT_BLK:
+      return FileKind::kDevice;
+    default:
+      return FileKind::kOther;
+  }
+}
+
 uint32_t FlagFromLetter(char letter) {
   for (const FlagInfo& info : kFlags) {
     if (info.letter == letter) return info.bit;
@@ -56,35 +76,7 @@ uint32_t FlagFromLetter(char letter) {
   return 0;
 }
 
-std::string ErrnoText(int err) { return std::generic_category().message(err); }
-
-Error IoError(const std::string& what, int err) {
-  return Error{ErrorKind::kIo, what + ": " + ErrnoText(err)};
-}
-
-// Owns a file descriptor; closing in the destructor is for error paths
-// only, where the close result no longer matters. Paths that need the data
-// to be safe call Close() and check it.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) (void)::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Returns close(2)'s errno, 0 on success. Never retried on EINTR: Linux
-  // has released the descriptor by then.
-  int Close() {
-    int fd = std::exchange(fd_, -1);
-    if (fd < 0) return 0;
-    return ::close(fd) == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
-};
+Error IoError(const std::string& what, int err) { return ErrnoError(what, err); }
 
 int OpenRetrying(const std::string& path, int flags, mode_t mode = 0) {
   int fd = -1;
@@ -370,6 +362,7 @@ class TmpMessageImpl final : public TmpMessage {
 class MaildirFolderImpl final : public MaildirFolder {
  public:
   using MaildirFolder::RenameEntry;
+  using MaildirFolder::Scan;
   explicit MaildirFolderImpl(std::string path) : path_(std::move(path)) {}
 
   const std::string& path() const override { return path_; }
@@ -388,16 +381,32 @@ class MaildirFolderImpl final : public MaildirFolder {
     return std::unique_ptr<TmpMessage>(std::move(message).value());
   }
 
-  Result<std::vector<Entry>> Scan() override {
+  Result<std::vector<Entry>> Scan(std::vector<RefusedEntry>* refused) override {
     std::vector<Entry> entries;
     for (bool in_cur : {true, false}) {
       std::string dir = path_ + (in_cur ? "/cur" : "/new");
-      Status status = ForEachEntry(dir, [&](int /*dir_fd*/, const dirent& entry) {
-        // Subdirectories are never messages; d_type spares a stat when the
-        // file system fills it in (DT_UNKNOWN falls through to parsing).
-        if (entry.d_type == DT_DIR) return Status::Ok();
-        std::optional<MaildirName> name = ParseMaildirName(entry.d_name);
-        if (name) entries.push_back(Entry{std::move(*name), in_cur, entry.d_name});
+      Status status = ForEachEntry(dir, [&](int dir_fd, const dirent& entry) -> Status {
+        // Only regular files are mail. d_type spares a stat when the file
+        // system fills it in; DT_UNKNOWN asks lstat (never following links).
+        FileKind kind = KindOfEntry(entry.d_type);
+        if (entry.d_type == DT_UNKNOWN) {
+          struct stat st {};
+          if (::fstatat(dir_fd, entry.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) return Status::Ok();  // renamed meanwhile
+            return IoError(dir + "/" + entry.d_name, errno);
+          }
+          kind = FileKindOf(st.st_mode);
+        }
+        std::optional<MaildirName> name;
+        if (kind == FileKind::kRegular) name = ParseMaildirName(entry.d_name);
+        if (name) {
+          entries.push_back(Entry{std::move(*name), in_cur, entry.d_name});
+        } else if (refused != nullptr) {
+          refused->push_back(RefusedEntry{entry.d_name, in_cur,
+                                          kind == FileKind::kRegular
+                                              ? "its name is not a Maildir message name"
+                                              : std::string(FileKindName(kind)) + ", not a file"});
+        }
         return Status::Ok();
       });
       if (!status.ok()) return status.error();
@@ -477,17 +486,14 @@ class MaildirFolderImpl final : public MaildirFolder {
                    "not a message file name: \"" + Printable(file_name) + "\""};
     }
     std::string path = path_ + (in_cur ? "/cur/" : "/new/") + file_name;
-    UniqueFd fd(OpenRetrying(path, O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) {
-      int err = errno;
-      return IoError("opening " + path, err);
-    }
+    Result<UniqueFd> fd = OpenRegularFile(path);
+    if (!fd.ok()) return fd.error();
     HashState hash = NewHashState();
     if (!hash) return Error{ErrorKind::kInternal, "cannot allocate an XXH3 state"};
     std::vector<char> buffer(kBufferSize);
     uint64_t size = 0;
     for (;;) {
-      ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+      ssize_t n = ::read(fd->get(), buffer.data(), buffer.size());
       if (n < 0) {
         int err = errno;
         if (err == EINTR) continue;
@@ -701,10 +707,14 @@ std::string NewStem() {
   return out;
 }
 
-Result<std::unique_ptr<MaildirFolder>> MaildirFolder::Open(const std::string& path, bool create) {
+Result<std::unique_ptr<MaildirFolder>> MaildirFolder::Open(const std::string& path, bool create,
+                                                           const std::string& mail_root) {
   std::string root = path;
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   if (root.empty()) return Error{ErrorKind::kIo, "opening Maildir: empty path"};
+  if (!mail_root.empty()) {
+    if (Status inside = CheckNoSymlinkBelow(mail_root, root); !inside.ok()) return inside.error();
+  }
   if (create) {
     if (Status s = MakeDirectories(root); !s.ok()) {
       return s.error().Wrap("creating Maildir " + root);
@@ -720,6 +730,11 @@ Result<std::unique_ptr<MaildirFolder>> MaildirFolder::Open(const std::string& pa
     }
   }
   for (const char* sub : {"/cur", "/new", "/tmp"}) {
+    if (!mail_root.empty()) {
+      if (Status inside = CheckNoSymlinkBelow(mail_root, root + sub); !inside.ok()) {
+        return inside.error();
+      }
+    }
     if (Status s = CheckDirectory(root + sub); !s.ok()) {
       return s.error().Wrap("opening Maildir " + root);
     }

@@ -119,8 +119,12 @@ class TmpMessage {
 class MaildirFolder {
  public:
   // Opens the Maildir at `path`, creating it and its parents (mode 0700)
-  // when `create`. Errors: kIo naming the path.
-  static Result<std::unique_ptr<MaildirFolder>> Open(const std::string& path, bool create);
+  // when `create`. With a `root` (the account's Maildir root, which `path`
+  // lies in), no directory below the root may be a symbolic link: a folder
+  // never leads outside the root (os_errno ELOOP). Errors: kIo naming the
+  // path.
+  static Result<std::unique_ptr<MaildirFolder>> Open(const std::string& path, bool create,
+                                                     const std::string& root = "");
   virtual ~MaildirFolder() = default;
 
   virtual const std::string& path() const = 0;
@@ -135,15 +139,24 @@ class MaildirFolder {
   virtual Result<std::unique_ptr<TmpMessage>> LinkMessage(const std::string& source, uint64_t size,
                                                           uint64_t digest) = 0;
 
-  // Every message name in cur/ and new/ (no stat, no reads), cur/ first.
-  // Dot files, subdirectories (when readdir says so) and names that
-  // ParseMaildirName refuses are skipped. Errors: kIo naming the directory.
+  // Every message in cur/ and new/ (no reads; a stat only where readdir
+  // does not tell the file type), cur/ first. Only regular files whose
+  // names ParseMaildirName accepts are messages; dot files are skipped
+  // silently, anything else (symbolic links, FIFOs, sockets, devices,
+  // subdirectories, malformed names) is listed in `refused` when given.
+  // Errors: kIo naming the directory.
   struct Entry {
     MaildirName name;
     bool in_cur = false;
     std::string file_name;
   };
-  virtual Result<std::vector<Entry>> Scan() = 0;
+  struct RefusedEntry {
+    std::string file_name;
+    bool in_cur = false;
+    std::string reason;  // "a symbolic link, not a file", ...
+  };
+  virtual Result<std::vector<Entry>> Scan(std::vector<RefusedEntry>* refused) = 0;
+  Result<std::vector<Entry>> Scan() { return Scan(nullptr); }
 
   // Removes leftovers of runs that died from tmp/: our own files (IsOwnStem)
   // last modified before `before` (seconds since the epoch) or written by a
@@ -181,7 +194,8 @@ class MaildirFolder {
   }
 
   // Reads a stored message and returns its XXH3-64 digest and size. Errors:
-  // kIo naming the file (ENOENT when a reader renamed it meanwhile: rescan),
+  // kIo naming the file (os_errno ENOENT when a reader renamed it meanwhile:
+  // rescan; kNotRegularFile, util/fs.h, for anything but a regular file),
   // kInternal for a `file_name` that is not a plain file name.
   virtual Result<std::pair<uint64_t, uint64_t>> DigestOf(const std::string& file_name,
                                                          bool in_cur) = 0;

@@ -13,6 +13,7 @@
 
 #include "imap/sequence_set.h"
 #include "sync/account_sync.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 namespace mailmirror::sync {
@@ -102,6 +103,10 @@ Status AccountSync::ScanLocal(FolderJob& job) {
   job.local = nullptr;
   job.local_changed = false;
   job.local_stamp = 0;
+  // A folder leading outside the root is not read (FolderPull refuses it).
+  if (Status inside = CheckNoSymlinkBelow(job.root, job.local_path); !inside.ok()) {
+    return inside.error().os_errno == ELOOP ? Status::Ok() : inside;
+  }
   if (record->has_value() && (*record)->local_stamp != 0 && (*record)->local_stamp == stamp) {
     job.local_stamp = stamp;
     return Status::Ok();  // no file came, went or was renamed since it matched
@@ -120,7 +125,7 @@ Status AccountSync::ScanLocal(FolderJob& job) {
     side->state.known.resize(side->records.size());
   } else {
     Result<std::unique_ptr<store::MaildirFolder>> folder =
-        store::MaildirFolder::Open(job.local_path, /*create=*/false);
+        store::MaildirFolder::Open(job.local_path, /*create=*/false, job.root);
     if (!folder.ok()) {
       // Half made (a run killed while creating it): the sync completes it.
       if (side->records.empty()) {
@@ -246,7 +251,7 @@ Status AccountSync::RecordMoves(const MoveGroup& group, const imap::Session::Mov
     return Status::Ok();
   }
   Result<std::unique_ptr<store::MaildirFolder>> folder =
-      store::MaildirFolder::Open(group.to->local_path, /*create=*/false);
+      store::MaildirFolder::Open(group.to->local_path, /*create=*/false, group.to->root);
   if (!folder.ok()) return folder.error();
   const std::vector<store::MessageRecord>& records = group.from->local->records;
   store::Index::Batch batch;

@@ -43,6 +43,8 @@ void AddCounts(FolderReport& total, const FolderReport& attempt) {
   total.pushed_expunges += attempt.pushed_expunges;
   total.appended += attempt.appended;
   total.too_large += attempt.too_large;
+  total.refused = attempt.refused;  // counted anew by each attempt
+  total.refused_folder = total.refused_folder || attempt.refused_folder;
   total.linked += attempt.linked;
   total.conflicts += attempt.conflicts;
   total.restored += attempt.restored;
@@ -88,6 +90,13 @@ void AccountSync::Start() {
   Result<std::unique_ptr<store::Index>> index = store::Index::Open(account_.state_dir + "/index");
   if (!index.ok()) return Fail(index.error());
   index_ = std::move(index).value();
+  // One account per Maildir: another account's index here means both would
+  // take each other's files for local changes.
+  if (Status mine = index_->ClaimAccount(account_.user + "@" + account_.host + ":" +
+                                         std::to_string(account_.port));
+      !mine.ok()) {
+    return Fail(mine.error());
+  }
   if (account_.gmail_link_labels) {
     gmail_labels_ = std::make_unique<GmailLabels>(
         index_.get(), [this](uint32_t folder_id) { return FolderPathOf(folder_id); });
@@ -239,6 +248,7 @@ FolderJob AccountSync::NewJob(const std::string& remote_name, const std::string&
   job.remote_name = remote_name;
   job.local_name = local_name;
   job.local_path = local_path;
+  job.root = account_.maildir;
   job.log_context = "account " + account_.name + ": folder " + local_name;
   job.run_started = run_started_;
   job.policy.push = account_.direction != SyncDirection::kPull;

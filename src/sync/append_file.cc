@@ -7,16 +7,18 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/fs.h"
 #include "util/strings.h"
 
 namespace mailmirror::sync {
 
 Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::optional<FileForAppend>();
-    return MakeError(ErrorKind::kIo, "reading " + path + ": " + std::strerror(errno));
+  Result<UniqueFd> opened = OpenRegularFile(path);
+  if (!opened.ok()) {
+    if (opened.error().os_errno == ENOENT) return std::optional<FileForAppend>();
+    return opened.error();
   }
+  const int fd = opened->get();
   FileForAppend file;
   struct stat st {};
   if (::fstat(fd, &st) == 0) {
@@ -28,11 +30,7 @@ Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
   for (;;) {
     ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int error = errno;
-      (void)::close(fd);  // read-only: nothing to lose
-      return MakeError(ErrorKind::kIo, "reading " + path + ": " + std::strerror(error));
-    }
+    if (n < 0) return ErrnoError("reading " + path, errno);
     if (n == 0) break;
     for (ssize_t i = 0; i < n; ++i) {
       if (buffer[i] == '\n' && previous != '\r') file.crlf += '\r';
@@ -40,7 +38,6 @@ Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
       previous = buffer[i];
     }
   }
-  (void)::close(fd);
   return std::optional<FileForAppend>(std::move(file));
 }
 

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <set>
@@ -29,6 +30,7 @@
 #include "imap/sequence_set.h"
 #include "sync/append_file.h"
 #include "sync/folder_pull.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 namespace mailmirror::sync {
@@ -395,14 +397,35 @@ Status FolderPull::RescanLocal() {
   return Status::Ok();
 }
 
+RefusedFiles& FolderPull::Refusals() {
+  if (!refused_) {
+    Result<std::vector<store::RefusedFile>> recorded = index_->ListRefused(record_.id);
+    refused_ = std::make_unique<RefusedFiles>(
+        recorded.ok() ? *recorded : std::vector<store::RefusedFile>(), job_.log_context);
+  }
+  return *refused_;
+}
+
+void FolderPull::Refuse(const store::MaildirFolder::Entry& entry, const std::string& reason) {
+  Refusals().Refuse(RefusedFiles::KeyOf(entry.file_name, entry.in_cur),
+                    RefusedFiles::Fingerprint(folder_->EntryPath(entry)), reason);
+}
+
 Status FolderPull::AddNewLocal(const store::MaildirFolder::Entry& entry) {
   Result<std::pair<uint64_t, uint64_t>> digest = folder_->DigestOf(entry.file_name, entry.in_cur);
   if (!digest.ok()) {
     // Renamed or removed by a reader since the scan: next run sees it.
-    if (digest.error().message.find(std::strerror(ENOENT)) != std::string::npos) {
+    if (digest.error().os_errno == ENOENT) return Status::Ok();
+    // Replaced by a link or FIFO since the scan: never read, never sent.
+    if (IsNotRegularFile(digest.error())) {
+      Refuse(entry, digest.error().message.substr(digest.error().message.rfind(" is ") + 4));
       return Status::Ok();
     }
     return digest.error();
+  }
+  if (digest->second == 0) {
+    Refuse(entry, "an empty file, not a message");
+    return Status::Ok();
   }
   new_local_.push_back(NewLocalFile{entry, digest->first, digest->second, false});
   new_local_by_digest_.emplace(digest->first, new_local_.size() - 1);
@@ -410,15 +433,27 @@ Status FolderPull::AddNewLocal(const store::MaildirFolder::Entry& entry) {
 }
 
 // The scan's files the index does not know, except those an interrupted
-// download left and AdoptOrphans took in.
+// download left and AdoptOrphans took in, and those refused before that
+// have not changed since.
 Status FolderPull::PrepareNewLocal() {
   if (!job_.local || !job_.policy.push) return Status::Ok();
+  for (const store::MaildirFolder::RefusedEntry& refused : job_.local->state.refused) {
+    Refusals().Refuse(
+        RefusedFiles::KeyOf(refused.file_name, refused.in_cur),
+        RefusedFiles::Fingerprint(job_.local_path + (refused.in_cur ? "/cur/" : "/new/") +
+                                  refused.file_name),
+        refused.reason);
+  }
   for (const store::MaildirFolder::Entry& entry : job_.local->state.unknown) {
     if (entry.name.uid != 0 &&
         std::binary_search(known_uids_.begin(), known_uids_.end(), entry.name.uid)) {
       Result<std::optional<uint32_t>> owner = index_->UidForStem(record_.id, entry.name.stem);
       if (!owner.ok()) return owner.error();
       if (*owner == entry.name.uid) continue;
+    }
+    if (Refusals().Unchanged(RefusedFiles::KeyOf(entry.file_name, entry.in_cur),
+                             RefusedFiles::Fingerprint(folder_->EntryPath(entry)))) {
+      continue;
     }
     Status added = AddNewLocal(entry);
     if (!added.ok()) return added;
@@ -487,6 +522,21 @@ void FolderPull::FindUploadedBySize(const std::string& uid_set) {
       });
 }
 
+uint64_t FolderPull::UploadLimit() const {
+  uint64_t limit = job_.max_upload_bytes;
+  for (const std::string& item : session_->capabilities().items()) {
+    if (item.rfind("APPENDLIMIT=", 0) != 0) continue;
+    uint64_t value = 0;
+    std::string_view digits = std::string_view(item).substr(12);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec == std::errc() && end == digits.data() + digits.size() && value > 0 &&
+        (limit == 0 || value < limit)) {
+      limit = value;
+    }
+  }
+  return limit;
+}
+
 bool FolderPull::HasUploads() const {
   if (!job_.policy.push || job_.dry_run) return false;
   return std::any_of(new_local_.begin(), new_local_.end(),
@@ -495,8 +545,10 @@ bool FolderPull::HasUploads() const {
 
 // After the download's last commit: uploads, or done.
 void FolderPull::AfterPull(const Status& status) {
-  if (!status.ok() || !HasUploads()) return Finish(status);
-  AppendNext(0);
+  if (!status.ok()) return Finish(status);
+  if (HasUploads()) return AppendNext(0);
+  if (refused_ && (refused_->count() > 0 || refused_->changed())) return FinishAppends();
+  Finish(status);
 }
 
 // One APPEND at a time: a message is read whole (as APPEND's literal needs
@@ -507,22 +559,30 @@ void FolderPull::AppendNext(size_t next) {
   const store::MaildirFolder::Entry& entry = new_local_[next].entry;
   // Above the server's limit (LF line ends only grow as CRLF): the server
   // would refuse it, so it stays here, reported, without being read.
+  const uint64_t limit = UploadLimit();
   auto too_large = [&](uint64_t size) {
-    if (job_.max_upload_bytes == 0 || size <= job_.max_upload_bytes) return false;
-    Log(LogLevel::kWarning, job_.log_context + ": " + entry.file_name + " (" +
-                                std::to_string(size) +
-                                " bytes) is larger than max_upload_size allows; kept here, not "
-                                "uploaded");
+    if (limit == 0 || size <= limit) return false;
+    Refuse(entry, std::to_string(size) + " bytes, larger than the upload limit (" +
+                      std::to_string(limit) +
+                      " bytes: max_upload_size or the server's APPENDLIMIT)");
     ++report_.too_large;
     return true;
   };
   if (too_large(new_local_[next].size)) return AppendNext(next + 1);
   Result<std::optional<FileForAppend>> file = ReadForAppend(folder_->EntryPath(entry));
+  if (!file.ok() && IsNotRegularFile(file.error())) {
+    Refuse(entry, "not a regular file");
+    return AppendNext(next + 1);
+  }
   if (!file.ok() || !file->has_value()) {
     if (!file.ok() && append_status_.ok()) append_status_ = file.error();
     return AppendNext(next + 1);
   }
   if (too_large((*file)->crlf.size())) return AppendNext(next + 1);
+  if ((*file)->crlf.find('\0') != std::string::npos) {
+    Refuse(entry, "it holds NUL bytes, which an IMAP upload cannot carry");
+    return AppendNext(next + 1);
+  }
   session_->Append(
       job_.remote_name, store::ImapFlagsFromBits(entry.name.flags),
       imap::FormatInternalDate((*file)->mtime), (*file)->crlf,
@@ -530,12 +590,20 @@ void FolderPull::AppendNext(size_t next) {
        mtime = (*file)->mtime](Result<imap::Session::AppendResult> appended) {
         const NewLocalFile& uploaded = new_local_[next];
         if (!appended.ok()) {
+          // A session that died takes the rest with it.
+          if (!session_->authenticated()) {
+            if (append_status_.ok()) append_status_ = appended.error();
+            return FinishAppends();
+          }
+          // The server refused this message (not a quota or throttle that
+          // passes): kept here and not offered again until it changes.
+          if (appended.error().kind == ErrorKind::kProtocol) {
+            Refuse(uploaded.entry, "the server refused it: " + appended.error().message);
+            return AppendNext(next + 1);
+          }
           Log(LogLevel::kWarning, job_.log_context + ": uploading " + uploaded.entry.file_name +
                                       " failed: " + appended.error().message);
           if (append_status_.ok()) append_status_ = appended.error();
-          // A session that died takes the rest with it; a refused message
-          // does not stop the others.
-          if (!session_->authenticated()) return FinishAppends();
           return AppendNext(next + 1);
         }
         ++report_.appended;
@@ -563,11 +631,15 @@ void FolderPull::AppendNext(size_t next) {
 
 void FolderPull::FinishAppends() {
   auto work = std::make_unique<DiskWork>();
-  work->synced_folders.push_back(folder_.get());
+  if (!appended_records_.empty()) work->synced_folders.push_back(folder_.get());
   for (const store::MessageRecord& record : appended_records_) {
     work->index.PutMessage(record_.id, record);
   }
   appended_records_.clear();
+  if (refused_) {
+    report_.refused = refused_->count();
+    if (refused_->changed()) refused_->AddTo(work->index, record_.id);
+  }
   SubmitDiskWork(std::move(work),
                  [this](const Status& status) { Finish(status.ok() ? append_status_ : status); });
   ReleaseSession();

@@ -11,6 +11,7 @@
 #include "imap/date.h"
 #include "imap/sequence_set.h"
 #include "sync/message_key.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/strings.h"
 
@@ -120,6 +121,15 @@ void FolderPull::Start() {
   }
   record_.local_name = job_.local_name;
 
+  if (Status inside = CheckNoSymlinkBelow(job_.root, job_.local_path); !inside.ok()) {
+    if (inside.error().os_errno != ELOOP) return Finish(inside);
+    // Deliberate (an archive on another disk) or planted, it is the same
+    // risk: mail written or read outside the root. Refused, not failed.
+    report_.refused_folder = true;
+    report_.path = "refused";
+    Log(LogLevel::kWarning, job_.log_context + ": " + inside.error().message);
+    return Finish(Status::Ok());
+  }
   if (!job_.local_status.ok()) return Finish(job_.local_status);
   // No need to select the folder (the Maildir was scanned already).
   if (UnchangedSinceLastSync(job_, record_) && !job_.local_changed) {
@@ -151,7 +161,7 @@ void FolderPull::Start() {
   }
 
   Result<std::unique_ptr<store::MaildirFolder>> folder =
-      store::MaildirFolder::Open(job_.local_path, /*create=*/!job_.dry_run);
+      store::MaildirFolder::Open(job_.local_path, /*create=*/!job_.dry_run, job_.root);
   if (!folder.ok()) return Finish(folder.error());
   folder_ = std::move(folder).value();
   if (!job_.dry_run) {
@@ -352,7 +362,7 @@ bool FolderPull::FilesCarryUids() const {
   struct stat st {};
   if (::stat((job_.local_path + "/cur").c_str(), &st) != 0) return false;
   Result<std::unique_ptr<store::MaildirFolder>> folder =
-      store::MaildirFolder::Open(job_.local_path, /*create=*/false);
+      store::MaildirFolder::Open(job_.local_path, /*create=*/false, job_.root);
   if (!folder.ok()) return false;
   Result<std::vector<store::MaildirFolder::Entry>> entries = (*folder)->Scan();
   return entries.ok() && std::any_of(entries->begin(), entries->end(), carries_uid);
@@ -403,7 +413,16 @@ void FolderPull::SyncKnown() {
   if (known_uids_.empty() || record_.uidnext == 0) {
     if (report_.path.empty()) report_.path = "initial";
     if (job_.dry_run) return CountDryRunNew();
-    return FetchNew();
+    if (known_uids_.empty()) return FetchNew();
+    // An interrupted first download: its messages (indexed, or adopted just
+    // now) may have been expunged by another client since. Later runs ask
+    // only for changes after this one's HIGHESTMODSEQ, so ask now which
+    // still exist; the rest go as any server expunge does.
+    session_->SearchAllUids([this](Result<imap::UidRanges> existing) {
+      if (!existing.ok()) return Finish(existing.error());
+      ApplyKnownChanges({}, *existing, {});
+    });
+    return;
   }
   if (job_.compare_all_flags) return FullScan("flags to merge after matching files");
   const bool modseqs =

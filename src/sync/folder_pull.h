@@ -41,6 +41,7 @@
 #include "sync/gmail_labels.h"
 #include "sync/local_scan.h"
 #include "sync/merge_plan.h"
+#include "sync/refused_files.h"
 
 namespace mailmirror::sync {
 
@@ -54,6 +55,9 @@ struct FolderJob {
   std::string remote_name;  // the server's raw name
   std::string local_name;   // UTF-8, '/'-separated, for messages and the index
   std::string local_path;   // the folder's Maildir directory
+  // The account's Maildir root: nothing below it may be a symbolic link
+  // (a folder never leads outside the root).
+  std::string root;
   // "account work: folder INBOX": what the folder's log lines start with.
   std::string log_context;
   int64_t run_started = 0;  // seconds since the epoch: older tmp/ files are stale
@@ -110,9 +114,16 @@ struct FolderReport {
   uint32_t pushed_expunges = 0;  // messages expunged (or marked \Deleted)
   uint32_t appended = 0;         // new local files uploaded
   uint32_t too_large = 0;        // new local files above max_upload_size: kept, not uploaded
-  uint32_t linked = 0;           // new local files found on the server by content
-  uint32_t conflicts = 0;        // messages changed on both sides (merged)
-  uint32_t restored = 0;         // deleted on one side, changed on the other: kept
+  // Local files that are no message or cannot be uploaded (symbolic links,
+  // FIFOs, malformed names, empty files, NUL bytes, too large, refused by
+  // the server): kept, not uploaded; reported once (RefusedFiles).
+  uint32_t refused = 0;
+  // The folder's directory leads outside the Maildir root (a symbolic
+  // link): neither read nor written.
+  bool refused_folder = false;
+  uint32_t linked = 0;     // new local files found on the server by content
+  uint32_t conflicts = 0;  // messages changed on both sides (merged)
+  uint32_t restored = 0;   // deleted on one side, changed on the other: kept
   // --dry-run: messages that would be downloaded (nothing is).
   uint32_t would_fetch = 0;
   bool uidvalidity_changed = false;
@@ -232,6 +243,9 @@ class FolderPull {
   Status AddNewLocal(const store::MaildirFolder::Entry& entry);
   bool LinkToLocalFile(store::MessageRecord& record);
   bool HasUploads() const;
+  // Bytes a message may have to be uploaded: max_upload_size and the
+  // server's APPENDLIMIT (RFC 7889), whichever is lower; 0: no limit.
+  uint64_t UploadLimit() const;
   void AfterPull(const Status& status);
   void AppendNext(size_t next);
   void FinishAppends();
@@ -324,6 +338,10 @@ class FolderPull {
   bool link_only_ = false;         // direction = push: downloads only find uploads
   std::vector<store::MessageRecord> appended_records_;
   Status append_status_;  // the first APPEND that failed
+  // Local files kept here without upload (loaded from the index on first use).
+  std::unique_ptr<RefusedFiles> refused_;
+  RefusedFiles& Refusals();
+  void Refuse(const store::MaildirFolder::Entry& entry, const std::string& reason);
 };
 
 }  // namespace mailmirror::sync

@@ -86,9 +86,12 @@ bool HasKnownChanges(const LocalSide& side) {
 
 Result<LocalFolderState> ScanLocalFolder(store::MaildirFolder& folder,
                                          const std::vector<store::MessageRecord>& records) {
-  Result<std::vector<store::MaildirFolder::Entry>> entries = folder.Scan();
+  std::vector<store::MaildirFolder::RefusedEntry> refused;
+  Result<std::vector<store::MaildirFolder::Entry>> entries = folder.Scan(&refused);
   if (!entries.ok()) return entries.error();
-  return CompareWithIndex(std::move(entries).value(), records);
+  LocalFolderState state = CompareWithIndex(std::move(entries).value(), records);
+  state.refused = std::move(refused);
+  return state;
 }
 
 std::vector<LocalMove> FindLocalMoves(std::vector<FolderScan>& folders) {

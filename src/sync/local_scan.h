@@ -27,6 +27,8 @@ struct LocalFolderState {
   std::vector<std::optional<store::MaildirFolder::Entry>> known;
   // Files no record matches, in scan order.
   std::vector<store::MaildirFolder::Entry> unknown;
+  // What is no message: never uploaded, never renamed (ScanLocalFolder).
+  std::vector<store::MaildirFolder::RefusedEntry> refused;
 };
 
 // A folder's Maildir at the start of a run, with the index records it was

@@ -5,10 +5,21 @@
 #include <cstdio>
 #include <memory>
 
+#include "util/fs.h"
 #include "util/strings.h"
 
 namespace mailmirror::sync {
 namespace {
+
+// A stored message opened for reading, or null: only regular files are
+// mail (a symbolic link or FIFO in a folder is never read).
+std::FILE* OpenMessage(const std::string& path) {
+  Result<UniqueFd> fd = OpenRegularFile(path);
+  if (!fd.ok()) return nullptr;
+  std::FILE* file = ::fdopen(fd->get(), "rb");
+  if (file != nullptr) (void)fd->Release();
+  return file;
+}
 
 // Calls `visit(line, end)` for each line of the header block in `header`
 // (CRLF or LF line ends; `line` without them, `end` the offset of its LF)
@@ -59,7 +70,7 @@ std::string HeaderField(std::string_view header, std::string_view name) {
 }
 
 std::string HeaderOfFile(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
+  std::FILE* file = OpenMessage(path);
   if (file == nullptr) return "";
   std::string header;
   char buffer[8192];
@@ -93,7 +104,7 @@ namespace {
 // Size with CRLF line ends of a stored message the index has no record of.
 uint64_t CrlfSizeOf(const std::string& path) {
   uint64_t size = 0;
-  std::FILE* file = std::fopen(path.c_str(), "rb");
+  std::FILE* file = OpenMessage(path);
   if (file == nullptr) return 0;
   char buffer[65536];
   size_t n = 0;
@@ -114,7 +125,7 @@ std::string FileMatchKey(const std::string& path, std::optional<uint64_t> record
 }
 
 std::optional<uint64_t> DigestWithoutTuid(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
+  std::FILE* file = OpenMessage(path);
   if (file == nullptr) return std::nullopt;
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(XXH3_createState(),
                                                                 &XXH3_freeState);

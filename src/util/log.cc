@@ -54,7 +54,7 @@ void SetLogHooks(std::function<void()> before, std::function<void()> after) {
 void Log(LogLevel level, std::string_view message) {
   if (!LogEnabled(level)) return;
   std::string line = "mailmirror: ";
-  line += message;
+  line += EscapeControls(message);  // one line, whatever file or server names it holds
   line += '\n';
   if (g_file != nullptr) {
     WriteTo(g_file, FormatLocalTime(std::time(nullptr), "%Y-%m-%d %H:%M:%S ") + line);

@@ -16,6 +16,13 @@ std::string ToUpperAscii(std::string_view text);
 // result is cut after `max_length` input bytes with "...".
 std::string Printable(std::string_view text, size_t max_length = 200);
 
+// `text` with every control character escaped (C0 and DEL as \n, \r, \t or
+// \xNN, the UTF-8 encoded C1 controls U+0080..U+009F as \u0080..) and other
+// UTF-8 kept: what goes into a log line or a line of output, so that a
+// file name or a server string can neither split the line nor drive the
+// terminal.
+std::string EscapeControls(std::string_view text);
+
 // Terminal columns taken by UTF-8 text, counting one per code point: good
 // enough for aligning European folder names in tables.
 size_t DisplayWidth(std::string_view text);

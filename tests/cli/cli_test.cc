@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -206,7 +207,28 @@ TEST_F(CliTest, PasswordCommandFailureExits78BeforeConnecting) {
                   "\ntls = \"none\"\nuser = \"alice\"\npassword_cmd = \"exit 2\"\n");
   CommandResult result = RunCommand(Mailmirror("-c " + path + " list"));
   EXPECT_EQ(result.exit_code, 78) << result.err;
-  EXPECT_NE(result.err.find("password_cmd exited with status 2"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("password_cmd of account test failed (exit status 2)"),
+            std::string::npos)
+      << result.err;
+}
+
+// Two accounts on one Maildir (however the path is spelled) are refused
+// before any file or connection is touched (issue 19).
+TEST_F(CliTest, TwoAccountsOnOneMaildirExit78BeforeAnyIo) {
+  HostileServer server("* OK ready\r\n", 500);
+  for (const std::string& second : {dir_ + "/mail/", dir_ + "/x/../mail", dir_ + "/mail/sub"}) {
+    std::string path = WriteConfig(
+        "[accounts.one]\nhost = \"127.0.0.1\"\nport = " + std::to_string(server.port()) +
+        "\ntls = \"none\"\nuser = \"alice\"\npassword = \"pw\"\nmaildir = \"" + dir_ +
+        "/mail\"\n[accounts.two]\nhost = \"127.0.0.1\"\nport = " + std::to_string(server.port()) +
+        "\ntls = \"none\"\nuser = \"bob\"\npassword = \"pw\"\nmaildir = \"" + second + "\"\n");
+    CommandResult result = RunCommand(Mailmirror("-c " + path + " sync two"));
+    EXPECT_EQ(result.exit_code, 78) << second << "\n" << result.err;
+    EXPECT_NE(result.err.find("one"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("two"), std::string::npos) << result.err;
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/mail")) << second;
+  }
+  EXPECT_TRUE(server.received().empty());
 }
 
 }  // namespace

@@ -1,11 +1,17 @@
 #include "mailmirror/config.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 namespace mailmirror {
 namespace {
@@ -227,12 +233,71 @@ TEST(ConfigTest, PasswordCommandFirstLine) {
   EXPECT_EQ(*password, "pw one");
 }
 
-TEST(ConfigTest, PasswordCommandFailure) {
-  Result<std::string> password = ResolvePassword(AccountWithCommand("exit 3"));
-  ASSERT_FALSE(password.ok());
+std::string PasswordCommandError(const std::string& command) {
+  Result<std::string> password = ResolvePassword(AccountWithCommand(command));
+  EXPECT_FALSE(password.ok()) << command;
+  if (password.ok()) return "";
   EXPECT_EQ(password.error().kind, ErrorKind::kConfig);
-  EXPECT_NE(password.error().message.find("exited with status 3"), std::string::npos);
-  EXPECT_FALSE(ResolvePassword(AccountWithCommand("true")).ok());  // printed nothing
+  return password.error().message;
+}
+
+TEST(ConfigTest, PasswordCommandFailure) {
+  EXPECT_EQ(PasswordCommandError("exit 3"), "password_cmd of account acct failed (exit status 3)");
+  EXPECT_EQ(PasswordCommandError("true"), "password_cmd of account acct printed nothing");
+  EXPECT_EQ(PasswordCommandError("printf '\\r\\nrest\\n'"),
+            "password_cmd of account acct printed nothing");
+  EXPECT_EQ(PasswordCommandError("kill -9 $$"),
+            "password_cmd of account acct was killed by signal 9");
+}
+
+// The command may hold a secret itself (`echo hunter2`, a token in a URL).
+TEST(ConfigTest, SecretCommandErrorsDoNotShowTheCommand) {
+  for (const char* command : {"echo TOPSECRET >/dev/null; exit 3", "true TOPSECRET",
+                              "kill -9 $$; echo TOPSECRET", "yes TOPSECRET"}) {
+    const std::string message = PasswordCommandError(command);
+    EXPECT_NE(message.find("password_cmd of account acct"), std::string::npos) << message;
+    EXPECT_EQ(message.find("TOPSECRET"), std::string::npos) << message;
+  }
+}
+
+TEST(ConfigTest, SecretCommandOutputIsCappedAt64KiB) {
+  const auto start = std::chrono::steady_clock::now();
+  Result<std::string> endless =
+      RunSecretCommand(AccountWithCommand(""), "oauth_token_cmd", "yes secret");
+  ASSERT_FALSE(endless.ok());
+  EXPECT_EQ(endless.error().kind, ErrorKind::kConfig);
+  EXPECT_EQ(endless.error().message,
+            "oauth_token_cmd of account acct printed more than 64 KiB; expected one line");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  // A single line of exactly 64 KiB is still read; one byte more is not.
+  Result<std::string> full =
+      ResolvePassword(AccountWithCommand("head -c 65536 /dev/zero | tr '\\0' a"));
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  EXPECT_EQ(*full, std::string(65536, 'a'));
+  EXPECT_EQ(PasswordCommandError("head -c 65537 /dev/zero | tr '\\0' a"),
+            "password_cmd of account acct printed more than 64 KiB; expected one line");
+}
+
+// LMDB opens its files without O_CLOEXEC: the command must not inherit them.
+TEST(ConfigTest, SecretCommandInheritsNoOtherDescriptors) {
+  const int plain = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(plain, 0);
+  // Well above the number ls gets for the directory it lists.
+  const int extra = ::fcntl(plain, F_DUPFD, 50);
+  ::close(plain);
+  ASSERT_GE(extra, 50);
+  ASSERT_EQ(::fcntl(extra, F_GETFD) & FD_CLOEXEC, 0);
+  Result<std::string> listing =
+      ResolvePassword(AccountWithCommand("ls /proc/self/fd | tr '\\n' ' '"));
+  ::close(extra);
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  std::istringstream numbers(*listing);
+  std::vector<int> fds;
+  for (int fd = 0; numbers >> fd;) fds.push_back(fd);
+  EXPECT_NE(std::find(fds.begin(), fds.end(), 1), fds.end()) << *listing;
+  EXPECT_EQ(std::find(fds.begin(), fds.end(), extra), fds.end()) << *listing;
+  // stdin, stdout (the pipe), stderr, and ls's own descriptor for the directory.
+  for (int fd : fds) EXPECT_LE(fd, 3) << *listing;
 }
 
 TEST(ConfigTest, PlainPassword) {
@@ -490,6 +555,193 @@ TEST(ConfigTest, MigrationErrorsNameTheKey) {
       error("[migrations.m]\nsource = \"old\"\ntarget = \"new\"\nskip_flags = \"\\\\Deleted\"\n");
   EXPECT_NE(line.find("test.toml:15: migrations.m.skip_flags: expected a list"), std::string::npos)
       << line;
+}
+
+TEST(ConfigTest, PathsAreNormalised) {
+  const std::string head = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  AccountConfig trailing = ParseOk(head + "maildir = \"/x/mail/\"\n").accounts[0];
+  EXPECT_EQ(trailing.maildir, "/x/mail");
+  // Not "/x/mail//.mailmirror", which a string comparison with the folder
+  // path /x/mail/.mailmirror would miss.
+  EXPECT_EQ(trailing.state_dir, "/x/mail/.mailmirror");
+  AccountConfig messy = ParseOk(head +
+                                "maildir = \"/x//a/./b/../mail//\"\nstate_dir = \"/s/./t/\"\n"
+                                "ca_file = \"/etc//ssl/../ca.pem\"\n")
+                            .accounts[0];
+  EXPECT_EQ(messy.maildir, "/x/a/mail");
+  EXPECT_EQ(messy.state_dir, "/s/t");
+  EXPECT_EQ(messy.ca_file, "/etc/ca.pem");
+  AccountConfig root = ParseOk(head + "maildir = \"/\"\n").accounts[0];
+  EXPECT_EQ(root.maildir, "/");
+  EXPECT_EQ(root.state_dir, "/.mailmirror");
+  AccountConfig home = ParseOk(head + "maildir = \"~/Mail/work/\"\n").accounts[0];
+  EXPECT_EQ(home.maildir, std::filesystem::path(std::string(std::getenv("HOME")) + "/Mail/work")
+                              .lexically_normal()
+                              .string());
+  EXPECT_EQ(home.state_dir, home.maildir + "/.mailmirror");
+}
+
+std::string Account(const std::string& name, const std::string& maildir,
+                    const std::string& extra = "") {
+  return "[accounts." + name + "]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nmaildir = \"" +
+         maildir + "\"\n" + extra + "\n";
+}
+
+TEST(ConfigTest, AccountsMayNotShareAMaildir) {
+  const std::string shared =
+      "accounts one and two both use the Maildir /x/mail: each account needs its own maildir "
+      "(and state_dir)";
+  for (const char* spelling : {"/x/mail", "/x/mail/", "/x//mail", "/x/other/../mail"}) {
+    std::string message = ParseError(Account("one", "/x/mail") + Account("two", spelling));
+    EXPECT_EQ(message, "test.toml:7: " + shared) << spelling;  // two's table
+  }
+  std::string message = ParseError(Account("one", "/x/mail") + Account("two", "/x/mail/sub"));
+  EXPECT_NE(message.find("account two's maildir /x/mail/sub is inside account one's maildir "
+                         "/x/mail: each account needs its own maildir"),
+            std::string::npos)
+      << message;
+  message = ParseError(Account("one", "/x/mail/sub") + Account("two", "/x/mail"));
+  EXPECT_NE(message.find("account one's maildir /x/mail/sub is inside account two's maildir "
+                         "/x/mail"),
+            std::string::npos)
+      << message;
+  // One's maildir against the other's state_dir, both ways, and state_dirs.
+  message =
+      ParseError(Account("one", "/x/mail") + Account("two", "/y/mail", "state_dir = \"/x/mail\""));
+  EXPECT_NE(message.find("account two's state_dir /x/mail is account one's maildir /x/mail"),
+            std::string::npos)
+      << message;
+  message = ParseError(Account("one", "/x/mail", "state_dir = \"/y/mail/state\"") +
+                       Account("two", "/y/mail"));
+  EXPECT_NE(message.find("account one's state_dir /y/mail/state is inside account two's maildir "
+                         "/y/mail"),
+            std::string::npos)
+      << message;
+  message = ParseError(Account("one", "/x/mail", "state_dir = \"/s\"") +
+                       Account("two", "/y/mail", "state_dir = \"/s/\""));
+  EXPECT_NE(message.find("accounts one and two both use the state_dir /s: "), std::string::npos)
+      << message;
+  // Three accounts: the error names the pair.
+  message = ParseError(Account("one", "/x/one") + Account("two", "/x/two") +
+                       Account("three", "/x/one/."));
+  EXPECT_NE(message.find("accounts one and three both use the Maildir /x/one"), std::string::npos)
+      << message;
+}
+
+TEST(ConfigTest, SiblingMaildirsAreFine) {
+  Config config = ParseOk(Account("one", "/a/mail") + Account("two", "/a/mail2") +
+                          Account("three", "/a/mai") + Account("four", "/b/mail") +
+                          Account("five", "/a/x", "state_dir = \"/a/mail.state\""));
+  EXPECT_EQ(config.accounts.size(), 5u);
+  // Accounts without a maildir have nothing to share.
+  const std::string bare = "[accounts.b]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n";
+  EXPECT_EQ(ParseOk("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n" + bare)
+                .accounts.size(),
+            2u);
+}
+
+TEST(ConfigTest, AccountsMayNotShareAMaildirThroughASymlink) {
+  char dir_template[] = "/tmp/mailmirror-config-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  std::filesystem::create_directories(dir + "/real/mail");
+  std::filesystem::create_directory_symlink(dir + "/real/mail", dir + "/link");
+  std::string message =
+      ParseError(Account("one", dir + "/real/mail") + Account("two", dir + "/link"));
+  EXPECT_NE(message.find("account two's maildir " + dir + "/link is account one's maildir " + dir +
+                         "/real/mail (both are "),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("after following symbolic links): each account needs its own maildir"),
+            std::string::npos)
+      << message;
+  // Below the link, in a folder that does not exist yet.
+  message = ParseError(Account("one", dir + "/link/Archive") + Account("two", dir + "/real/mail"));
+  EXPECT_NE(message.find("account one's maildir " + dir +
+                         "/link/Archive is inside account two's "
+                         "maildir " +
+                         dir + "/real/mail (after following symbolic links: "),
+            std::string::npos)
+      << message;
+  // The symlinked one's default state_dir is the other's too.
+  message = ParseError(Account("one", dir + "/link", "state_dir = \"" + dir + "/state\"") +
+                       Account("two", dir + "/x", "state_dir = \"" + dir + "/link\""));
+  EXPECT_NE(message.find("account two's state_dir " + dir + "/link is account one's maildir"),
+            std::string::npos)
+      << message;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigTest, TlsNoneRefusesCertificateSettings) {
+  const std::string head =
+      "[accounts.a]\nhost = \"localhost\"\nuser = \"u\"\npassword = \"p\"\ntls = \"none\"\n";
+  EXPECT_EQ(ParseError(head + "ca_file = \"/etc/ca.pem\"\n"),
+            "test.toml:6: accounts.a.ca_file: ca_file has no effect with tls = \"none\": the "
+            "connection would not be encrypted");
+  EXPECT_EQ(ParseError(head + "tls_fingerprint = \"" + std::string(64, 'a') + "\"\n"),
+            "test.toml:6: accounts.a.tls_fingerprint: tls_fingerprint has no effect with tls = "
+            "\"none\": the connection would not be encrypted");
+  // With encryption both are fine.
+  EXPECT_EQ(ParseOk("[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n"
+                    "tls = \"starttls\"\nca_file = \"/etc/ca.pem\"\n")
+                .accounts[0]
+                .ca_file,
+            "/etc/ca.pem");
+}
+
+TEST(ConfigTest, TlsNoneToAnotherMachineIsWarnedAbout) {
+  auto warnings = [](const std::string& host, const std::string& tls) {
+    return ParseOk("[accounts.a]\nhost = \"" + host +
+                   "\"\nuser = \"u\"\npassword = \"p\"\ntls = \"" + tls + "\"\n")
+        .warnings;
+  };
+  std::vector<std::string> remote = warnings("imap.example.com", "none");
+  ASSERT_EQ(remote.size(), 1u);
+  EXPECT_EQ(remote[0],
+            "account a: tls = \"none\" with host imap.example.com, not this machine: the password "
+            "and mail travel unencrypted");
+  for (const char* host : {"192.168.1.10", "128.0.0.1", "::2", "localhost.example.com"}) {
+    EXPECT_EQ(warnings(host, "none").size(), 1u) << host;
+  }
+  for (const char* host :
+       {"localhost", "LocalHost", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "::ffff:127.0.0.1"}) {
+    EXPECT_TRUE(warnings(host, "none").empty()) << host;
+  }
+  EXPECT_TRUE(warnings("imap.example.com", "starttls").empty());
+  EXPECT_TRUE(warnings("imap.example.com", "implicit").empty());
+}
+
+TEST(ConfigTest, AnySecretInAFileOthersMayReadIsWarnedAbout) {
+  char dir_template[] = "/tmp/mailmirror-config-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string path = std::string(dir_template) + "/config.toml";
+  std::ofstream(path) << "[accounts.a]\nhost = \"h\"\nuser = \"u\"\n"
+                         "password_cmd = \"pass show mail\"\noauth_client_id = \"id\"\n"
+                         "oauth_client_secret = \"hunter2\"\n";
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);
+  Result<Config> readable = LoadConfig(path);
+  ASSERT_TRUE(readable.ok()) << readable.error().message;
+  ASSERT_EQ(readable->warnings.size(), 1u);
+  EXPECT_EQ(readable->warnings[0], "config file " + path +
+                                       " holds secrets (oauth_client_secret of account a) and is "
+                                       "readable by its group (mode 0640): chmod 600 " +
+                                       path);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_TRUE(LoadConfig(path)->warnings.empty());
+  // A password in the second account only.
+  std::ofstream(path) << "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword_cmd = \"c\"\n"
+                         "[accounts.b]\nhost = \"h\"\nuser = \"u\"\npassword = \"hunter2\"\n";
+  ASSERT_EQ(chmod(path.c_str(), 0604), 0);
+  readable = LoadConfig(path);
+  ASSERT_TRUE(readable.ok()) << readable.error().message;
+  ASSERT_EQ(readable->warnings.size(), 1u);
+  EXPECT_NE(readable->warnings[0].find("holds secrets (password of account b) and is readable by "
+                                       "everyone (mode 0604): chmod 600 " +
+                                       path + ", or move the password to password_cmd"),
+            std::string::npos)
+      << readable->warnings[0];
+  EXPECT_EQ(readable->warnings[0].find("hunter2"), std::string::npos);
+  std::filesystem::remove_all(dir_template);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/dovecot_fixture.h"
@@ -31,6 +32,7 @@ namespace mailmirror {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::Child;
 using testing::CommandResult;
 using testing::DovecotServer;
 using testing::FaultPlan;
@@ -363,6 +365,75 @@ TEST_F(FaultTest, ByeInMidDownloadReconnectsAndFinishes) {
   CommandResult run = Sync();
   ExpectMirror(run);
   EXPECT_NE(run.err.find("Server shutting down"), std::string::npos) << Report(run);
+}
+
+// A first sync killed mid-download leaves files (and maybe records) of
+// messages that another client then expunges: the next run must delete
+// them here too, and every later run must agree (issue 19).
+TEST_F(FaultTest, KilledFirstSyncThenServerExpungesConverges) {
+  ASSERT_NO_FATAL_FAILURE(Start(false, "connections = 1\n"));
+  FaultPlan slow;
+  slow.down_bytes_per_second = 150000;  // the download takes seconds: time to kill it
+  for (int i = 0; i < 4; ++i) proxy_->Plan(slow);
+  std::vector<uint32_t> stored;
+  {
+    Child child(SyncCommand(config_), dir_ + "/kill.out", dir_ + "/kill.err");
+    ASSERT_TRUE(child.started());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (stored.size() < 40 && std::chrono::steady_clock::now() < deadline && !child.Exited()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      stored.clear();
+      for (const testing::LocalFile& file : testing::ScanLocal(root_).files) {
+        if (file.folder == "INBOX" && file.uid) stored.push_back(*file.uid);
+      }
+    }
+    child.Kill();
+  }
+  ASSERT_GE(stored.size(), 40u) << "the download did not get far enough to be killed in";
+  std::string uids;
+  for (size_t i = 0; i < stored.size(); i += 2)
+    uids += (uids.empty() ? "" : ",") + std::to_string(stored[i]);
+  CommandResult expunge =
+      RunCommand(testing::DoveadmCommand(*server_, "alice", "expunge mailbox INBOX uid " + uids));
+  ASSERT_EQ(expunge.exit_code, 0) << Report(expunge);
+  proxy_->ClearPlans();
+
+  ExpectMirror(Sync());
+  // Every later run agrees, and so does verify.
+  ExpectMirror(Sync());
+  RunOptions options;
+  options.timeout = std::chrono::seconds(60);
+  CommandResult verify = RunCommand(
+      testing::ShellQuote(MAILMIRROR_BINARY) + " -c " + testing::ShellQuote(config_) + " verify",
+      options);
+  EXPECT_EQ(verify.exit_code, 0) << Report(verify);
+}
+
+// A server that trickles (a byte a second) never looks silent to the idle
+// timeout: the rate floor and the login deadline end the run in bounded
+// time with a clear error, and the next run completes (issue 19).
+TEST_F(FaultTest, TricklingGreetingIsCutInBoundedTime) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "timeout = 2\nconnect_timeout = 2\nretries = 0\n"));
+  FaultPlan trickle;
+  trickle.down_bytes_per_second = 1;
+  proxy_->Plan(trickle);
+  CommandResult run = Sync();
+  EXPECT_EQ(run.exit_code, 75) << Report(run);
+  EXPECT_NE(run.err.find("min_rate"), std::string::npos) << Report(run);
+  ExpectMirror(Sync());
+}
+
+TEST_F(FaultTest, TricklingBodyIsCutInBoundedTimeAndRetried) {
+  ASSERT_NO_FATAL_FAILURE(Start(true, "timeout = 2\nretries = 1\nconnections = 1\n"));
+  FaultPlan trickle;
+  trickle.slow_down_after = 30000;  // past the login, into the download
+  trickle.down_bytes_per_second = 1;
+  proxy_->Plan(trickle);
+  const auto started = std::chrono::steady_clock::now();
+  CommandResult run = Sync();
+  ExpectMirror(run);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_NE(run.err.find("min_rate"), std::string::npos) << Report(run);
 }
 
 }  // namespace

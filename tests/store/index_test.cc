@@ -786,6 +786,50 @@ TEST_F(IndexTest, MapGrowsWhenFull) {
   CommitOk(batch);
 }
 
+TEST_F(IndexTest, RefusedFilesAreKeptPerFolderAndReplacedWhole) {
+  OpenIndex();
+  uint32_t inbox = AddFolder("INBOX");
+  uint32_t archive = AddFolder("Archive");
+  Index::Batch batch;
+  batch.PutRefused(inbox, RefusedFile{"cur/link:2,S", 42, "a symbolic link, not a file"});
+  batch.PutRefused(inbox, RefusedFile{"new/empty", 7, "an empty file, not a message"});
+  batch.PutRefused(archive, RefusedFile{"cur/x", 1, "r"});
+  CommitOk(batch);
+  Result<std::vector<RefusedFile>> listed = index_->ListRefused(inbox);
+  ASSERT_TRUE(listed.ok()) << listed.error().message;
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].file_name, "cur/link:2,S");
+  EXPECT_EQ((*listed)[0].fingerprint, 42u);
+  EXPECT_EQ((*listed)[0].reason, "a symbolic link, not a file");
+  EXPECT_EQ((*listed)[1].file_name, "new/empty");
+
+  batch.ClearRefused(inbox);
+  batch.PutRefused(inbox, RefusedFile{"new/empty", 8, "an empty file, not a message"});
+  CommitOk(batch);
+  listed = index_->ListRefused(inbox);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].fingerprint, 8u);
+  EXPECT_EQ(index_->ListRefused(archive)->size(), 1u);
+  // Deleting a folder forgets its refused files.
+  batch.DeleteFolder("Archive");
+  CommitOk(batch);
+  EXPECT_TRUE(index_->ListRefused(archive)->empty());
+}
+
+TEST_F(IndexTest, AnIndexBelongsToOneAccount) {
+  OpenIndex();
+  EXPECT_TRUE(index_->ClaimAccount("alice@imap.example.org:993").ok());
+  EXPECT_TRUE(index_->ClaimAccount("alice@imap.example.org:993").ok());
+  Status other = index_->ClaimAccount("bob@imap.example.org:993");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().kind, ErrorKind::kConfig);
+  EXPECT_NE(other.error().message.find("alice@imap.example.org:993"), std::string::npos);
+  EXPECT_NE(other.error().message.find("bob@imap.example.org:993"), std::string::npos);
+  OpenIndex();  // durable
+  EXPECT_FALSE(index_->ClaimAccount("bob@imap.example.org:993").ok());
+}
+
 TEST_F(IndexTest, SecondOpenInProcessIsRefused) {
   OpenIndex();
   // Same directory under another spelling.

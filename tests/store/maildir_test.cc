@@ -16,11 +16,14 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include "util/fs.h"
 
 namespace mailmirror::store {
 namespace {
@@ -355,6 +358,74 @@ TEST(MaildirFolderTest, OpenRejectsAFileInPlaceOfASubdirectory) {
       << folder.error().message;
   Result<std::unique_ptr<MaildirFolder>> create = MaildirFolder::Open(path, true);
   EXPECT_FALSE(create.ok());
+}
+
+// Only regular files with message names are mail: links, FIFOs, sockets,
+// devices, subdirectories and malformed names are listed as refused, and
+// reading one never follows a link nor waits on a FIFO (issue 19).
+TEST(MaildirFolderTest, ScanRefusesWhatIsNoMessageAndDigestNeverFollowsOrBlocks) {
+  TempDir dir;
+  Result<std::unique_ptr<MaildirFolder>> opened = MaildirFolder::Open(dir.path() + "/m", true);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  MaildirFolder& folder = **opened;
+  const std::string cur = folder.path() + "/cur/";
+  std::ofstream(dir.path() + "/secret") << "secret\n";
+  std::ofstream(cur + "good:2,S") << "Subject: x\n\nbody\n";
+  fs::create_symlink(dir.path() + "/secret", cur + "link:2,S");
+  fs::create_symlink("/dev/zero", cur + "zero:2,S");
+  ASSERT_EQ(::mkfifo((cur + "fifo:2,S").c_str(), 0600), 0);
+  fs::create_directory(cur + "sub:2,S");
+  std::ofstream(cur + "old:1,S") << "x";
+  std::ofstream(cur + ".hidden") << "x";
+
+  std::vector<MaildirFolder::RefusedEntry> refused;
+  Result<std::vector<MaildirFolder::Entry>> entries = folder.Scan(&refused);
+  ASSERT_TRUE(entries.ok()) << entries.error().message;
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].file_name, "good:2,S");
+  std::map<std::string, std::string> reasons;
+  for (const MaildirFolder::RefusedEntry& entry : refused) reasons[entry.file_name] = entry.reason;
+  EXPECT_EQ(reasons.size(), 5u);
+  EXPECT_EQ(reasons["link:2,S"], "a symbolic link, not a file");
+  EXPECT_EQ(reasons["zero:2,S"], "a symbolic link, not a file");
+  EXPECT_EQ(reasons["fifo:2,S"], "a FIFO, not a file");
+  EXPECT_EQ(reasons["sub:2,S"], "a directory, not a file");
+  EXPECT_EQ(reasons["old:1,S"], "its name is not a Maildir message name");
+
+  for (const char* name : {"link:2,S", "zero:2,S", "fifo:2,S", "sub:2,S"}) {
+    Result<std::pair<uint64_t, uint64_t>> digest = folder.DigestOf(name, true);
+    ASSERT_FALSE(digest.ok()) << name;
+    EXPECT_TRUE(IsNotRegularFile(digest.error())) << name << ": " << digest.error().message;
+  }
+  Result<std::pair<uint64_t, uint64_t>> gone = folder.DigestOf("gone:2,S", true);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().os_errno, ENOENT);
+  EXPECT_TRUE(folder.DigestOf("good:2,S", true).ok());
+}
+
+TEST(MaildirFolderTest, OpenWithARootRefusesSymlinkedFolders) {
+  TempDir dir;
+  const std::string root = dir.path() + "/root";
+  const std::string elsewhere = dir.path() + "/elsewhere";
+  for (const char* sub : {"/cur", "/new", "/tmp"}) fs::create_directories(elsewhere + sub);
+  fs::create_directories(root);
+  fs::create_symlink(elsewhere, root + "/Ext");
+  fs::create_symlink(elsewhere, root + "/Parent");
+  for (const std::string& path : {root + "/Ext", root + "/Parent/Child"}) {
+    for (bool create : {false, true}) {
+      Result<std::unique_ptr<MaildirFolder>> folder = MaildirFolder::Open(path, create, root);
+      ASSERT_FALSE(folder.ok()) << path;
+      EXPECT_EQ(folder.error().os_errno, ELOOP) << folder.error().message;
+    }
+  }
+  EXPECT_FALSE(fs::exists(elsewhere + "/Child"));
+  // A symlinked cur/ is refused too; the root itself may be a link.
+  fs::create_directories(root + "/Odd/new");
+  fs::create_directories(root + "/Odd/tmp");
+  fs::create_symlink(elsewhere + "/cur", root + "/Odd/cur");
+  EXPECT_FALSE(MaildirFolder::Open(root + "/Odd", false, root).ok());
+  fs::create_symlink(root, dir.path() + "/alias");
+  EXPECT_TRUE(MaildirFolder::Open(dir.path() + "/alias/INBOX", true, dir.path() + "/alias").ok());
 }
 
 TEST(TmpMessageTest, ConvertsCrlfAtEveryChunkSplit) {

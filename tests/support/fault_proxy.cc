@@ -241,7 +241,8 @@ void FaultProxy::Serve() {
         }
       }
       if ((server.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && (server.events & POLLIN) != 0) {
-        const uint64_t rate = link.plan.down_bytes_per_second;
+        const uint64_t rate =
+            link.down >= link.plan.slow_down_after ? link.plan.down_bytes_per_second : 0;
         // A rate-limited link reads a 20th of a second's worth at a time.
         const size_t most =
             rate > 0 ? std::clamp<size_t>(rate / 20, 1, sizeof buffer) : sizeof buffer;

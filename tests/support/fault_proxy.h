@@ -37,6 +37,8 @@ struct FaultPlan {
   // Forwards the server's bytes at most this fast (0: as fast as they come),
   // without holding up the other links: a slow line for one session.
   uint64_t down_bytes_per_second = 0;
+  // ... once this many bytes went down at full speed (a body that slows).
+  uint64_t slow_down_after = 0;
   // Server lines (CRLF-terminated): the first line containing `first` gets
   // that text replaced by `second`; each rule applies once.
   std::vector<std::pair<std::string, std::string>> rewrites;

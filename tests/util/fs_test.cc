@@ -67,5 +67,48 @@ TEST(FsTest, WriteFileAtomicallyReplacesWithTheModeAndLeavesNoTemporary) {
   fs::remove_all(root);
 }
 
+TEST(FsTest, OpenRegularFileRefusesLinksFifosAndDirectoriesWithoutBlocking) {
+  fs::path root = fs::path(::testing::TempDir()) / "fs_test_regular";
+  fs::remove_all(root);
+  fs::create_directories(root);
+  std::ofstream(root / "file") << "x";
+  fs::create_symlink(root / "file", root / "link");
+  ASSERT_EQ(::mkfifo((root / "fifo").c_str(), 0600), 0);
+  EXPECT_TRUE(OpenRegularFile((root / "file").string()).ok());
+  for (const char* name : {"link", "fifo", "."}) {
+    Result<UniqueFd> fd = OpenRegularFile((root / name).string());
+    ASSERT_FALSE(fd.ok()) << name;
+    EXPECT_TRUE(IsNotRegularFile(fd.error())) << name << ": " << fd.error().message;
+  }
+  Result<UniqueFd> gone = OpenRegularFile((root / "gone").string());
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().os_errno, ENOENT);
+  fs::remove_all(root);
+}
+
+TEST(FsTest, CheckNoSymlinkBelowTheRoot) {
+  fs::path root = fs::path(::testing::TempDir()) / "fs_test_below";
+  fs::remove_all(root);
+  fs::create_directories(root / "mail" / "a");
+  fs::create_symlink(root, root / "mail" / "out");
+  const std::string mail = (root / "mail").string();
+  EXPECT_TRUE(CheckNoSymlinkBelow(mail, mail + "/a").ok());
+  EXPECT_TRUE(CheckNoSymlinkBelow(mail, mail + "/a/not-yet/there").ok());
+  EXPECT_TRUE(CheckNoSymlinkBelow(mail + "/", mail).ok());
+  Status out = CheckNoSymlinkBelow(mail, mail + "/out/x");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().os_errno, ELOOP);
+  EXPECT_FALSE(CheckNoSymlinkBelow(mail, mail + "/a/../out").ok());
+  EXPECT_FALSE(CheckNoSymlinkBelow(mail, (root / "elsewhere").string()).ok());
+  fs::remove_all(root);
+}
+
+TEST(FsTest, NormalPathHasOneSpellingPerPath) {
+  EXPECT_EQ(NormalPath("/a/b/"), "/a/b");
+  EXPECT_EQ(NormalPath("/a//b/./c/../d"), "/a/b/d");
+  EXPECT_EQ(NormalPath("/"), "/");
+  EXPECT_EQ(NormalPath(""), "");
+}
+
 }  // namespace
 }  // namespace mailmirror

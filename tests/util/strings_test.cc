@@ -59,5 +59,15 @@ TEST(StringsTest, FormatSecondsIsExact) {
   EXPECT_EQ(FormatSeconds(1234567), "1234.567");  // %g would have said 1234.57
 }
 
+TEST(StringsTest, EscapeControlsKeepsOneLineAndUtf8) {
+  EXPECT_EQ(EscapeControls("a\nmailmirror: forged"), "a\\nmailmirror: forged");
+  EXPECT_EQ(EscapeControls("tab\there\r\x1b[31m"), "tab\\there\\r\\x1b[31m");
+  EXPECT_EQ(EscapeControls("Entw\xC3\xBCrfe"), "Entw\xC3\xBCrfe");
+  EXPECT_EQ(EscapeControls("csi\xC2\x9B"
+                           "2J"),
+            "csi\\u009b2J");
+  EXPECT_EQ(EscapeControls("del\x7f"), "del\\x7f");
+}
+
 }  // namespace
 }  // namespace mailmirror

@@ -1,5 +1,9 @@
 #include "account/credentials.h"
 
+#include <memory>
+#include <optional>
+#include <utility>
+
 #include "oauth/oauth_client.h"
 #include "util/log.h"
 
@@ -23,6 +27,13 @@ Result<Credentials> Credentials::Resolve(const AccountConfig& account) {
     credentials.has_password_ = true;
   }
   return credentials;
+}
+
+void Credentials::ResolveInPool(net::EventLoop* loop, const AccountConfig& account,
+                                std::function<void(Result<Credentials>)> done) {
+  auto result = std::make_shared<std::optional<Result<Credentials>>>();
+  loop->RunInPool([result, &account] { result->emplace(Resolve(account)); },
+                  [result, done = std::move(done)] { done(std::move(**result)); });
 }
 
 Credentials Credentials::WithPassword(const AccountConfig& account, std::string password) {
@@ -51,18 +62,34 @@ imap::LoginCredentials Credentials::ForLogin() const {
   return login;
 }
 
-Result<bool> Credentials::Renew(const std::string& refused) {
-  if (token_.empty()) return false;
-  if (token_ != refused) return true;  // another session renewed it already
-  if (renewed_) return false;
+void Credentials::Renew(net::EventLoop* loop, const std::string& refused,
+                        std::function<void(Result<bool>)> done) {
+  if (token_.empty()) return done(false);
+  if (!renew_waiters_.empty()) {  // under way: its outcome is this one's
+    renew_waiters_.push_back(std::move(done));
+    return;
+  }
+  if (token_ != refused) return done(true);  // another session renewed it already
+  if (renewed_) return done(false);
   renewed_ = true;
+  renew_waiters_.push_back(std::move(done));
   Log(LogLevel::kInfo,
       "account " + account_->name + ": the server refused the access token; getting a fresh one");
-  Result<std::string> token = FetchToken(/*force_refresh=*/true);
-  if (!token.ok()) return token.error();
-  if (*token == token_) return false;  // the same token again would be refused again
-  token_ = std::move(token).value();
-  return true;
+  auto fetched = std::make_shared<std::optional<Result<std::string>>>();
+  loop->RunInPool([this, fetched] { fetched->emplace(FetchToken(/*force_refresh=*/true)); },
+                  [this, fetched] {
+                    Result<bool> outcome = false;
+                    if (!(*fetched)->ok()) {
+                      outcome = (*fetched)->error();
+                    } else if (***fetched != token_) {
+                      // The same token again would be refused again.
+                      token_ = std::move(**fetched).value();
+                      outcome = true;
+                    }
+                    std::vector<std::function<void(Result<bool>)>> waiters;
+                    waiters.swap(renew_waiters_);
+                    for (auto& waiter : waiters) waiter(outcome);
+                  });
 }
 
 }  // namespace mailmirror::account

@@ -81,16 +81,23 @@ void ImapConnection::Login() {
 
 void ImapConnection::OnLogin(Status status) {
   if (!status.ok() && status.error().kind == ErrorKind::kAuth && session_.token_refused()) {
-    Result<bool> renewed = credentials_->Renew(token_sent_);
-    if (!renewed.ok()) {
-      Ready(renewed.error().Wrap(status.error().message + "; getting a fresh token failed"));
-      return;
-    }
-    if (*renewed) {
-      Login();  // on the same session: a refused login leaves it open
-      return;
-    }
+    credentials_->Renew(loop_, token_sent_,
+                        [this, alive = std::weak_ptr<bool>(alive_), status](Result<bool> renewed) {
+                          if (alive.expired()) return;
+                          if (!renewed.ok()) {
+                            return Ready(renewed.error().Wrap(status.error().message +
+                                                              "; getting a fresh token failed"));
+                          }
+                          if (*renewed && !closing_)
+                            return Login();  // a refused login leaves the session open
+                          AfterLogin(status);
+                        });
+    return;
   }
+  AfterLogin(std::move(status));
+}
+
+void ImapConnection::AfterLogin(Status status) {
   if (status.ok() && WantsCompression()) {
     session_.Compress([this](const Result<bool>& compressed) {
       if (compressed.ok() && *compressed) {

@@ -47,6 +47,7 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   bool WantsCompression() const;
   void Login();
   void OnLogin(Status status);
+  void AfterLogin(Status status);  // compression, then Ready
   void Ready(Status status);
 
   // net::ConnectionObserver

@@ -1404,6 +1404,9 @@ Result<std::vector<RefusedFile>> LmdbIndex::ListRefused(uint32_t folder_id) {
 }
 
 Status LmdbIndex::ClaimAccount(std::string_view identity) {
+  // "user@host:port": another port (STARTTLS instead of TLS, a tunnel) is
+  // the same mailbox, and the record follows it; another user or host is not.
+  auto mailbox = [](std::string_view id) { return id.substr(0, id.rfind(':')); };
   std::string recorded;
   Status status = Write([&](WriteTxn& txn) -> Status {
     MDB_val key = Val(kAccountKey);
@@ -1411,14 +1414,15 @@ Status LmdbIndex::ClaimAccount(std::string_view identity) {
     int rc = mdb_get(txn.get(), meta_, &key, &value);
     if (rc == MDB_SUCCESS) {
       recorded = std::string(View(value));
-      return Status::Ok();
+      if (recorded == identity || mailbox(recorded) != mailbox(identity)) return Status::Ok();
+    } else if (rc != MDB_NOTFOUND) {
+      return txn.Fail(rc, "read the account");
     }
-    if (rc != MDB_NOTFOUND) return txn.Fail(rc, "read the account");
     MDB_val mine = Val(identity);
     return txn.Check(mdb_put(txn.get(), meta_, &key, &mine, 0), "record the account");
   });
   if (!status.ok()) return status.error().Wrap("index " + dir_);
-  if (!recorded.empty() && recorded != identity) {
+  if (!recorded.empty() && mailbox(recorded) != mailbox(identity)) {
     return Error{ErrorKind::kConfig,
                  "the index in " + dir_ + " belongs to " + Printable(recorded) + ", not to " +
                      Printable(std::string(identity)) +

@@ -163,10 +163,11 @@ class Index {
   // The refused files of a folder, by file name.
   virtual Result<std::vector<RefusedFile>> ListRefused(uint32_t folder_id) = 0;
 
-  // The account the index belongs to (e.g. "alice@imap.example.org:993"):
-  // recorded by the first call, compared by every later one, so that two
-  // accounts never share one Maildir through one index. Errors: kConfig
-  // naming both accounts when `identity` differs from the recorded one.
+  // The account the index belongs to ("user@host:port", e.g.
+  // "alice@imap.example.org:993"): recorded by the first call, compared by
+  // every later one, so that two accounts never share one Maildir through
+  // one index. Only the user and host must match (a new port is recorded).
+  // Errors: kConfig naming both accounts when they differ.
   virtual Status ClaimAccount(std::string_view identity) = 0;
 
   // --- Writes, batched: nothing is visible or durable until Commit.

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "store/folder_map.h"
+#include "sync/root_marker.h"
 #include "sync/run_record.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -80,6 +81,18 @@ void AccountSync::Start() {
   // Before the lock and the index create the state directory in it.
   struct stat root_stat {};
   const bool root_missing = ::stat(account_.maildir.c_str(), &root_stat) != 0 && errno == ENOENT;
+  if (RootMissingOrEmpty(account_.maildir) && SyncedBefore(account_.maildir)) {
+    // Moved away, or a disk not mounted: filling it again from the server
+    // would only hide that (and with the index inside it, nothing else
+    // remembers the mirror).
+    return Fail(MakeError(
+        ErrorKind::kConfig,
+        "the Maildir " + account_.maildir + " is " + (root_missing ? "missing" : "empty") +
+            ", but mailmirror has synced into it before (recorded in " +
+            RootMarkerPath(account_.maildir) +
+            "); nothing was changed. Mount or restore it, or correct \"maildir\" in the "
+            "config; to start over with an empty Maildir, delete that record"));
+  }
   Result<std::unique_ptr<AccountLock>> lock =
       AccountLock::Acquire(account_.state_dir, account_.name);
   if (!lock.ok()) return Fail(lock.error());
@@ -123,10 +136,17 @@ void AccountSync::Start() {
     Status root = MakeDirectories(account_.maildir, 0700);
     if (!root.ok()) return Fail(root.error());
   }
-  Result<account::Credentials> credentials = account::Credentials::Resolve(account_);
-  if (!credentials.ok()) return Fail(credentials.error());
-  credentials_ = std::make_unique<account::Credentials>(std::move(credentials).value());
+  // Commands and token refreshes run on the pool: other accounts' sessions
+  // go on meanwhile.
+  account::Credentials::ResolveInPool(
+      loop_, account_, [this](Result<account::Credentials> credentials) {
+        if (!credentials.ok()) return Fail(credentials.error());
+        credentials_ = std::make_unique<account::Credentials>(std::move(credentials).value());
+        Connect();
+      });
+}
 
+void AccountSync::Connect() {
   Worker* first = workers_.emplace_back(std::make_unique<Worker>()).get();
   first->connection = std::make_unique<account::ImapConnection>(loop_, account_);
   first->busy = true;  // logging in and listing
@@ -853,6 +873,14 @@ void AccountSync::MaybeFinish() {
     Status recorded = WriteRunRecord(account_.state_dir, report_, std::time(nullptr));
     if (!recorded.ok()) {
       Log(LogLevel::kWarning, "account " + account_.name + ": " + recorded.error().message);
+    }
+    const bool synced_some =
+        std::any_of(report_.folders.begin(), report_.folders.end(),
+                    [](const FolderReport& folder) { return folder.status.ok(); });
+    if (synced_some) {
+      if (Status marked = RecordSynced(account_.maildir, account_.name); !marked.ok()) {
+        Log(LogLevel::kWarning, "account " + account_.name + ": " + marked.error().message);
+      }
     }
   }
   lock_.reset();

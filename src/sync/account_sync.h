@@ -100,6 +100,7 @@ class AccountSync {
   SyncProgress progress() const;
 
  private:
+  void Connect();  // with credentials_ resolved: the first session logs in and lists
   void OnLoggedIn(const Status& status);
   void OnNamespace(Result<std::optional<imap::PersonalNamespace>> personal);
   void OnListed(Result<std::vector<imap::MailboxInfo>> mailboxes);

@@ -413,7 +413,8 @@ void FolderPull::SyncKnown() {
   if (known_uids_.empty() || record_.uidnext == 0) {
     if (report_.path.empty()) report_.path = "initial";
     if (job_.dry_run) return CountDryRunNew();
-    if (known_uids_.empty()) return FetchNew();
+    // Files just matched to the server's messages (Rematch) exist there.
+    if (known_uids_.empty() || report_.matched > 0) return FetchNew();
     // An interrupted first download: its messages (indexed, or adopted just
     // now) may have been expunged by another client since. Later runs ask
     // only for changes after this one's HIGHESTMODSEQ, so ask now which

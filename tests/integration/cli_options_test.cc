@@ -51,6 +51,7 @@ TEST_F(CliOptionsTest, ProgressIsDrawnOnATerminalAndNowhereElse) {
 
   // Not a terminal: the same lines, no control sequence.
   fs::remove_all(root_);
+  testing::ForgetSyncedRoots();
   CommandResult piped = Run("sync");
   ASSERT_EQ(piped.exit_code, 0) << Report(piped);
   EXPECT_EQ(piped.out.find('\x1b'), std::string::npos) << piped.out;
@@ -59,6 +60,7 @@ TEST_F(CliOptionsTest, ProgressIsDrawnOnATerminalAndNowhereElse) {
 
   // -q and --json draw nothing on a terminal either.
   fs::remove_all(root_);
+  testing::ForgetSyncedRoots();
   CommandResult quiet = RunOnTerminal("-q sync");
   ASSERT_EQ(quiet.exit_code, 0) << Report(quiet);
   EXPECT_EQ(quiet.out, "");

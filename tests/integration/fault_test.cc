@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -391,8 +392,10 @@ TEST_F(FaultTest, KilledFirstSyncThenServerExpungesConverges) {
   }
   ASSERT_GE(stored.size(), 40u) << "the download did not get far enough to be killed in";
   std::string uids;
-  for (size_t i = 0; i < stored.size(); i += 2)
+  // A quarter of them: below max_delete_fraction, which would stop the folder.
+  for (size_t i = 0; i < stored.size(); i += 4) {
     uids += (uids.empty() ? "" : ",") + std::to_string(stored[i]);
+  }
   CommandResult expunge =
       RunCommand(testing::DoveadmCommand(*server_, "alice", "expunge mailbox INBOX uid " + uids));
   ASSERT_EQ(expunge.exit_code, 0) << Report(expunge);
@@ -434,6 +437,40 @@ TEST_F(FaultTest, TricklingBodyIsCutInBoundedTimeAndRetried) {
   ExpectMirror(run);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
   EXPECT_NE(run.err.find("min_rate"), std::string::npos) << Report(run);
+}
+
+// A password_cmd that takes 3 s runs off the loop: an account downloading
+// meanwhile, with a 1 s timeout and no retries, neither stalls nor times out
+// (issue 19). It starts when a fast account finishes (max_accounts = 2), so
+// the slow one is mid-download at that moment.
+TEST_F(FaultTest, ASleepingPasswordCommandDoesNotStallOtherAccounts) {
+  ASSERT_NO_FATAL_FAILURE(Start(false));
+  FaultPlan slow;
+  slow.down_bytes_per_second = 100000;  // several seconds of download
+  for (int i = 0; i < 8; ++i) proxy_->Plan(slow);
+  auto account = [&](const std::string& name, int port, const std::string& extra) {
+    return "[accounts." + name + "]\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) +
+           "\nca_file = \"" + server_->ca_file() + "\"\nuser = \"alice\"\nmaildir = \"" + dir_ +
+           "/" + name + "\"\n" + extra;
+  };
+  {
+    std::ofstream out(config_);
+    out << "max_accounts = 2\n"
+        << account("fast", server_->imaps_port(),
+                   "password = \"alice-secret\"\nfolders = [\"Empty\"]\n")
+        << account("slow", proxy_->port(),
+                   "password = \"alice-secret\"\ntimeout = 1\nretries = 0\nconnections = 1\n")
+        << account("sleepy", server_->imaps_port(),
+                   "password_cmd = \"sleep 3; echo alice-secret\"\nfolders = [\"Empty\"]\n");
+  }
+  fs::permissions(config_, fs::perms::owner_read | fs::perms::owner_write);
+  CommandResult run = Sync();
+  EXPECT_EQ(run.exit_code, 0) << Report(run);
+  EXPECT_EQ(run.err.find("no data from"), std::string::npos) << Report(run);
+  std::optional<std::vector<ServerMessage>> messages = server_->Messages("alice");
+  ASSERT_TRUE(messages.has_value());
+  std::vector<std::string> problems = testing::MirrorProblems(*messages, dir_ + "/slow");
+  EXPECT_TRUE(problems.empty()) << Join(problems);
 }
 
 }  // namespace

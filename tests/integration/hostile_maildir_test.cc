@@ -158,5 +158,29 @@ TEST_F(HostileMaildirTest, OnlyRegularMessageFilesAreReadAndEachIsReportedOnce) 
   EXPECT_EQ(ServerWith("<no-longer-empty@local.test>"), 1u);
 }
 
+// With the index inside the Maildir, a root moved away or an unmounted disk
+// looked like a first run and was filled again (issue 19): a record outside
+// the Maildir says it was synced before.
+TEST_F(HostileMaildirTest, MovedOrUnmountedMaildirIsNotFilledAgain) {
+  CommandResult first = Run("sync");
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  fs::rename(root_, root_ + ".old");
+  CommandResult moved = Run("sync");
+  EXPECT_EQ(moved.exit_code, 78) << Report(moved);
+  EXPECT_NE(moved.err.find("is missing, but mailmirror has synced into it before"),
+            std::string::npos)
+      << Report(moved);
+  EXPECT_FALSE(fs::exists(root_));
+  fs::create_directory(root_);  // an empty mount point
+  CommandResult empty = Run("sync");
+  EXPECT_EQ(empty.exit_code, 78) << Report(empty);
+  EXPECT_NE(empty.err.find("is empty"), std::string::npos) << Report(empty);
+  EXPECT_TRUE(fs::is_empty(root_));
+  // Starting over is one deletion away, as the message says.
+  testing::ForgetSyncedRoots();
+  CommandResult fresh = Run("sync");
+  EXPECT_EQ(fresh.exit_code, 0) << Report(fresh);
+}
+
 }  // namespace
 }  // namespace mailmirror

@@ -82,6 +82,7 @@ TEST_F(SyncLayoutTest, FoldersFilterWithExclusions) {
 
   // Only INBOX.
   fs::remove_all(maildir_);
+  testing::ForgetSyncedRoots();
   result = Sync(WriteConfig("folders = [\"INBOX\"]\n"));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(CountMessages(maildir_ + "/INBOX"), 5u);

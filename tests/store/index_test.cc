@@ -826,8 +826,11 @@ TEST_F(IndexTest, AnIndexBelongsToOneAccount) {
   EXPECT_EQ(other.error().kind, ErrorKind::kConfig);
   EXPECT_NE(other.error().message.find("alice@imap.example.org:993"), std::string::npos);
   EXPECT_NE(other.error().message.find("bob@imap.example.org:993"), std::string::npos);
+  EXPECT_FALSE(index_->ClaimAccount("alice@other.example.org:993").ok());
+  // Another port is the same mailbox (STARTTLS, a tunnel).
+  EXPECT_TRUE(index_->ClaimAccount("alice@imap.example.org:143").ok());
   OpenIndex();  // durable
-  EXPECT_FALSE(index_->ClaimAccount("bob@imap.example.org:993").ok());
+  EXPECT_FALSE(index_->ClaimAccount("bob@imap.example.org:143").ok());
 }
 
 TEST_F(IndexTest, SecondOpenInProcessIsRefused) {

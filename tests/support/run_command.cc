@@ -12,11 +12,31 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 namespace mailmirror::testing {
 namespace {
+
+// mailmirror records the Maildir roots it synced into under
+// $XDG_STATE_HOME: every test process gets a directory of its own, removed
+// at exit, so tests neither see each other's records nor leave any behind.
+struct PrivateStateHome {
+  PrivateStateHome() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mm-state.XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) return;
+    path = pattern;
+    ::setenv("XDG_STATE_HOME", path.c_str(), 1);
+  }
+  ~PrivateStateHome() {
+    std::error_code ignored;
+    if (!path.empty()) std::filesystem::remove_all(path, ignored);
+  }
+  std::string path;
+};
+PrivateStateHome g_state_home;
 
 using Clock = std::chrono::steady_clock;
 
@@ -230,6 +250,13 @@ CommandResult RunCommand(const std::string& command, const RunOptions& options) 
     result.exit_code = 128 + WTERMSIG(status);
   }
   return result;
+}
+
+void ForgetSyncedRoots() {
+  std::error_code ignored;
+  if (!g_state_home.path.empty()) {
+    std::filesystem::remove_all(g_state_home.path + "/mailmirror/roots", ignored);
+  }
 }
 
 }  // namespace mailmirror::testing

@@ -41,4 +41,9 @@ CommandResult RunCommand(const std::string& command, const RunOptions& options =
 // unchanged: ShellQuote("it's") == "'it'\\''s'".
 std::string ShellQuote(std::string_view word);
 
+// Forgets the Maildir roots this test process's mailmirror runs synced
+// into (each test binary has a private $XDG_STATE_HOME), so that a test may
+// delete a root and sync into it afresh.
+void ForgetSyncedRoots();
+
 }  // namespace mailmirror::testing

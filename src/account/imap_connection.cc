@@ -159,7 +159,11 @@ void ImapConnection::OnClosed(Status status) {
   }
 }
 
+void ImapConnection::OnDrained() { session_.OnTransportDrained(); }
+
 void ImapConnection::Send(std::string_view bytes) { connection_.Write(bytes); }
+
+size_t ImapConnection::queued_bytes() const { return connection_.queued_bytes(); }
 
 void ImapConnection::StartTls() { connection_.StartTls(); }
 

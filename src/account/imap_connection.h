@@ -55,8 +55,10 @@ class ImapConnection : private net::ConnectionObserver, private imap::Transport 
   void OnData(std::string_view data) override;
   void OnTlsStarted() override;
   void OnClosed(Status status) override;
+  void OnDrained() override;
   // imap::Transport
   void Send(std::string_view bytes) override;
+  size_t queued_bytes() const override;
   void StartTls() override;
   void Close() override;
 

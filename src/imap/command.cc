@@ -102,6 +102,21 @@ CommandBuilder& CommandBuilder::Literal(std::string_view value) {
   return *this;
 }
 
+CommandBuilder& CommandBuilder::StreamedLiteral(std::shared_ptr<LiteralSource> source) {
+  const uint64_t size = source->size();
+  const bool non_sync = policy_ == LiteralPolicy::kPlusAny ||
+                        (policy_ == LiteralPolicy::kPlusSmall && size <= kLiteralMinusMax);
+  std::string& current = command_.parts.back();
+  current += " {";
+  current += std::to_string(size);
+  current += non_sync ? "+}\r\n" : "}\r\n";
+  command_.stream = std::move(source);
+  command_.stream_after = command_.parts.size() - 1;
+  command_.stream_waits = !non_sync;
+  command_.parts.emplace_back();  // what follows the literal
+  return *this;
+}
+
 Result<Command> CommandBuilder::Build() {
   if (has_nul_) {
     return MakeError(ErrorKind::kConfig,

@@ -3,6 +3,8 @@
 // wait for the server's "+".
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,14 +20,31 @@ enum class LiteralPolicy {
   kPlusSmall,      // LITERAL- / IMAP4rev2: "{n+}" only up to 4096 octets
 };
 
-// A command ready to send, without its tag. parts.size() - 1 is the number
-// of synchronizing literals: after sending parts[i] (i < last) the sender
-// waits for a continuation request before sending parts[i + 1]. The last
-// part ends with CRLF.
+// The bytes of a literal too large to hold in memory (APPEND of a big
+// message), read in pieces while the connection drains.
+class LiteralSource {
+ public:
+  virtual ~LiteralSource() = default;
+  // Exactly how many bytes Read delivers in all.
+  virtual uint64_t size() const = 0;
+  // Appends the next bytes, at most `max` and at least one while any are
+  // left, to `out`. An error (the file changed or cannot be read) fails the
+  // session: a literal cut short cannot be taken back.
+  virtual Status Read(size_t max, std::string* out) = 0;
+};
+
+// A command ready to send, without its tag. After sending parts[i]
+// (i < last) the sender waits for a continuation request before sending
+// parts[i + 1], except around a streamed literal: `stream` is sent right
+// after parts[stream_after] (after the "+" only when `stream_waits`), and
+// parts[stream_after + 1] follows it at once. The last part ends with CRLF.
 struct Command {
   std::vector<std::string> parts;
   std::string verb;        // e.g. "LOGIN", for logs and error messages
   bool sensitive = false;  // carries a secret: never log its arguments
+  std::shared_ptr<LiteralSource> stream = nullptr;
+  size_t stream_after = 0;
+  bool stream_waits = false;
 };
 
 class CommandBuilder {
@@ -44,6 +63,9 @@ class CommandBuilder {
   // Appends " " and `value` as a literal whatever its bytes (APPEND's
   // message data), synchronizing or not as the policy allows.
   CommandBuilder& Literal(std::string_view value);
+  // The same for a literal read from `source` while it is sent (one per
+  // command); the source checks its own bytes (no NUL).
+  CommandBuilder& StreamedLiteral(std::shared_ptr<LiteralSource> source);
   // Marks the command as carrying a secret.
   CommandBuilder& Sensitive();
 

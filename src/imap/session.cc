@@ -376,9 +376,64 @@ void Session::OnContinuation(std::string_view text) {
     return;
   }
   // Nothing is sent after a command that waits for "+", so it is the last.
-  in_flight_.back().challenge = std::string(text);
-  SendNextPart(in_flight_.back());
+  Pending& pending = in_flight_.back();
+  pending.challenge = std::string(text);
+  const Command& command = pending.command;
+  if (command.stream && pending.parts_sent == command.stream_after + 1) {
+    awaiting_continuation_ = false;
+    return StartStream(pending);
+  }
+  SendNextPart(pending);
   SendQueued();
+}
+
+// The literal goes out in pieces, each once the transport has room: a
+// message of any size costs a few chunks of memory.
+void Session::StartStream(Pending& pending) {
+  Stream stream;
+  stream.source = pending.command.stream;
+  stream.left = stream.source->size();
+  stream.tag = pending.tag;
+  const size_t next = pending.command.stream_after + 1;
+  stream.next_part = next < pending.command.parts.size() ? pending.command.parts[next] : "";
+  stream_ = std::move(stream);
+  PumpStream();
+}
+
+void Session::PumpStream() {
+  // Enough in the transport to keep the link busy; little enough memory.
+  constexpr size_t kHighWater = 1 << 20;
+  constexpr size_t kChunk = 64 << 10;
+  while (stream_ && !failure_) {
+    if (stream_->left > 0) {
+      if (transport_->queued_bytes() >= kHighWater) return;  // OnTransportDrained resumes
+      std::string chunk;
+      Status read = stream_->source->Read(
+          static_cast<size_t>(std::min<uint64_t>(kChunk, stream_->left)), &chunk);
+      if (read.ok() && (chunk.empty() || chunk.size() > stream_->left)) {
+        read = MakeError(ErrorKind::kIo, "the message changed while it was being uploaded");
+      }
+      if (!read.ok()) return Fail(read.error());
+      stream_->left -= chunk.size();
+      Send(chunk);
+      continue;
+    }
+    // Done: what follows the literal, then the queue moves again.
+    Stream done = std::move(*stream_);
+    stream_.reset();
+    auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
+                           [&done](const Pending& p) { return p.tag == done.tag; });
+    if (it != in_flight_.end()) {
+      SendNextPart(*it);
+    } else {
+      Send(done.next_part);  // answered early: the line must still end
+    }
+    SendQueued();
+  }
+}
+
+void Session::OnTransportDrained() {
+  if (stream_) PumpStream();
 }
 
 void Session::Execute(Command command, UntaggedHandler on_untagged, ReplyHandler on_reply) {
@@ -406,7 +461,7 @@ void Session::Enqueue(Pending pending) {
 }
 
 void Session::SendQueued() {
-  while (!failure_ && !awaiting_continuation_ && !queued_.empty() &&
+  while (!failure_ && !awaiting_continuation_ && !stream_ && !queued_.empty() &&
          in_flight_.size() < options_.max_in_flight) {
     in_flight_.push_back(std::move(queued_.front()));
     queued_.pop_front();
@@ -418,8 +473,11 @@ void Session::SendQueued() {
 void Session::SendNextPart(Pending& pending) {
   std::string bytes;
   if (pending.parts_sent == 0) bytes = pending.tag + " ";
-  bytes += pending.command.parts[pending.parts_sent++];
-  awaiting_continuation_ = pending.parts_sent < pending.command.parts.size();
+  const size_t index = pending.parts_sent++;
+  bytes += pending.command.parts[index];
+  const bool before_stream = pending.command.stream && index == pending.command.stream_after;
+  awaiting_continuation_ = before_stream ? pending.command.stream_waits
+                                         : pending.parts_sent < pending.command.parts.size();
   if (LogEnabled(LogLevel::kTrace)) {
     Log(LogLevel::kTrace,
         TracePrefix() + "C: " +
@@ -427,6 +485,7 @@ void Session::SendNextPart(Pending& pending) {
                                        : Printable(bytes, 500)));
   }
   Send(bytes);
+  if (before_stream && !pending.command.stream_waits) StartStream(pending);
 }
 
 LiteralPolicy Session::literal_policy() const {
@@ -1030,6 +1089,33 @@ void Session::Append(const std::string& raw_mailbox, const std::vector<std::stri
              });
 }
 
+void Session::AppendStreamed(const std::string& raw_mailbox, const std::vector<std::string>& flags,
+                             const std::string& internaldate,
+                             std::shared_ptr<LiteralSource> message,
+                             std::function<void(Result<AppendResult>)> done) {
+  const std::string what = "APPEND to " + Printable(raw_mailbox, 100);
+  CommandBuilder builder("APPEND", literal_policy());
+  builder.AString(raw_mailbox);
+  std::string flag_list = "(";
+  for (size_t i = 0; i < flags.size(); ++i) flag_list += (i == 0 ? "" : " ") + flags[i];
+  builder.Raw(flag_list + ")");
+  if (!internaldate.empty()) builder.Raw("\"" + internaldate + "\"");
+  builder.StreamedLiteral(std::move(message));
+  Result<Command> command = builder.Build();
+  if (!command.ok()) return done(command.error().Wrap(what));
+  Execute(std::move(command).value(), nullptr,
+          [this, what, done = std::move(done)](Result<TaggedReply> reply) {
+            Result<MultiAppendResult> appended = AppendReply(what, 1, std::move(reply));
+            if (!appended.ok()) return done(appended.error());
+            AppendResult result;
+            if (appended->uids.size() == 1) {
+              result.uidvalidity = appended->uidvalidity;
+              result.uid = appended->uids.front();
+            }
+            done(result);
+          });
+}
+
 void Session::AppendMany(const std::string& raw_mailbox, const std::vector<AppendMessage>& messages,
                          std::function<void(Result<MultiAppendResult>)> done) {
   const std::string what = "APPEND to " + Printable(raw_mailbox, 100);
@@ -1052,29 +1138,33 @@ void Session::AppendMany(const std::string& raw_mailbox, const std::vector<Appen
   if (!command.ok()) return done(command.error().Wrap(what));
   Execute(std::move(command).value(), nullptr,
           [this, what, count = messages.size(), done = std::move(done)](Result<TaggedReply> reply) {
-            if (!reply.ok()) return done(reply.error());
-            if (reply->condition != Condition::kOk) {
-              return done(CommandError(what + " failed on " + options_.server, *reply));
-            }
-            MultiAppendResult result;
-            if (reply->code == "APPENDUID") {
-              // "uidvalidity uid-set", the UIDs in the order of the messages
-              // (RFC 4315 §3, RFC 3502); anything else is unusable.
-              const std::string_view raw = reply->code_raw;
-              const size_t space = raw.find(' ');
-              std::optional<UidRanges> validity = ParseSequenceSet(raw.substr(0, space));
-              std::optional<std::vector<uint32_t>> uids =
-                  space == std::string_view::npos ? std::nullopt
-                                                  : ExpandInOrder(raw.substr(space + 1), count);
-              if (validity && validity->size() == 1 &&
-                  validity->front().first == validity->front().second && uids &&
-                  uids->size() == count) {
-                result.uidvalidity = validity->front().first;
-                result.uids = std::move(*uids);
-              }
-            }
-            done(std::move(result));
+            done(AppendReply(what, count, std::move(reply)));
           });
+}
+
+Result<Session::MultiAppendResult> Session::AppendReply(const std::string& what, size_t count,
+                                                        Result<TaggedReply> reply) const {
+  if (!reply.ok()) return reply.error();
+  if (reply->condition != Condition::kOk) {
+    return CommandError(what + " failed on " + options_.server, *reply);
+  }
+  MultiAppendResult result;
+  if (reply->code == "APPENDUID") {
+    // "uidvalidity uid-set", the UIDs in the order of the messages
+    // (RFC 4315 §3, RFC 3502); anything else is unusable.
+    const std::string_view raw = reply->code_raw;
+    const size_t space = raw.find(' ');
+    std::optional<UidRanges> validity = ParseSequenceSet(raw.substr(0, space));
+    std::optional<std::vector<uint32_t>> uids = space == std::string_view::npos
+                                                    ? std::nullopt
+                                                    : ExpandInOrder(raw.substr(space + 1), count);
+    if (validity && validity->size() == 1 && validity->front().first == validity->front().second &&
+        uids && uids->size() == count) {
+      result.uidvalidity = validity->front().first;
+      result.uids = std::move(*uids);
+    }
+  }
+  return result;
 }
 
 void Session::UidMove(const std::string& uid_set, const std::string& raw_mailbox,

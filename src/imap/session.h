@@ -36,6 +36,10 @@ class Transport {
  public:
   virtual ~Transport() = default;
   virtual void Send(std::string_view bytes) = 0;
+  // Bytes handed to Send and not yet on the network. A transport that says
+  // more than 0 calls Session::OnTransportDrained once it has written most
+  // of them: streamed literals wait for that (bounded memory).
+  virtual size_t queued_bytes() const { return 0; }
   // Starts TLS on the stream; the owner calls Session::OnTlsStarted when
   // the handshake has verified the server, or OnClosed on failure.
   virtual void StartTls() = 0;
@@ -184,6 +188,8 @@ class Session : private ResponseHandler, private LiteralSink {
 
   // --- Events from the transport.
   void OnData(std::string_view data);
+  // The transport wrote most of what it had queued (Transport::queued_bytes).
+  void OnTransportDrained();
   void OnTlsStarted();
   void OnClosed(const Status& status);
 
@@ -265,6 +271,11 @@ class Session : private ResponseHandler, private LiteralSink {
   void Append(const std::string& raw_mailbox, const std::vector<std::string>& flags,
               const std::string& internaldate, std::string_view message,
               std::function<void(Result<AppendResult>)> done);
+  // The same with the message read from `message` while it is sent, in
+  // bounded memory whatever its size.
+  void AppendStreamed(const std::string& raw_mailbox, const std::vector<std::string>& flags,
+                      const std::string& internaldate, std::shared_ptr<LiteralSource> message,
+                      std::function<void(Result<AppendResult>)> done);
 
   // APPEND of several messages in one command (MULTIAPPEND, RFC 3502): the
   // server stores all of them or none. One message needs no MULTIAPPEND;
@@ -341,6 +352,14 @@ class Session : private ResponseHandler, private LiteralSink {
  private:
   enum class State { kGreeting, kNotAuthenticated, kStartingTls, kAuthenticated, kClosed };
 
+  // A streamed literal (Command::stream) being sent: nothing else goes out
+  // until it is done.
+  struct Stream {
+    std::shared_ptr<LiteralSource> source;
+    uint64_t left = 0;
+    std::string tag;        // its command's
+    std::string next_part;  // what follows the literal, should the command be gone
+  };
   struct Pending {
     std::string tag;
     Command command;
@@ -350,6 +369,12 @@ class Session : private ResponseHandler, private LiteralSink {
     FetchSink* fetch_sink = nullptr;  // UID FETCH commands
     std::string challenge;            // the last continuation's text
   };
+
+  void StartStream(Pending& pending);
+  void PumpStream();
+  // The outcome of an APPEND of `count` messages.
+  Result<MultiAppendResult> AppendReply(const std::string& what, size_t count,
+                                        Result<TaggedReply> reply) const;
 
   Status OnResponse(const Response& response) override;
   // LiteralSink: body literals go to the fetch sink of the oldest FETCH.
@@ -399,6 +424,7 @@ class Session : private ResponseHandler, private LiteralSink {
   std::deque<Pending> queued_;     // built, not sent yet
   std::deque<Pending> in_flight_;  // sent (at least partly), awaiting a tagged reply
   bool awaiting_continuation_ = false;
+  std::optional<Stream> stream_;
   std::optional<Error> failure_;                // the first fatal error
   std::string bye_code_;                        // response code of an untagged BYE
   std::string bye_text_;                        // text of an untagged BYE, for messages

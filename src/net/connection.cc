@@ -258,6 +258,8 @@ struct Connection::Impl {
     }
   }
 
+  size_t queued_bytes() const { return out_.size() + in_transit_; }
+
  private:
   // --- Setup ------------------------------------------------------------
 
@@ -681,6 +683,8 @@ struct Connection::Impl {
     auto* request = new WriteRequest{};
     request->bytes = std::move(bytes);
     request->impl = this;
+    in_transit_ += request->bytes.size();
+    if (queued_bytes() > Connection::kDrainedBytes) above_drained_ = true;
     request->req.data = request;
     uv_buf_t buf = uv_buf_init(request->bytes.data(), static_cast<unsigned>(request->bytes.size()));
     int rc = uv_write(&request->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, OnWritten);
@@ -695,7 +699,14 @@ struct Connection::Impl {
     // Safe to use: libuv completes a stream's writes before its close
     // callback, and the Impl lives at least until that callback.
     Impl* impl = request->impl;
+    impl->in_transit_ -= request->bytes.size();
     delete request;
+    if (status == 0 && impl->above_drained_ && impl->state_ == State::kOpen &&
+        impl->queued_bytes() <= Connection::kDrainedBytes) {
+      impl->above_drained_ = false;
+      impl->observer_->OnDrained();
+      return;
+    }
     if (status == 0 || status == UV_ECANCELED) return;
     impl->Fail(ErrorKind::kUnavailable,
                "connection to " + impl->endpoint_ + " lost: " + uv_strerror(status));
@@ -877,6 +888,10 @@ struct Connection::Impl {
   // The rate floor (ConnectOptions::min_rate): while a response is under
   // way, bytes received since the window began.
   bool mid_response_ = false;
+  // Written to the socket and not yet completed; OnDrained is owed once
+  // the queue went above Connection::kDrainedBytes.
+  size_t in_transit_ = 0;
+  bool above_drained_ = false;
   uint64_t window_start_ms_ = 0;
   uint64_t window_bytes_ = 0;
 
@@ -923,6 +938,8 @@ void Connection::Abort(const Error& error) { impl_->Abort(error); }
 void Connection::SetMidResponse(bool mid_response) { impl_->SetMidResponse(mid_response); }
 
 bool Connection::tls_active() const { return impl_->tls_active(); }
+
+size_t Connection::queued_bytes() const { return impl_->queued_bytes(); }
 
 bool Connection::peer_is_loopback() const { return impl_->peer_is_loopback(); }
 

@@ -55,6 +55,9 @@ class ConnectionObserver {
   // kUnavailable for resolve/connect/TLS/verification failures and lost
   // connections, kTemporary for timeouts.
   virtual void OnClosed(Status status) = 0;
+  // What was queued (queued_bytes) went mostly out: a writer holding back
+  // may write more.
+  virtual void OnDrained() {}
 };
 
 class Connection {
@@ -85,6 +88,11 @@ class Connection {
   void SetMidResponse(bool mid_response);
 
   bool tls_active() const;
+
+  // Bytes given to Write and not yet handed to the kernel. Once it has
+  // been above kDrainedBytes, OnDrained follows when it falls below.
+  size_t queued_bytes() const;
+  static constexpr size_t kDrainedBytes = 256 << 10;
 
   // True when connected to a loopback address (127.0.0.0/8, ::1), where
   // compressing the stream costs CPU and saves nothing.

@@ -492,8 +492,9 @@ void FolderPull::FindUploadedBySize(const std::string& uid_set) {
   auto sizes = std::make_shared<std::set<uint64_t>>();
   for (const NewLocalFile& file : new_local_) {
     if (file.linked) continue;
-    Result<std::optional<FileForAppend>> read = ReadForAppend(folder_->EntryPath(file.entry));
-    if (read.ok() && read->has_value()) sizes->insert((*read)->crlf.size());
+    Result<std::optional<std::unique_ptr<AppendFile>>> read =
+        AppendFile::Open(folder_->EntryPath(file.entry));
+    if (read.ok() && read->has_value()) sizes->insert((**read)->size());
   }
   auto candidates = std::make_shared<std::vector<uint32_t>>();
   session_->Execute(
@@ -551,8 +552,8 @@ void FolderPull::AfterPull(const Status& status) {
   Finish(status);
 }
 
-// One APPEND at a time: a message is read whole (as APPEND's literal needs
-// its size with CRLF line ends), so memory holds one message at most.
+// One APPEND at a time, each streamed from its file (AppendFile): its size
+// with CRLF line ends is counted first, as the literal must announce it.
 void FolderPull::AppendNext(size_t next) {
   while (next < new_local_.size() && new_local_[next].linked) ++next;
   if (next == new_local_.size()) return FinishAppends();
@@ -569,7 +570,8 @@ void FolderPull::AppendNext(size_t next) {
     return true;
   };
   if (too_large(new_local_[next].size)) return AppendNext(next + 1);
-  Result<std::optional<FileForAppend>> file = ReadForAppend(folder_->EntryPath(entry));
+  Result<std::optional<std::unique_ptr<AppendFile>>> file =
+      AppendFile::Open(folder_->EntryPath(entry));
   if (!file.ok() && IsNotRegularFile(file.error())) {
     Refuse(entry, "not a regular file");
     return AppendNext(next + 1);
@@ -578,16 +580,18 @@ void FolderPull::AppendNext(size_t next) {
     if (!file.ok() && append_status_.ok()) append_status_ = file.error();
     return AppendNext(next + 1);
   }
-  if (too_large((*file)->crlf.size())) return AppendNext(next + 1);
-  if ((*file)->crlf.find('\0') != std::string::npos) {
+  std::shared_ptr<AppendFile> message = std::move(**file);
+  if (too_large(message->size())) return AppendNext(next + 1);
+  if (message->has_nul()) {
     Refuse(entry, "it holds NUL bytes, which an IMAP upload cannot carry");
     return AppendNext(next + 1);
   }
-  session_->Append(
-      job_.remote_name, store::ImapFlagsFromBits(entry.name.flags),
-      imap::FormatInternalDate((*file)->mtime), (*file)->crlf,
-      [this, next, size = (*file)->crlf.size(),
-       mtime = (*file)->mtime](Result<imap::Session::AppendResult> appended) {
+  const uint64_t size = message->size();
+  const int64_t mtime = message->mtime();
+  // Streamed from the file: memory stays bounded whatever the message's size.
+  session_->AppendStreamed(
+      job_.remote_name, store::ImapFlagsFromBits(entry.name.flags), imap::FormatInternalDate(mtime),
+      std::move(message), [this, next, size, mtime](Result<imap::Session::AppendResult> appended) {
         const NewLocalFile& uploaded = new_local_[next];
         if (!appended.ok()) {
           // A session that died takes the rest with it.

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -16,7 +19,11 @@ namespace {
 
 class ScriptedTransport : public Transport {
  public:
-  void Send(std::string_view bytes) override { sent += bytes; }
+  void Send(std::string_view bytes) override {
+    sent += bytes;
+    if (count_queued) queued += bytes.size();
+  }
+  size_t queued_bytes() const override { return queued; }
   void StartTls() override { tls_started = true; }
   void Close() override { closed = true; }
 
@@ -28,6 +35,8 @@ class ScriptedTransport : public Transport {
   }
 
   std::string sent;
+  bool count_queued = false;  // like a socket that writes nothing until drained
+  size_t queued = 0;
   bool tls_started = false;
   bool closed = false;
 };
@@ -784,6 +793,79 @@ TEST_F(LoggedInSessionTest, SeveralMessagesInOneAppendNeedMultiAppend) {
   ASSERT_FALSE(appended->ok());
   EXPECT_EQ(appended->error().kind, ErrorKind::kInternal);
   EXPECT_EQ(transport_.TakeSent(), "");
+}
+
+// `size` bytes of a repeating line, read in pieces; `fail_at` makes a read
+// fail once that many were delivered (the file changed).
+class PatternSource : public LiteralSource {
+ public:
+  explicit PatternSource(uint64_t size, uint64_t fail_at = UINT64_MAX)
+      : size_(size), fail_at_(fail_at) {}
+  uint64_t size() const override { return size_; }
+  Status Read(size_t max, std::string* out) override {
+    if (produced_ >= fail_at_) return MakeError(ErrorKind::kIo, "file changed");
+    const uint64_t n = std::min<uint64_t>(max, size_ - produced_);
+    for (uint64_t i = 0; i < n; ++i) *out += static_cast<char>('a' + (produced_ + i) % 26);
+    produced_ += n;
+    return Status::Ok();
+  }
+
+ private:
+  uint64_t size_;
+  uint64_t fail_at_;
+  uint64_t produced_ = 0;
+};
+
+// A streamed literal goes out as the transport drains: about a megabyte
+// waits in it at most, whatever the message's size, and nothing else is
+// sent in the middle of it (issue 19).
+TEST_F(LoggedInSessionTest, StreamedAppendGoesOutInPiecesAsTheTransportDrains) {
+  LogIn("IMAP4rev1 LITERAL+ UIDPLUS");
+  transport_.count_queued = true;
+  constexpr uint64_t kSize = 5 << 20;
+  std::optional<Result<Session::AppendResult>> appended;
+  session_->AppendStreamed(
+      "INBOX", {"\\Seen"}, "", std::make_shared<PatternSource>(kSize),
+      [&](Result<Session::AppendResult> result) { appended = std::move(result); });
+  std::optional<bool> noop;
+  session_->Execute(Command{{"NOOP\r\n"}, "NOOP", false}, nullptr,
+                    [&](Result<TaggedReply> reply) { noop = reply.ok(); });
+  const std::string header = "A2 APPEND INBOX (\\Seen) {" + std::to_string(kSize) + "+}\r\n";
+  std::string all = transport_.TakeSent();
+  ASSERT_EQ(all.substr(0, header.size()), header);
+  size_t pieces = 1;
+  while (all.size() < header.size() + kSize + 2 && pieces < 1000) {
+    ASSERT_LE(transport_.queued, (1u << 20) + (64u << 10) + header.size());
+    transport_.queued = 0;
+    session_->OnTransportDrained();
+    all += transport_.TakeSent();
+    ++pieces;
+  }
+  EXPECT_GT(pieces, 4u);
+  const std::string rest = all.substr(header.size() + kSize);
+  EXPECT_EQ(rest, "\r\nA3 NOOP\r\n");  // the NOOP only after the literal's line ended
+  EXPECT_EQ(all[header.size()], 'a');
+  EXPECT_EQ(all[header.size() + kSize - 1], static_cast<char>('a' + (kSize - 1) % 26));
+  Server("A2 OK [APPENDUID 9 31] Append completed\r\nA3 OK done\r\n");
+  ASSERT_TRUE(appended.has_value() && appended->ok());
+  EXPECT_EQ(appended->value().uid, 31u);
+  EXPECT_TRUE(noop.value_or(false));
+}
+
+TEST_F(LoggedInSessionTest, StreamedAppendWaitsForTheContinuationAndFailsOnAReadError) {
+  LogIn("IMAP4rev1");
+  std::optional<Result<Session::AppendResult>> appended;
+  session_->AppendStreamed(
+      "INBOX", {}, "", std::make_shared<PatternSource>(200000, 70000),
+      [&](Result<Session::AppendResult> result) { appended = std::move(result); });
+  EXPECT_EQ(transport_.TakeSent(), "A2 APPEND INBOX () {200000}\r\n");
+  Server("+ Ready for literal data\r\n");
+  // The source fails part way: the literal cannot be finished, so the
+  // session fails rather than send wrong bytes.
+  ASSERT_TRUE(appended.has_value());
+  EXPECT_FALSE(appended->ok());
+  EXPECT_NE(appended->error().message.find("file changed"), std::string::npos);
+  EXPECT_TRUE(transport_.closed);
 }
 
 TEST_F(LoggedInSessionTest, AppendWaitsForTheContinuationWithoutLiteralPlus) {

@@ -78,6 +78,8 @@ AccountStatus Collect(const AccountConfig& account) {
     }
     Result<std::string> path = store::LocalPathFor(account.maildir, folder.local_name, layout);
     if (path.ok()) row.pending = PendingChanges(*path, folder, *messages);
+    Result<std::vector<store::RefusedFile>> refused = (*index)->ListRefused(folder.id);
+    if (refused.ok()) row.refused = std::move(refused).value();
     auto run = status.record.folders.find(folder.local_name);
     if (run != status.record.folders.end()) row.run = run->second;
     status.folders.push_back(std::move(row));
@@ -158,6 +160,13 @@ void PrintStatus(const std::vector<AccountStatus>& statuses, std::ostream& out) 
         }
       }
       out << line << '\n';
+    }
+    for (const FolderStatus& folder : status.folders) {
+      for (const store::RefusedFile& file : folder.refused) {
+        out << EscapeControls("  not uploaded: " + folder.name + "/" + file.file_name + ": " +
+                              file.reason)
+            << '\n';
+      }
     }
   }
 }

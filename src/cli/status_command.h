@@ -13,6 +13,7 @@
 
 #include "mailmirror/config.h"
 #include "mailmirror/status.h"
+#include "store/index.h"
 #include "sync/run_record.h"
 
 namespace mailmirror::cli {
@@ -26,6 +27,9 @@ struct FolderStatus {
   // files; nullopt when the folder's directory is gone.
   std::optional<uint64_t> pending;
   sync::FolderRun run;
+  // Local files kept here without upload, and why (no message, empty, NUL
+  // bytes, too large, refused by the server).
+  std::vector<store::RefusedFile> refused;
 };
 
 struct AccountStatus {

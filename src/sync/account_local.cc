@@ -52,6 +52,19 @@ void AccountSync::CreateLocalOnlyFolders(char delimiter) {
         Log(LogLevel::kWarning, "account " + account_.name + ": " + remote.error().message);
         continue;
       }
+      // "inbox" or "Inbox" beside INBOX: IMAP names INBOX case-insensitively,
+      // so this is the server's INBOX under another spelling, not a folder
+      // of its own (nor one gone from the server).
+      if (std::any_of(jobs_.begin(), jobs_.end(),
+                      [&](const FolderJob& job) { return job.remote_name == *remote; })) {
+        const std::string why = "Maildir folder " + name + " is the server's folder " + *remote +
+                                " under another spelling and is not synced; move its messages "
+                                "into " +
+                                *remote + " and remove it";
+        report_.skipped.push_back(why);
+        Log(LogLevel::kWarning, "account " + account_.name + ": " + why);
+        continue;
+      }
       Result<std::optional<store::FolderRecord>> record = index_->GetFolder(*remote);
       if (record.ok() && record->has_value() && (*record)->uidvalidity != 0) {
         Log(LogLevel::kWarning, "account " + account_.name + ": folder " + name +

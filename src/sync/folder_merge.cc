@@ -418,7 +418,7 @@ Status FolderPull::AddNewLocal(const store::MaildirFolder::Entry& entry) {
     if (digest.error().os_errno == ENOENT) return Status::Ok();
     // Replaced by a link or FIFO since the scan: never read, never sent.
     if (IsNotRegularFile(digest.error())) {
-      Refuse(entry, digest.error().message.substr(digest.error().message.rfind(" is ") + 4));
+      Refuse(entry, "not a regular file");
       return Status::Ok();
     }
     return digest.error();

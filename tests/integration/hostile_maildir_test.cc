@@ -150,6 +150,15 @@ TEST_F(HostileMaildirTest, OnlyRegularMessageFilesAreReadAndEachIsReportedOnce) 
         << Report(result);
   }
   ::close(sock);
+  // status lists them with the reason.
+  CommandResult status = Run("status");
+  EXPECT_EQ(status.exit_code, 0) << Report(status);
+  EXPECT_NE(status.out.find("not uploaded: INBOX/cur/fifo:2,S: a FIFO, not a file"),
+            std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("not uploaded: INBOX/cur/binary:2,S: it holds NUL bytes"),
+            std::string::npos)
+      << status.out;
 
   // A changed file is tried again.
   WriteFile(cur + "empty:2,S", Message("no-longer-empty", "filled in later"));
@@ -180,6 +189,48 @@ TEST_F(HostileMaildirTest, MovedOrUnmountedMaildirIsNotFilledAgain) {
   testing::ForgetSyncedRoots();
   CommandResult fresh = Run("sync");
   EXPECT_EQ(fresh.exit_code, 0) << Report(fresh);
+}
+
+// A local "inbox" beside INBOX is INBOX under another spelling (IMAP names
+// it case-insensitively): said so, not taken for a folder gone from the
+// server, nothing uploaded from it (issue 19).
+TEST_F(HostileMaildirTest, LowerCaseInboxIsNamedForWhatItIs) {
+  CommandResult first = Run("sync");
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  const size_t before = Server().size();
+  for (const char* sub : {"/cur", "/new", "/tmp"}) fs::create_directories(root_ + "/inbox" + sub);
+  WriteFile(root_ + "/inbox/cur/lower:2,S", Message("lower-inbox", "in inbox/"));
+  CommandResult run = Run("sync");
+  EXPECT_EQ(run.exit_code, 0) << Report(run);
+  EXPECT_NE(
+      run.err.find("Maildir folder inbox is the server's folder INBOX under another spelling"),
+      std::string::npos)
+      << Report(run);
+  EXPECT_EQ(run.err.find("gone from the server"), std::string::npos) << Report(run);
+  EXPECT_EQ(Server().size(), before);
+}
+
+// Secret commands run with no descriptor but stdin, stdout and stderr
+// (the index's LMDB file is open meanwhile, without O_CLOEXEC) and with
+// core dumps off, as the whole process runs (issue 19).
+TEST_F(HostileMaildirTest, PasswordCommandInheritsNoDescriptorAndNoCoreLimit) {
+  std::string text = ReadFile(config_);
+  const std::string password = "password = \"alice-secret\"\n";
+  ASSERT_NE(text.find(password), std::string::npos);
+  const std::string fds = dir_ + "/password-cmd-fds";
+  text.replace(text.find(password), password.size(),
+               "password_cmd = \"ls -l /proc/$$/fd > " + fds + "; ulimit -c >> " + fds +
+                   "; echo alice-secret\"\n");
+  std::ofstream(config_, std::ios::trunc) << text;
+  CommandResult first = Run("sync");
+  ASSERT_EQ(first.exit_code, 0) << Report(first);
+  CommandResult second = Run("sync");  // the index exists and is open now
+  ASSERT_EQ(second.exit_code, 0) << Report(second);
+  const std::string listing = ReadFile(fds);
+  EXPECT_EQ(listing.find("data.mdb"), std::string::npos) << listing;
+  EXPECT_EQ(listing.find("lock"), std::string::npos) << listing;
+  EXPECT_EQ(listing.find("socket:"), std::string::npos) << listing;
+  EXPECT_NE(listing.find("\n0\n"), std::string::npos) << "core size limit:\n" << listing;
 }
 
 }  // namespace

@@ -402,13 +402,13 @@ TEST_F(FaultTest, KilledFirstSyncThenServerExpungesConverges) {
   proxy_->ClearPlans();
 
   ExpectMirror(Sync());
-  // Every later run agrees, and so does verify.
+  // Every later run agrees, and so does verify --deep.
   ExpectMirror(Sync());
   RunOptions options;
   options.timeout = std::chrono::seconds(60);
-  CommandResult verify = RunCommand(
-      testing::ShellQuote(MAILMIRROR_BINARY) + " -c " + testing::ShellQuote(config_) + " verify",
-      options);
+  CommandResult verify = RunCommand(testing::ShellQuote(MAILMIRROR_BINARY) + " -c " +
+                                        testing::ShellQuote(config_) + " verify --deep",
+                                    options);
   EXPECT_EQ(verify.exit_code, 0) << Report(verify);
 }
 

@@ -233,5 +233,24 @@ TEST_F(HostileMaildirTest, PasswordCommandInheritsNoDescriptorAndNoCoreLimit) {
   EXPECT_NE(listing.find("\n0\n"), std::string::npos) << "core size limit:\n" << listing;
 }
 
+// A trailing slash on maildir made the state directory's path compare
+// unequal to the folder path of a server folder named "mailmirror" under
+// Maildir++, which then went into the index's directory (issue 19).
+TEST_F(HostileMaildirTest, TrailingSlashCannotPutAFolderIntoTheStateDirectory) {
+  ASSERT_TRUE(server_->AddMessage("alice", "mailmirror", Message("state-clash", "x")));
+  std::string text = ReadFile(config_);
+  const std::string maildir = "maildir = \"" + root_ + "\"";
+  ASSERT_NE(text.find(maildir), std::string::npos);
+  text.replace(text.find(maildir), maildir.size(),
+               "maildir = \"" + root_ + "/\"\nlayout = \"maildir++\"");
+  std::ofstream(config_, std::ios::trunc) << text;
+  CommandResult run = Run("sync");
+  EXPECT_EQ(run.exit_code, 0) << Report(run);
+  EXPECT_NE(run.err.find("would be stored in the state directory"), std::string::npos)
+      << Report(run);
+  EXPECT_FALSE(fs::exists(root_ + "/.mailmirror/cur"));
+  EXPECT_TRUE(fs::exists(root_ + "/.mailmirror/index"));
+}
+
 }  // namespace
 }  // namespace mailmirror

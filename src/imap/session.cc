@@ -1074,18 +1074,34 @@ std::optional<Session::MoveResult> ParseCopyUid(std::string_view raw, const UidR
 
 }  // namespace
 
+namespace {
+
+// "(\\Seen $Forwarded)": an APPEND's flag list.
+std::string FlagList(const std::vector<std::string>& flags) {
+  std::string list = "(";
+  for (size_t i = 0; i < flags.size(); ++i) list += (i == 0 ? "" : " ") + flags[i];
+  return list + ")";
+}
+
+// The outcome of an APPEND of one message.
+Result<Session::AppendResult> OneAppended(Result<Session::MultiAppendResult> appended) {
+  if (!appended.ok()) return appended.error();
+  Session::AppendResult result;
+  if (appended->uids.size() == 1) {
+    result.uidvalidity = appended->uidvalidity;
+    result.uid = appended->uids.front();
+  }
+  return result;
+}
+
+}  // namespace
+
 void Session::Append(const std::string& raw_mailbox, const std::vector<std::string>& flags,
                      const std::string& internaldate, std::string_view message,
                      std::function<void(Result<AppendResult>)> done) {
   AppendMany(raw_mailbox, {AppendMessage{flags, internaldate, message}},
              [done = std::move(done)](Result<MultiAppendResult> appended) {
-               if (!appended.ok()) return done(appended.error());
-               AppendResult result;
-               if (appended->uids.size() == 1) {
-                 result.uidvalidity = appended->uidvalidity;
-                 result.uid = appended->uids.front();
-               }
-               done(result);
+               done(OneAppended(std::move(appended)));
              });
 }
 
@@ -1096,23 +1112,14 @@ void Session::AppendStreamed(const std::string& raw_mailbox, const std::vector<s
   const std::string what = "APPEND to " + Printable(raw_mailbox, 100);
   CommandBuilder builder("APPEND", literal_policy());
   builder.AString(raw_mailbox);
-  std::string flag_list = "(";
-  for (size_t i = 0; i < flags.size(); ++i) flag_list += (i == 0 ? "" : " ") + flags[i];
-  builder.Raw(flag_list + ")");
+  builder.Raw(FlagList(flags));
   if (!internaldate.empty()) builder.Raw("\"" + internaldate + "\"");
   builder.StreamedLiteral(std::move(message));
   Result<Command> command = builder.Build();
   if (!command.ok()) return done(command.error().Wrap(what));
   Execute(std::move(command).value(), nullptr,
           [this, what, done = std::move(done)](Result<TaggedReply> reply) {
-            Result<MultiAppendResult> appended = AppendReply(what, 1, std::move(reply));
-            if (!appended.ok()) return done(appended.error());
-            AppendResult result;
-            if (appended->uids.size() == 1) {
-              result.uidvalidity = appended->uidvalidity;
-              result.uid = appended->uids.front();
-            }
-            done(result);
+            done(OneAppended(AppendReply(what, 1, std::move(reply))));
           });
 }
 
@@ -1126,11 +1133,7 @@ void Session::AppendMany(const std::string& raw_mailbox, const std::vector<Appen
   CommandBuilder builder("APPEND", literal_policy());
   builder.AString(raw_mailbox);
   for (const AppendMessage& message : messages) {
-    std::string flag_list = "(";
-    for (size_t i = 0; i < message.flags.size(); ++i) {
-      flag_list += (i == 0 ? "" : " ") + message.flags[i];
-    }
-    builder.Raw(flag_list + ")");
+    builder.Raw(FlagList(message.flags));
     if (!message.internaldate.empty()) builder.Raw("\"" + message.internaldate + "\"");
     builder.Literal(message.message);
   }

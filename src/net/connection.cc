@@ -249,15 +249,6 @@ struct Connection::Impl {
     Fail(error);
   }
 
-  void StartReadTimer() {
-    last_read_ms_ = uv_now(loop_);
-    if (options_.read_timeout_ms > 0) {
-      uv_timer_start(&timer_, OnTimer, options_.read_timeout_ms, 0);
-    } else {
-      uv_timer_stop(&timer_);
-    }
-  }
-
   size_t queued_bytes() const { return out_.size() + in_transit_; }
 
  private:
@@ -701,6 +692,7 @@ struct Connection::Impl {
     Impl* impl = request->impl;
     impl->in_transit_ -= request->bytes.size();
     delete request;
+    if (status == 0) impl->last_read_ms_ = uv_now(impl->loop_);
     if (status == 0 && impl->above_drained_ && impl->state_ == State::kOpen &&
         impl->queued_bytes() <= Connection::kDrainedBytes) {
       impl->above_drained_ = false;
@@ -713,6 +705,15 @@ struct Connection::Impl {
   }
 
   // --- Timers ---------------------------------------------------------------
+
+  void StartReadTimer() {
+    last_read_ms_ = uv_now(loop_);
+    if (options_.read_timeout_ms > 0) {
+      uv_timer_start(&timer_, OnTimer, options_.read_timeout_ms, 0);
+    } else {
+      uv_timer_stop(&timer_);
+    }
+  }
 
   bool RateApplies() const {
     return mid_response_ && options_.min_rate > 0 && options_.read_timeout_ms > 0;
@@ -884,16 +885,18 @@ struct Connection::Impl {
 
   uv_timer_t timer_{};  // connect deadline, then read timeout, then close grace
   bool timer_open_ = false;
+  // The last read, or the last write the kernel took (a long upload is no
+  // silence): the read timeout counts from here.
   uint64_t last_read_ms_ = 0;
   // The rate floor (ConnectOptions::min_rate): while a response is under
   // way, bytes received since the window began.
   bool mid_response_ = false;
+  uint64_t window_start_ms_ = 0;
+  uint64_t window_bytes_ = 0;
   // Written to the socket and not yet completed; OnDrained is owed once
   // the queue went above Connection::kDrainedBytes.
   size_t in_transit_ = 0;
   bool above_drained_ = false;
-  uint64_t window_start_ms_ = 0;
-  uint64_t window_bytes_ = 0;
 
   ResolveRequest* resolve_request_ = nullptr;
   std::vector<sockaddr_storage> addresses_;

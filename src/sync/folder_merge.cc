@@ -548,7 +548,8 @@ bool FolderPull::HasUploads() const {
 void FolderPull::AfterPull(const Status& status) {
   if (!status.ok()) return Finish(status);
   if (HasUploads()) return AppendNext(0);
-  if (refused_ && (refused_->count() > 0 || refused_->changed())) return FinishAppends();
+  if (refused_ && refused_->changed()) return FinishAppends();  // records to update
+  if (refused_) report_.refused = refused_->count();
   Finish(status);
 }
 

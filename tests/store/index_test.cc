@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -831,6 +832,45 @@ TEST_F(IndexTest, AnIndexBelongsToOneAccount) {
   EXPECT_TRUE(index_->ClaimAccount("alice@imap.example.org:143").ok());
   OpenIndex();  // durable
   EXPECT_FALSE(index_->ClaimAccount("bob@imap.example.org:143").ok());
+}
+
+// Another process grew the map past this one's: the next transaction here
+// meets MDB_MAP_RESIZED and adopts the new size (with every transaction of
+// the process kept out meanwhile) instead of failing (issue 19).
+TEST_F(IndexTest, MapGrownByAnotherProcessIsAdopted) {
+  constexpr uint64_t kTinyMap = 64 * 1024;
+  OpenIndex(IndexOptions{kTinyMap});
+  const uint32_t id = AddFolder("INBOX");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A fresh environment of the child's own, as another mailmirror would
+    // open it, writing 4 MiB more than the parent's map holds.
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    MDB_dbi meta = 0;
+    std::string filler(4 << 20, 'f');
+    MDB_val key{6, const_cast<char*>("filler")};
+    MDB_val value{filler.size(), filler.data()};
+    const bool ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
+                    mdb_env_set_mapsize(env, size_t{64} << 20) == 0 &&
+                    mdb_env_open(env, dir_.c_str(), MDB_NOTLS, 0600) == 0 &&
+                    mdb_txn_begin(env, nullptr, 0, &txn) == 0 &&
+                    mdb_dbi_open(txn, "meta", 0, &meta) == 0 &&
+                    mdb_put(txn, meta, &key, &value, 0) == 0 && mdb_txn_commit(txn) == 0;
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // Reads and writes go on with the grown map.
+  Result<std::vector<FolderRecord>> folders = index_->ListFolders();
+  ASSERT_TRUE(folders.ok()) << folders.error().message;
+  EXPECT_EQ(folders->size(), 1u);
+  Index::Batch batch;
+  batch.PutMessage(id, Message(1, "after-growth", 1));
+  CommitOk(batch);
+  EXPECT_EQ(Uids(id).size(), 1u);
 }
 
 TEST_F(IndexTest, SecondOpenInProcessIsRefused) {

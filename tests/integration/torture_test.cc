@@ -255,15 +255,21 @@ TEST_F(TortureTest, KillsAndCutsLoseAndDuplicateNothing) {
   int runs = 0;
   int kills = 0;
   int finished = 0;
+  // Kills fall uniformly within this window after the start. A run that
+  // finishes inside it shows the window is longer than a run on this
+  // machine (a fast build, an idle machine): it shrinks, so that most kills
+  // still land mid-run.
+  int window_us = 150000;
   for (int round = 0; round < kKillRounds; ++round) {
     ASSERT_NO_FATAL_FAILURE(Change(round));
     Child child(SyncCommand(direct_), dir_ + "/kill.out", dir_ + "/kill.err");
     ASSERT_TRUE(child.started());
     ++runs;
-    std::this_thread::sleep_for(
-        std::chrono::microseconds(std::uniform_int_distribution<int>(0, 150000)(random_)));
+    const int delay_us = std::uniform_int_distribution<int>(0, window_us)(random_);
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
     if (child.Exited()) {
       ++finished;
+      window_us = std::max(2000, std::min(window_us, delay_us * 9 / 10));
       continue;
     }
     child.Kill();

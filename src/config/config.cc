@@ -154,18 +154,6 @@ std::string ResolvePath(const std::string& path) {
   return error ? path : NormalPath(resolved.string());
 }
 
-// Whether `inner` is `outer` or lies below it, by whole components:
-// "/a/mail2" is not inside "/a/mail".
-bool IsSameOrInside(const std::string& inner, const std::string& outer) {
-  const std::filesystem::path in(inner);
-  const std::filesystem::path out(outer);
-  auto i = in.begin();
-  for (auto o = out.begin(); o != out.end(); ++o, ++i) {
-    if (i == in.end() || *i != *o) return false;
-  }
-  return true;
-}
-
 // "localhost", 127.0.0.0/8 or ::1 (bracketed or not): where tls = "none"
 // sends nothing over a network.
 bool IsLoopbackHost(std::string host) {

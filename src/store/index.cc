@@ -544,6 +544,11 @@ class LmdbIndex final : public Index {
   // `held`: the caller's shared map lock, let go while the map is resized.
   int BeginTxn(unsigned int flags, MDB_txn** txn, std::shared_lock<std::shared_mutex>& held);
   Status BeginRead(TxnGuard& txn, std::shared_lock<std::shared_mutex>& held);
+  // Calls `visit(key, value)` (Result<bool>: false stops) for each record
+  // of `dbi` whose key starts with `prefix`, in key order, in one read
+  // transaction; `what` names the walk in errors.
+  template <typename Visit>
+  Status ReadPrefix(MDB_dbi dbi, std::string_view prefix, const char* what, Visit&& visit);
 
   Status InitSchema(WriteTxn& txn);
   Result<uint32_t> NextFolderId(WriteTxn& txn);
@@ -923,30 +928,45 @@ Result<std::vector<std::pair<uint32_t, uint32_t>>> LmdbIndex::FindGmailMessage(u
   return FindReverse(gm_msgids_, msgid, "gmail message id");
 }
 
-Result<std::vector<std::pair<uint32_t, CopyMark>>> LmdbIndex::ListCopies(std::string_view target,
-                                                                         uint32_t folder_id) {
-  std::vector<std::pair<uint32_t, CopyMark>> copies;
+template <typename Visit>
+Status LmdbIndex::ReadPrefix(MDB_dbi dbi, std::string_view prefix, const char* what,
+                             Visit&& visit) {
   std::shared_lock map_lock(map_mutex_);  // see GrowMap
   TxnGuard txn;
-  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
+  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s;
   CursorGuard cursor;
-  if (int rc = mdb_cursor_open(txn.get(), copies_, cursor.out()); rc != MDB_SUCCESS) {
-    return ReadError(rc, "list copies");
+  if (int rc = mdb_cursor_open(txn.get(), dbi, cursor.out()); rc != MDB_SUCCESS) {
+    return ReadError(rc, what);
   }
-  const std::string prefix = CopyMessagePrefix(target, folder_id);
   MDB_val key = Val(prefix);
   MDB_val value;
   int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
   for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
     std::string_view key_view = View(key);
-    if (key_view.size() != prefix.size() + 4 || key_view.substr(0, prefix.size()) != prefix) break;
-    std::string_view bytes = View(value);
-    std::optional<uint32_t> validity = ParseLe32(bytes.substr(0, 4));
-    std::optional<uint32_t> uid = bytes.size() == 8 ? ParseLe32(bytes.substr(4)) : std::nullopt;
-    if (!validity || !uid) return Corrupt("copy record of folder " + std::to_string(folder_id));
-    copies.emplace_back(ReadBe32(key_view.data() + prefix.size()), CopyMark{*validity, *uid});
+    if (key_view.substr(0, prefix.size()) != prefix) break;
+    Result<bool> more = visit(key_view, View(value));
+    if (!more.ok()) return more.error();
+    if (!*more) break;
   }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list copies");
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, what);
+  return Status::Ok();
+}
+
+Result<std::vector<std::pair<uint32_t, CopyMark>>> LmdbIndex::ListCopies(std::string_view target,
+                                                                         uint32_t folder_id) {
+  std::vector<std::pair<uint32_t, CopyMark>> copies;
+  const std::string prefix = CopyMessagePrefix(target, folder_id);
+  Status walked = ReadPrefix(
+      copies_, prefix, "list copies",
+      [&](std::string_view key_view, std::string_view bytes) -> Result<bool> {
+        if (key_view.size() != prefix.size() + 4) return false;
+        std::optional<uint32_t> validity = ParseLe32(bytes.substr(0, 4));
+        std::optional<uint32_t> uid = bytes.size() == 8 ? ParseLe32(bytes.substr(4)) : std::nullopt;
+        if (!validity || !uid) return Corrupt("copy record of folder " + std::to_string(folder_id));
+        copies.emplace_back(ReadBe32(key_view.data() + prefix.size()), CopyMark{*validity, *uid});
+        return true;
+      });
+  if (!walked.ok()) return walked.error();
   return copies;
 }
 
@@ -1376,30 +1396,21 @@ Status LmdbIndex::Apply(WriteTxn& txn, const Batch::ClearRawOp& op) {
 }
 
 Result<std::vector<RefusedFile>> LmdbIndex::ListRefused(uint32_t folder_id) {
-  std::shared_lock map_lock(map_mutex_);  // see GrowMap
-  TxnGuard txn;
-  if (Status s = BeginRead(txn, map_lock); !s.ok()) return s.error();
-  CursorGuard cursor;
-  if (int rc = mdb_cursor_open(txn.get(), refused_, cursor.out()); rc != MDB_SUCCESS) {
-    return ReadError(rc, "list refused files");
-  }
   const std::string prefix = Be32(folder_id);
   std::vector<RefusedFile> files;
-  MDB_val key = Val(prefix);
-  MDB_val value;
-  int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_SET_RANGE);
-  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
-    std::string_view name = View(key);
-    if (name.substr(0, prefix.size()) != prefix) break;
-    std::string_view data = View(value);
-    if (data.size() < 8) return Corrupt("a refused-file record is too short");
-    RefusedFile file;
-    file.file_name = std::string(name.substr(prefix.size()));
-    for (int i = 0; i < 8; ++i) file.fingerprint = (file.fingerprint << 8) | uint8_t(data[i]);
-    file.reason = std::string(data.substr(8));
-    files.push_back(std::move(file));
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return ReadError(rc, "list refused files");
+  Status walked = ReadPrefix(refused_, prefix, "list refused files",
+                             [&](std::string_view name, std::string_view data) -> Result<bool> {
+                               if (data.size() < 8)
+                                 return Corrupt("a refused-file record is too short");
+                               RefusedFile file;
+                               file.file_name = std::string(name.substr(prefix.size()));
+                               for (int i = 0; i < 8; ++i)
+                                 file.fingerprint = (file.fingerprint << 8) | uint8_t(data[i]);
+                               file.reason = std::string(data.substr(8));
+                               files.push_back(std::move(file));
+                               return true;
+                             });
+  if (!walked.ok()) return walked.error();
   return files;
 }
 

@@ -485,7 +485,7 @@ class MaildirFolderImpl final : public MaildirFolder {
       return Error{ErrorKind::kInternal,
                    "not a message file name: \"" + Printable(file_name) + "\""};
     }
-    std::string path = path_ + (in_cur ? "/cur/" : "/new/") + file_name;
+    std::string path = FilePath(file_name, in_cur);
     Result<UniqueFd> fd = OpenRegularFile(path);
     if (!fd.ok()) return fd.error();
     HashState hash = NewHashState();
@@ -509,13 +509,13 @@ class MaildirFolderImpl final : public MaildirFolder {
  private:
   Result<bool> Rename(const Entry& entry, const std::string& new_file_name, bool to_cur,
                       bool missing_ok) {
-    std::string from = path_ + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
+    std::string from = EntryPath(entry);
     if (new_file_name == entry.file_name && to_cur == entry.in_cur) {
       // Nothing to rename; the caller still learns whether the file is there.
       if (!missing_ok || ::access(from.c_str(), F_OK) == 0) return true;
       return false;
     }
-    std::string to = path_ + (to_cur ? "/cur/" : "/new/") + new_file_name;
+    std::string to = FilePath(new_file_name, to_cur);
     if (::rename(from.c_str(), to.c_str()) == 0) return true;
     int err = errno;
     if (err == ENOENT && missing_ok) return false;
@@ -730,8 +730,9 @@ Result<std::unique_ptr<MaildirFolder>> MaildirFolder::Open(const std::string& pa
     }
   }
   for (const char* sub : {"/cur", "/new", "/tmp"}) {
+    // The folder itself was checked from the root: only the last step is left.
     if (!mail_root.empty()) {
-      if (Status inside = CheckNoSymlinkBelow(mail_root, root + sub); !inside.ok()) {
+      if (Status inside = CheckNoSymlinkBelow(root, root + sub); !inside.ok()) {
         return inside.error();
       }
     }

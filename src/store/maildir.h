@@ -188,9 +188,13 @@ class MaildirFolder {
   // fsyncs cur/ and new/, making renames in them durable.
   virtual Status SyncDirectories() = 0;
 
+  // The full path of file `file_name` in cur/ (`in_cur`) or new/.
+  std::string FilePath(const std::string& file_name, bool in_cur) const {
+    return path() + (in_cur ? "/cur/" : "/new/") + file_name;
+  }
   // The full path of a message listed by Scan.
   std::string EntryPath(const Entry& entry) const {
-    return path() + (entry.in_cur ? "/cur/" : "/new/") + entry.file_name;
+    return FilePath(entry.file_name, entry.in_cur);
   }
 
   // Reads a stored message and returns its XXH3-64 digest and size. Errors:

@@ -12,6 +12,19 @@
 #include "util/strings.h"
 
 namespace mailmirror::sync {
+namespace {
+
+// Appends `bytes` to `out` with each LF not preceded by CR turned into CRLF;
+// `previous` carries the last byte across calls. A lone CR stays as it is.
+void AppendCrlf(const char* bytes, size_t size, char& previous, std::string* out) {
+  for (size_t i = 0; i < size; ++i) {
+    if (bytes[i] == '\n' && previous != '\r') *out += '\r';
+    *out += bytes[i];
+    previous = bytes[i];
+  }
+}
+
+}  // namespace
 
 Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
   Result<UniqueFd> opened = OpenRegularFile(path);
@@ -33,11 +46,7 @@ Result<std::optional<FileForAppend>> ReadForAppend(const std::string& path) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoError("reading " + path, errno);
     if (n == 0) break;
-    for (ssize_t i = 0; i < n; ++i) {
-      if (buffer[i] == '\n' && previous != '\r') file.crlf += '\r';
-      file.crlf += buffer[i];
-      previous = buffer[i];
-    }
+    AppendCrlf(buffer, static_cast<size_t>(n), previous, &file.crlf);
   }
   return std::optional<FileForAppend>(std::move(file));
 }
@@ -84,11 +93,7 @@ Status AppendFile::Read(size_t max, std::string* out) {
   }
   offset_ += static_cast<uint64_t>(n);
   const size_t before = out->size();
-  for (ssize_t i = 0; i < n; ++i) {
-    if (buffer[i] == '\n' && previous_ != '\r') *out += '\r';
-    *out += buffer[i];
-    previous_ = buffer[i];
-  }
+  AppendCrlf(buffer, static_cast<size_t>(n), previous_, out);
   produced_ += out->size() - before;
   if (produced_ > crlf_size_ || (offset_ == file_size_ && produced_ != crlf_size_)) {
     return MakeError(ErrorKind::kIo, path_ + " changed while it was being uploaded");

@@ -440,8 +440,7 @@ Status FolderPull::PrepareNewLocal() {
   for (const store::MaildirFolder::RefusedEntry& refused : job_.local->state.refused) {
     Refusals().Refuse(
         RefusedFiles::KeyOf(refused.file_name, refused.in_cur),
-        RefusedFiles::Fingerprint(job_.local_path + (refused.in_cur ? "/cur/" : "/new/") +
-                                  refused.file_name),
+        RefusedFiles::Fingerprint(folder_->FilePath(refused.file_name, refused.in_cur)),
         refused.reason);
   }
   for (const store::MaildirFolder::Entry& entry : job_.local->state.unknown) {

@@ -31,20 +31,25 @@ uint64_t RefusedFiles::Fingerprint(const std::string& path) {
   return fingerprint == 0 ? 1 : fingerprint;  // 0 means "unknown"
 }
 
-bool RefusedFiles::Unchanged(const std::string& key, uint64_t fingerprint) {
+const store::RefusedFile* RefusedFiles::RecordedAs(const std::string& key,
+                                                   uint64_t fingerprint) const {
   auto it = recorded_.find(key);
   if (it == recorded_.end() || fingerprint == 0 || it->second.fingerprint != fingerprint) {
-    return false;
+    return nullptr;
   }
-  current_[key] = it->second;
+  return &it->second;
+}
+
+bool RefusedFiles::Unchanged(const std::string& key, uint64_t fingerprint) {
+  const store::RefusedFile* recorded = RecordedAs(key, fingerprint);
+  if (recorded == nullptr) return false;
+  current_[key] = *recorded;
   return true;
 }
 
 void RefusedFiles::Refuse(const std::string& key, uint64_t fingerprint, const std::string& reason) {
-  auto it = recorded_.find(key);
-  const bool known = it != recorded_.end() && fingerprint != 0 &&
-                     it->second.fingerprint == fingerprint && it->second.reason == reason;
-  if (!known) {
+  const store::RefusedFile* recorded = RecordedAs(key, fingerprint);
+  if (recorded == nullptr || recorded->reason != reason) {
     Log(LogLevel::kWarning,
         log_context_ + ": " + key + ": " + reason + "; kept here, not uploaded");
   }

@@ -44,6 +44,9 @@ class RefusedFiles {
   void AddTo(store::Index::Batch& batch, uint32_t folder_id) const;
 
  private:
+  // The record of `key` when it has this fingerprint (0 never matches).
+  const store::RefusedFile* RecordedAs(const std::string& key, uint64_t fingerprint) const;
+
   std::map<std::string, store::RefusedFile> recorded_;  // by key
   std::map<std::string, store::RefusedFile> current_;
   std::string log_context_;

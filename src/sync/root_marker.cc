@@ -31,15 +31,20 @@ std::string RootMarkerPath(const std::string& maildir) {
   return base + "/mailmirror/roots/" + hex;
 }
 
-bool SyncedBefore(const std::string& maildir) {
-  const std::string path = RootMarkerPath(maildir);
+namespace {
+
+bool Exists(const std::string& path) {
   struct stat st {};
   return !path.empty() && ::stat(path.c_str(), &st) == 0;
 }
 
+}  // namespace
+
+bool SyncedBefore(const std::string& maildir) { return Exists(RootMarkerPath(maildir)); }
+
 Status RecordSynced(const std::string& maildir, const std::string& account) {
   const std::string path = RootMarkerPath(maildir);
-  if (path.empty() || SyncedBefore(maildir)) return Status::Ok();
+  if (path.empty() || Exists(path)) return Status::Ok();
   if (Status made = MakeDirectories(path.substr(0, path.rfind('/')), 0700); !made.ok()) {
     return made;
   }

@@ -141,8 +141,7 @@ Status CheckNoSymlinkBelow(const std::string& root, const std::string& path) {
   const std::string base = NormalPath(root);
   const std::string full = NormalPath(path);
   if (base.empty() || full == base) return Status::Ok();
-  if (full.size() <= base.size() || full.compare(0, base.size(), base) != 0 ||
-      (base != "/" && full[base.size()] != '/')) {
+  if (!IsSameOrInside(full, base)) {
     return ErrnoError(full + " is outside the Maildir root " + base, EXDEV);
   }
   for (size_t slash = full.find('/', base.size() + 1);; slash = full.find('/', slash + 1)) {
@@ -163,6 +162,16 @@ Status CheckNoSymlinkBelow(const std::string& root, const std::string& path) {
     if (slash == std::string::npos) break;
   }
   return Status::Ok();
+}
+
+bool IsSameOrInside(const std::string& inner, const std::string& outer) {
+  const std::filesystem::path in(inner);
+  const std::filesystem::path out(outer);
+  auto i = in.begin();
+  for (auto o = out.begin(); o != out.end(); ++o, ++i) {
+    if (i == in.end() || *i != *o) return false;
+  }
+  return true;
 }
 
 std::string NormalPath(const std::string& path) {

@@ -73,6 +73,10 @@ inline bool IsNotRegularFile(const Error& error) { return error.os_errno == kNot
 // component, os_errno ELOOP or ENOTDIR.
 Status CheckNoSymlinkBelow(const std::string& root, const std::string& path);
 
+// Whether `inner` is `outer` or lies below it, by whole components
+// ("/a/mail2" is not inside "/a/mail"); both normalised (NormalPath).
+bool IsSameOrInside(const std::string& inner, const std::string& outer);
+
 // `path` with "." and ".." resolved lexically, duplicate and trailing
 // slashes dropped ("/a/b/../c/" -> "/a/c"); empty stays empty.
 std::string NormalPath(const std::string& path);
